@@ -1,0 +1,118 @@
+"""asyncio client: many concurrent requests on one DEALER socket, matched by request id."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from .api import Api, Call
+from .client import configure_socket
+from .endpoints import default_endpoint
+from .protocol import codec
+from .protocol import messages as m
+from .protocol.errors import ConnectionFailedError, MalformedError, RequestTimeoutError
+
+
+class AsyncClient(Api):
+    """Non-blocking memosd client; every operation method returns an awaitable.
+
+    Safe for many concurrent tasks. Timeouts and retries behave as in
+    :class:`memosd_client.Client`.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        namespace: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        auto_idempotency: bool = True,
+        context: zmq.asyncio.Context | None = None,
+    ):
+        self.endpoint = endpoint or default_endpoint()
+        self.namespace = namespace
+        self.timeout = timeout
+        self.retries = retries
+        self.auto_idempotency = auto_idempotency
+        self._ctx = context or zmq.asyncio.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        configure_socket(self._sock)
+        self._sock.connect(self.endpoint)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._reader: asyncio.Task | None = None
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionFailedError("client closed"))
+        self._sock.close(linger=0)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _read_replies(self) -> None:
+        while True:
+            frame = await self._sock.recv()
+            try:
+                reply = codec.decode_reply(frame)
+            except MalformedError:
+                continue
+            fut = self._pending.get(reply.id)
+            if fut is not None and not fut.done():
+                fut.set_result(reply)
+
+    async def request(self, op: str, args: m.Struct, namespace: str | None = None) -> Any:
+        """Send one request and return its typed result (raises the reply's typed error)."""
+        if self._closed:
+            raise ConnectionFailedError("client is closed")
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_replies())
+        request_id = next(self._ids)
+        frame = codec.encode_request(request_id, op, args, namespace)
+        attempts = 1 + (self.retries if codec.operation(op).retry_safe else 0)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = fut
+        try:
+            for _ in range(attempts):
+                try:
+                    await asyncio.wait_for(self._sock.send(frame), self.timeout)
+                    reply = await asyncio.wait_for(asyncio.shield(fut), self.timeout)
+                except asyncio.TimeoutError:
+                    continue
+                return codec.reply_result(op, reply)
+        finally:
+            self._pending.pop(request_id, None)
+        raise RequestTimeoutError(f"no reply to {op!r} from {self.endpoint} within {self.timeout}s "
+                                  f"({attempts} attempt(s))")
+
+    def _exec(self, call: Call):
+        async def run():
+            return call.unwrap(await self.request(call.op, call.args, call.namespace))
+
+        return run()
+
+    async def export(self, *, namespace: str | None = None, page: int = 500) -> AsyncIterator[m.Memory]:
+        """Every stored version of the namespace, in id order."""
+        cursor = None
+        while True:
+            result = await self.export_page(cursor=cursor, limit=page, namespace=namespace)
+            for mem in result.memories:
+                yield mem
+            if result.next_cursor is None:
+                return
+            cursor = result.next_cursor

@@ -1,0 +1,350 @@
+"""Every message of the memosd wire protocol, defined once.
+
+The daemon, the client library, the CLI and ``docs/protocol.md`` all use these
+definitions. A request is one MessagePack frame holding an :class:`Envelope`
+whose ``args`` decode into the operation's ``*Args`` struct; a reply is one
+frame holding a :class:`Reply` whose ``result`` is the operation's result struct
+or whose ``error`` is an :class:`ErrorBody`. Vectors travel as MessagePack
+``bin`` (raw little-endian float32 bytes), never as lists of floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+"""Version of this protocol; sent in every envelope and checked by the daemon."""
+
+Tier = Literal["stm", "mtm", "ltm"]
+
+
+class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of wire structs: unknown field names are rejected so typos surface as errors."""
+
+
+# --------------------------------------------------------------------------- envelope
+
+
+class Envelope(Struct):
+    """Outer request frame. ``args`` is decoded in a second step by the operation's type."""
+
+    v: int
+    id: int
+    op: str
+    ns: str | None = None
+    args: msgspec.Raw = msgspec.Raw(b"\x80")
+
+
+class ErrorBody(Struct):
+    code: int
+    name: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class Reply(Struct):
+    """Outer reply frame: exactly one of ``result`` (when ``ok``) or ``error``."""
+
+    v: int
+    id: int
+    ok: bool
+    result: msgspec.Raw = msgspec.Raw(b"\xc0")
+    error: ErrorBody | None = None
+
+
+# --------------------------------------------------------------------------- shared shapes
+
+
+class MemoryIn(Struct):
+    """One memory to store."""
+
+    text: str
+    meta: dict[str, Any] = {}
+    tags: list[str] = []
+    event_time: float | None = None
+    session: str | None = None
+    source: str | None = None
+    idempotency_key: str | None = None
+
+
+class Memory(Struct):
+    """A stored memory version as returned by get/list/recall/export."""
+
+    id: int
+    text: str
+    created_at: float
+    valid_from: float
+    lineage: int
+    tier: str = "stm"
+    meta: dict[str, Any] = {}
+    tags: list[str] = []
+    event_time: float | None = None
+    session: str | None = None
+    source: str | None = None
+    valid_to: float | None = None
+    supersedes: int | None = None
+    superseded_by: int | None = None
+    forgotten_at: float | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def is_current(self) -> bool:
+        """True when this version is neither superseded nor forgotten."""
+        return self.valid_to is None and self.forgotten_at is None
+
+
+class Filters(Struct):
+    """Restrictions applied by recall and list. All given conditions must hold."""
+
+    session: str | None = None
+    source: str | None = None
+    tags: list[str] = []
+    tier: Tier | None = None
+    after: float | None = None
+    before: float | None = None
+
+
+class EncoderInfo(Struct):
+    name: str
+    version: str
+    dim: int
+
+
+class Limits(Struct):
+    max_message_bytes: int
+    max_batch: int
+    max_k: int
+    max_text_bytes: int
+
+
+# --------------------------------------------------------------------------- operations
+
+
+class HelloArgs(Struct):
+    client: str | None = None
+    protocol: int = PROTOCOL_VERSION
+
+
+class HelloResult(Struct):
+    protocol: int
+    server_version: str
+    capabilities: list[str]
+    limits: Limits
+    encoder: EncoderInfo
+
+
+class RememberArgs(Struct):
+    items: list[MemoryIn]
+
+
+class RememberResult(Struct):
+    ids: list[int]
+    created: list[bool]
+    """False where an idempotency key matched an earlier write (the earlier id is returned)."""
+
+
+class GetArgs(Struct):
+    ids: list[int]
+
+
+class GetResult(Struct):
+    memories: list[Memory]
+    missing: list[int] = []
+
+
+class ListArgs(Struct):
+    cursor: int | None = None
+    limit: int = 100
+    filters: Filters = msgspec.field(default_factory=Filters)
+    include_forgotten: bool = False
+    include_superseded: bool = False
+
+
+class ListResult(Struct):
+    memories: list[Memory]
+    next_cursor: int | None = None
+
+
+class RecallArgs(Struct):
+    query: str | None = None
+    vector: bytes | None = None
+    k: int = 10
+    filters: Filters = msgspec.field(default_factory=Filters)
+    as_of: float | None = None
+    include_forgotten: bool = False
+
+
+class RecallHit(Struct):
+    memory: Memory
+    score: float
+    rank: int
+    matched: list[str]
+
+
+class RecallResult(Struct):
+    hits: list[RecallHit]
+    took_us: int
+
+
+class UpdateArgs(Struct):
+    id: int
+    text: str | None = None
+    meta: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    event_time: float | None = None
+    reason: str | None = None
+    idempotency_key: str | None = None
+
+
+class UpdateResult(Struct):
+    id: int
+    supersedes: int
+    created: bool = True
+
+
+class HistoryArgs(Struct):
+    id: int
+
+
+class HistoryResult(Struct):
+    versions: list[Memory]
+
+
+class IdsArgs(Struct):
+    ids: list[int]
+
+
+class ForgetResult(Struct):
+    changed: list[int]
+    missing: list[int] = []
+
+
+class PurgeArgs(Struct):
+    ids: list[int] = []
+    all: bool = False
+
+
+class PurgeResult(Struct):
+    purged: int
+    missing: list[int] = []
+
+
+class StatsArgs(Struct):
+    pass
+
+
+class NamespaceStats(Struct):
+    name: str
+    memories: int
+    current: int
+    superseded: int
+    forgotten: int
+    index_bytes: int
+
+
+class StatsResult(Struct):
+    namespaces: list[NamespaceStats]
+    store_bytes: int
+    map_bytes: int
+
+
+class ExportArgs(Struct):
+    cursor: int | None = None
+    limit: int = 500
+
+
+class ExportResult(Struct):
+    memories: list[Memory]
+    next_cursor: int | None = None
+
+
+class ImportArgs(Struct):
+    memories: list[Memory]
+
+
+class ImportResult(Struct):
+    imported: int
+    skipped: int
+
+
+class StatusArgs(Struct):
+    pass
+
+
+class StatusResult(Struct):
+    version: str
+    pid: int
+    uptime_s: float
+    data_dir: str
+    endpoints: list[str]
+    namespaces: int
+    memories: int
+    requests: int
+    writer_queue: int
+    writer_alive: bool
+    loop_lag_ms: float
+    map_used_bytes: int
+    map_size_bytes: int
+
+
+class ShutdownArgs(Struct):
+    pass
+
+
+class ShutdownResult(Struct):
+    stopping: bool
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One protocol operation: its name, argument and result types and its help text."""
+
+    name: str
+    args: type[Struct]
+    result: type[Struct]
+    summary: str
+    needs_namespace: bool = True
+    writes: bool = False
+    admin: bool = False
+    retry_safe: bool = True
+    """Safe for the client to resend after a timeout (reads, or writes made idempotent by keys)."""
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation("hello", HelloArgs, HelloResult, "Handshake: protocol version, capabilities, limits.",
+                  needs_namespace=False),
+        Operation("remember", RememberArgs, RememberResult,
+                  "Store one or more memories; the reply means they are on disk.", writes=True),
+        Operation("get", GetArgs, GetResult, "Fetch memories by id (any version, forgotten included)."),
+        Operation("list", ListArgs, ListResult, "Page through memories in id order with filters."),
+        Operation("recall", RecallArgs, RecallResult,
+                  "Ranked memories for a query text or vector (current versions unless as_of)."),
+        Operation("update", UpdateArgs, UpdateResult,
+                  "Supersede a memory with a new version; the old one keeps its history.", writes=True),
+        Operation("history", HistoryArgs, HistoryResult, "Every version of a memory, oldest first."),
+        Operation("forget", IdsArgs, ForgetResult,
+                  "Soft delete: excluded from recall and list, reversible with unforget.", writes=True),
+        Operation("unforget", IdsArgs, ForgetResult, "Undo forget.", writes=True),
+        Operation("purge", PurgeArgs, PurgeResult,
+                  "Hard delete memories (every version) or the whole namespace; irreversible.",
+                  writes=True, retry_safe=True),
+        Operation("stats", StatsArgs, StatsResult,
+                  "Counts and sizes of one namespace, or of all when no namespace is given.",
+                  needs_namespace=False),
+        Operation("export", ExportArgs, ExportResult, "Page through every stored version for export."),
+        Operation("import", ImportArgs, ImportResult,
+                  "Store exported versions keeping their ids; existing ids are skipped.", writes=True),
+        Operation("status", StatusArgs, StatusResult, "Daemon status (admin channel).",
+                  needs_namespace=False, admin=True),
+        Operation("shutdown", ShutdownArgs, ShutdownResult, "Stop the daemon cleanly (admin channel).",
+                  needs_namespace=False, admin=True, retry_safe=False),
+    )
+}

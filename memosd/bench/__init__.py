@@ -1,0 +1,1 @@
+"""Benchmark and evaluation commands (``memosd bench``, ``memosd eval``)."""

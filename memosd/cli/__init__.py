@@ -1,0 +1,1 @@
+"""The ``memosd`` command line."""

@@ -1,0 +1,418 @@
+"""``memosd``: run the daemon and use it from a terminal.
+
+Every command that reads accepts ``--json``; exit codes are listed in
+:class:`memosd.cli.output.ExitCode`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+import msgspec
+
+from memosd_client import AdminClient, Client
+from memosd_client.protocol import OPERATIONS
+from memosd_client.protocol import messages as m
+from memosd_client.protocol.errors import MemosdError
+
+from .output import ExitCode, exit_code_for, memory_line, parse_time, print_json
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _client(args) -> Client:
+    return Client(args.endpoint, namespace=args.namespace, timeout=args.timeout)
+
+
+def _admin(args) -> AdminClient:
+    return AdminClient(args.admin_endpoint, timeout=args.timeout)
+
+
+def _filters(args) -> m.Filters:
+    return m.Filters(
+        session=getattr(args, "session", None),
+        source=getattr(args, "source", None),
+        tags=list(getattr(args, "tag", None) or []),
+        tier=getattr(args, "tier", None),
+        after=parse_time(args.after) if getattr(args, "after", None) else None,
+        before=parse_time(args.before) if getattr(args, "before", None) else None,
+    )
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+@command("serve")
+def cmd_serve(args) -> int:
+    from ..config import load_config
+    from ..daemon import serve
+    from ..logs import configure_logging
+
+    overrides = {}
+    if args.data_dir:
+        overrides["store.data_dir"] = args.data_dir
+    if args.listen:
+        overrides["server.endpoints"] = args.listen
+    if args.admin_listen:
+        overrides["server.admin_endpoint"] = args.admin_listen
+    if args.log_format:
+        overrides["log.format"] = args.log_format
+    if args.log_level:
+        overrides["log.level"] = args.log_level
+    if args.no_fsync:
+        overrides["store.durable"] = False
+    config = load_config(args.config, overrides=overrides)
+    configure_logging(config.log.level, config.log.format)
+    return serve(config)
+
+
+@command("status")
+def cmd_status(args) -> int:
+    with _admin(args) as admin:
+        status = admin.status()
+    if args.json:
+        print_json(status)
+    else:
+        for field in status.__struct_fields__:
+            print(f"{field:16} {getattr(status, field)}")
+    return ExitCode.OK
+
+
+@command("health")
+def cmd_health(args) -> int:
+    try:
+        with _admin(args) as admin:
+            status = admin.status()
+    except MemosdError as err:
+        report = {"healthy": False, "error": str(err)}
+        print_json(report) if args.json else print(f"unhealthy: {err}")
+        return ExitCode.UNREACHABLE
+    checks = {
+        "writer_alive": status.writer_alive,
+        "loop_lag_ok": status.loop_lag_ms < 1000,
+        "map_ok": status.map_used_bytes < 0.95 * status.map_size_bytes or status.map_size_bytes == 0,
+    }
+    healthy = all(checks.values())
+    if args.json:
+        print_json({"healthy": healthy, "checks": checks, "status": status})
+    else:
+        print("healthy" if healthy else "unhealthy: " + ", ".join(k for k, ok in checks.items() if not ok))
+    return ExitCode.OK if healthy else ExitCode.UNHEALTHY
+
+
+@command("stop")
+def cmd_stop(args) -> int:
+    with _admin(args) as admin:
+        admin.shutdown()
+    return ExitCode.OK
+
+
+# --------------------------------------------------------------------------- memories
+
+
+@command("remember")
+def cmd_remember(args) -> int:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    meta = {}
+    for pair in args.meta or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--meta expects key=value, got {pair!r}")
+        meta[key] = value
+    with _client(args) as client:
+        memory_id = client.remember(
+            text,
+            meta=meta,
+            tags=args.tag or [],
+            session=args.session,
+            source=args.source,
+            event_time=parse_time(args.event_time) if args.event_time else None,
+            idempotency_key=args.idempotency_key,
+        )
+    print_json({"id": memory_id}) if args.json else print(memory_id)
+    return ExitCode.OK
+
+
+@command("recall")
+def cmd_recall(args) -> int:
+    with _client(args) as client:
+        hits = client.recall(args.query, k=args.k, filters=_filters(args),
+                             as_of=parse_time(args.as_of) if args.as_of else None)
+    if args.json:
+        print_json(hits)
+    else:
+        for hit in hits:
+            print(f"{hit.rank:>3}  {hit.score:.4f}  [{'+'.join(hit.matched)}]  {memory_line(hit.memory)}")
+    return ExitCode.OK
+
+
+@command("get")
+def cmd_get(args) -> int:
+    with _client(args) as client:
+        mem = client.get(args.id)
+    print_json(mem) if args.json else print(memory_line(mem))
+    return ExitCode.OK
+
+
+@command("history")
+def cmd_history(args) -> int:
+    with _client(args) as client:
+        versions = client.history(args.id)
+    if args.json:
+        print_json(versions)
+    else:
+        for mem in versions:
+            print(memory_line(mem))
+    return ExitCode.OK
+
+
+@command("list")
+def cmd_list(args) -> int:
+    with _client(args) as client:
+        page = client.list(cursor=args.cursor, limit=args.limit, filters=_filters(args),
+                           include_forgotten=args.include_forgotten, include_superseded=args.include_superseded)
+    if args.json:
+        print_json(page)
+    else:
+        for mem in page.memories:
+            print(memory_line(mem))
+        if page.next_cursor is not None:
+            print(f"# more: --cursor {page.next_cursor}", file=sys.stderr)
+    return ExitCode.OK
+
+
+@command("update")
+def cmd_update(args) -> int:
+    with _client(args) as client:
+        new_id = client.update(args.id, args.text, reason=args.reason)
+    print_json({"id": new_id, "supersedes": args.id}) if args.json else print(new_id)
+    return ExitCode.OK
+
+
+def _id_change(args, method: str) -> int:
+    with _client(args) as client:
+        result = getattr(client, method)(args.ids)
+    if args.json:
+        print_json(result)
+    else:
+        for memory_id in result.missing:
+            print(f"not found: {memory_id}", file=sys.stderr)
+    return ExitCode.NOT_FOUND if result.missing else ExitCode.OK
+
+
+@command("forget")
+def cmd_forget(args) -> int:
+    return _id_change(args, "forget")
+
+
+@command("unforget")
+def cmd_unforget(args) -> int:
+    return _id_change(args, "unforget")
+
+
+@command("purge")
+def cmd_purge(args) -> int:
+    if args.all:
+        if not args.yes:
+            print(f"refusing to purge namespace {args.namespace!r} without --yes", file=sys.stderr)
+            return ExitCode.USAGE
+        with _client(args) as client:
+            purged = client.purge_namespace()
+        print_json({"purged": purged}) if args.json else print(f"purged {purged} versions")
+        return ExitCode.OK
+    if not args.ids:
+        print("purge needs ids or --all --yes", file=sys.stderr)
+        return ExitCode.USAGE
+    return _id_change(args, "purge")
+
+
+@command("stats")
+def cmd_stats(args) -> int:
+    with _client(args) as client:
+        stats = client.stats(all_namespaces=args.namespace is None)
+    if args.json:
+        print_json(stats)
+        return ExitCode.OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("namespace", "memories", "current", "superseded", "forgotten", "index bytes")
+    for ns in stats.namespaces:
+        table.add_row(ns.name, str(ns.memories), str(ns.current), str(ns.superseded), str(ns.forgotten),
+                      f"{ns.index_bytes:,}")
+    console = Console()
+    console.print(table)
+    console.print(f"store: {stats.store_bytes:,} bytes used of a {stats.map_bytes:,}-byte map")
+    return ExitCode.OK
+
+
+# --------------------------------------------------------------------------- export / import
+
+
+@command("export")
+def cmd_export(args) -> int:
+    out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")
+    encode = msgspec.json.encode if args.format == "jsonl" else msgspec.msgpack.encode
+    count = 0
+    try:
+        with _client(args) as client:
+            for mem in client.export():
+                out.write(encode(mem) + (b"\n" if args.format == "jsonl" else b""))
+                count += 1
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(f"exported {count} versions", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _read_export(path: str, fmt: str):
+    """Yield the versions of an export file (JSON lines, or concatenated MessagePack maps)."""
+    with open(path, "rb") as fh:
+        if fmt == "jsonl":
+            decoder = msgspec.json.Decoder(m.Memory)
+            for line in fh:
+                if line.strip():
+                    yield decoder.decode(line)
+        else:
+            import msgpack  # streams a concatenation of maps, which msgspec does not
+
+            for obj in msgpack.Unpacker(fh, raw=False):
+                yield msgspec.convert(obj, m.Memory)
+
+
+@command("import")
+def cmd_import(args) -> int:
+    from rich.progress import Progress
+
+    memories = list(_read_export(args.file, args.format))
+    with _client(args) as client, Progress(transient=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("importing", total=len(memories))
+        result = client.import_(memories, progress=lambda n: progress.advance(task, n))
+    print_json(result) if args.json else print(f"imported {result.imported}, skipped {result.skipped}")
+    return ExitCode.OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memosd", description="memosd: a memory daemon for LLM agents")
+    parser.add_argument("--version", action="version", version=f"memosd {__import__('memosd').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--endpoint", default=None, help="daemon endpoint (default: $MEMOSD_ENDPOINT or the ipc socket)")
+    common.add_argument("--admin-endpoint", default=None, help="admin endpoint")
+    common.add_argument("-n", "--namespace", default=os.environ.get("MEMOSD_NAMESPACE"),
+                        help="namespace (default: $MEMOSD_NAMESPACE)")
+    common.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
+    common.add_argument("--json", action="store_true", help="print JSON")
+
+    def add(name: str, help_text: str | None = None, **kw) -> argparse.ArgumentParser:
+        summary = help_text or OPERATIONS[name].summary
+        return sub.add_parser(name, parents=[common], help=summary, description=summary, **kw)
+
+    def add_filters(p):
+        p.add_argument("--session")
+        p.add_argument("--source")
+        p.add_argument("--tag", action="append")
+        p.add_argument("--tier", choices=["stm", "mtm", "ltm"])
+        p.add_argument("--after", help="event time lower bound (epoch or ISO 8601)")
+        p.add_argument("--before", help="event time upper bound (epoch or ISO 8601)")
+
+    p = sub.add_parser("serve", help="run the daemon in the foreground")
+    p.add_argument("--config", help="TOML config file")
+    p.add_argument("--data-dir")
+    p.add_argument("--listen", action="append", help="agent endpoint (repeatable), e.g. tcp://127.0.0.1:7707")
+    p.add_argument("--admin-listen", help="admin endpoint")
+    p.add_argument("--log-format", choices=["json", "console"])
+    p.add_argument("--log-level")
+    p.add_argument("--no-fsync", action="store_true", help="faster, survives process crashes but not power loss")
+
+    add("status", "daemon status (admin endpoint)")
+    add("health", "exit 0 when healthy, 7 when not, 4 when unreachable")
+    add("stop", "ask the daemon to stop cleanly")
+
+    p = add("remember")
+    p.add_argument("text", help="the memory text, or - to read stdin")
+    p.add_argument("--tag", action="append")
+    p.add_argument("--session")
+    p.add_argument("--source")
+    p.add_argument("--event-time")
+    p.add_argument("--meta", action="append", help="key=value (repeatable)")
+    p.add_argument("--idempotency-key")
+
+    p = add("recall")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--as-of", help="answer as the store was at this time")
+    add_filters(p)
+
+    p = add("get")
+    p.add_argument("id", type=int)
+    p = add("history")
+    p.add_argument("id", type=int)
+
+    p = add("list")
+    p.add_argument("--cursor", type=int)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--include-forgotten", action="store_true")
+    p.add_argument("--include-superseded", action="store_true")
+    add_filters(p)
+
+    p = add("update")
+    p.add_argument("id", type=int)
+    p.add_argument("text")
+    p.add_argument("--reason")
+
+    for name in ("forget", "unforget"):
+        p = add(name)
+        p.add_argument("ids", type=int, nargs="+")
+    p = add("purge")
+    p.add_argument("ids", type=int, nargs="*")
+    p.add_argument("--all", action="store_true", help="purge the whole namespace")
+    p.add_argument("--yes", action="store_true", help="confirm --all")
+
+    add("stats", "counts and sizes (one namespace with -n, else all)")
+
+    p = add("export", "write every stored version of a namespace (JSONL or msgpack)")
+    p.add_argument("-o", "--output", help="file (default: stdout)")
+    p.add_argument("--format", choices=["jsonl", "msgpack"], default="jsonl")
+    p = add("import", "load an export into a namespace, keeping ids")
+    p.add_argument("file")
+    p.add_argument("--format", choices=["jsonl", "msgpack"], default="jsonl")
+
+    from ..bench.cli import add_bench_commands
+
+    add_bench_commands(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return handler(args)
+    except MemosdError as err:
+        print(f"memosd: {err}", file=sys.stderr)
+        return exit_code_for(err)
+    except ValueError as err:
+        print(f"memosd: {err}", file=sys.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return ExitCode.OK

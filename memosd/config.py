@@ -1,0 +1,142 @@
+"""Daemon configuration: embedded defaults < TOML file < environment < command-line flags.
+
+Environment overrides are named ``MEMOSD_<SECTION>_<KEY>`` (for example
+``MEMOSD_STORE_DATA_DIR=/var/lib/memosd`` or ``MEMOSD_LIMITS_MAX_K=500``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memosd_client.endpoints import default_admin_endpoint, default_endpoint
+
+
+class ConfigError(Exception):
+    """The configuration is invalid (message meant for an operator)."""
+
+
+def _default_data_dir() -> str:
+    state = os.environ.get("STATE_DIRECTORY")  # set by systemd's StateDirectory=
+    if state:
+        return state.split(":")[0]
+    xdg = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return str(Path(xdg) / "memosd")
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    endpoints: list[str] = field(default_factory=lambda: [default_endpoint()])
+    """Agent-facing ROUTER endpoints (ipc:// and/or tcp://)."""
+    admin_endpoint: str = field(default_factory=default_admin_endpoint)
+    """Admin ROUTER endpoint (status, shutdown): a separate socket, never behind bulk work."""
+    ipc_mode: int = 0o660
+    """File mode of ipc sockets: owner and group may connect."""
+
+
+@dataclass(slots=True)
+class StoreSection:
+    data_dir: str = field(default_factory=_default_data_dir)
+    map_size: int = 1 << 30
+    max_map_size: int = 1 << 40
+    durable: bool = True
+    """fsync on every commit. False: commits survive a process crash, not a power loss."""
+
+
+@dataclass(slots=True)
+class LimitsConfig:
+    max_message_bytes: int = 16 << 20
+    max_batch: int = 10_000
+    max_k: int = 1_000
+    max_text_bytes: int = 64 << 10
+    max_list: int = 1_000
+
+
+@dataclass(slots=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "json"
+    """json (one object per line) or console."""
+
+
+@dataclass(slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreSection = field(default_factory=StoreSection)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.store.data_dir).expanduser()
+
+
+def _coerce(value: Any, target: Any, where: str) -> Any:
+    kind = type(target)
+    if isinstance(value, str) and kind is not str:
+        if kind is bool:
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{where}: expected a boolean, got {value!r}")
+        if kind is int:
+            try:
+                return int(value, 0)
+            except ValueError:
+                raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if kind is list:
+            return [part.strip() for part in value.split(",") if part.strip()]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _apply(config: Config, section: str, key: str, value: Any, where: str) -> None:
+    sec = getattr(config, section, None)
+    if sec is None or not dataclasses.is_dataclass(sec):
+        raise ConfigError(f"{where}: unknown section [{section}]")
+    if key not in {f.name for f in dataclasses.fields(sec)}:
+        raise ConfigError(f"{where}: unknown key {key!r} in [{section}]")
+    setattr(sec, key, _coerce(value, getattr(sec, key), where))
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Build the effective configuration.
+
+    ``overrides`` maps ``"section.key"`` to a value (used for command-line flags).
+    """
+    config = Config()
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: [{section}] must be a table")
+            for key, value in values.items():
+                _apply(config, section, key, value, f"{path} [{section}] {key}")
+    env = os.environ if environ is None else environ
+    for name, value in env.items():
+        if not name.startswith("MEMOSD_"):
+            continue
+        rest = name[len("MEMOSD_"):].lower()
+        section, _, key = rest.partition("_")
+        if section in ("server", "store", "limits", "log") and key:
+            _apply(config, section, key, value, f"environment {name}")
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        _apply(config, section, key, value, f"option {dotted}")
+    return config

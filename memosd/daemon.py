@@ -1,0 +1,138 @@
+"""The daemon's lifecycle: open the store, load RAM state, serve, stop cleanly.
+
+SIGTERM/SIGINT stop accepting requests, answer those in flight, let the writer
+commit what it was given, and close the store: no acknowledged write is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+from memosd_client.protocol import PROTOCOL_VERSION
+from memosd_client.protocol import messages as m
+from memosd_client.protocol.errors import UnsupportedVersionError
+
+from . import __version__
+from .config import Config
+from .engine.engine import Engine
+from .logs import get_logger
+from .server.handlers import build_handlers
+from .server.server import Server
+from .store import Environment, StoreConfig, WriterThread
+
+log = get_logger("memosd.daemon")
+
+CAPABILITIES = ["remember.batch", "recall.hybrid", "recall.vector", "update.history", "forget.soft",
+                "purge.namespace", "export.paged", "import", "idempotency"]
+
+
+class Daemon:
+    """One running memosd: store, writer, engine and server."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.started = time.time()
+        self.env = Environment(StoreConfig(
+            path=config.data_dir,
+            map_size=config.store.map_size,
+            max_map_size=config.store.max_map_size,
+            durable=config.store.durable,
+        ))
+        self.writer = WriterThread(self.env)
+        self.engine = Engine(self.env, self.writer, config.limits)
+        self.server = Server(
+            build_handlers(self.engine, self),
+            config.server.endpoints,
+            config.server.admin_endpoint,
+            max_message_bytes=config.limits.max_message_bytes,
+            ipc_mode=config.server.ipc_mode,
+        )
+        self._stop = asyncio.Event()
+        self.loop_lag_ms = 0.0
+
+    # ------------------------------------------------------------------ operations served by the daemon
+
+    def hello(self, args: m.HelloArgs) -> m.HelloResult:
+        if args.protocol != PROTOCOL_VERSION:
+            raise UnsupportedVersionError(
+                f"client speaks protocol {args.protocol}; this daemon speaks {PROTOCOL_VERSION}",
+                details={"supported": [PROTOCOL_VERSION]},
+            )
+        limits = self.config.limits
+        enc = self.engine.encoder
+        return m.HelloResult(
+            protocol=PROTOCOL_VERSION,
+            server_version=__version__,
+            capabilities=CAPABILITIES,
+            limits=m.Limits(
+                max_message_bytes=limits.max_message_bytes,
+                max_batch=limits.max_batch,
+                max_k=limits.max_k,
+                max_text_bytes=limits.max_text_bytes,
+            ),
+            encoder=m.EncoderInfo(name=enc.name, version=enc.version, dim=enc.dim),
+        )
+
+    def status(self) -> m.StatusResult:
+        namespaces, memories = self.engine.totals()
+        used, size = self.env.usage()
+        return m.StatusResult(
+            version=__version__,
+            pid=os.getpid(),
+            uptime_s=round(time.time() - self.started, 3),
+            data_dir=str(self.config.data_dir),
+            endpoints=list(self.server.bound),
+            namespaces=namespaces,
+            memories=memories,
+            requests=self.server.requests,
+            writer_queue=self.writer.pending,
+            writer_alive=self.writer.alive,
+            loop_lag_ms=round(self.loop_lag_ms, 3),
+            map_used_bytes=used,
+            map_size_bytes=size,
+        )
+
+    def request_shutdown(self) -> m.ShutdownResult:
+        asyncio.get_running_loop().call_soon(self._stop.set)
+        return m.ShutdownResult(stopping=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _watch_loop_lag(self) -> None:
+        interval = 0.5
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(interval)
+            self.loop_lag_ms = max(0.0, (time.monotonic() - before - interval) * 1000)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loaded_started = time.monotonic()
+        loaded = self.engine.load()
+        log.info("store loaded", memories=loaded, namespaces=len(self.engine.namespaces),
+                 seconds=round(time.monotonic() - loaded_started, 3), data_dir=str(self.config.data_dir))
+        self.writer.start()
+        self.server.bind()
+        self.server.start()
+        lag = asyncio.create_task(self._watch_loop_lag())
+        log.info("ready", endpoints=self.server.bound, version=__version__, pid=os.getpid())
+        await self._stop.wait()
+        log.info("stopping")
+        await self.server.drain()
+        self.writer.stop()
+        lag.cancel()
+        await self.server.close()
+        self.env.close()
+        log.info("stopped")
+
+
+def serve(config: Config) -> int:
+    """Run a daemon until it is told to stop; returns the process exit code."""
+    daemon = Daemon(config)
+    asyncio.run(daemon.run())
+    return 0

@@ -1,0 +1,559 @@
+"""The engine: every protocol operation on top of the store and the in-RAM namespaces.
+
+Writes run as jobs on the writer thread (validation that depends on stored state
+happens inside the write transaction); their ``apply`` step updates the RAM
+state on the event loop after commit, before the client is answered, so a
+memory is recallable the moment its write is acknowledged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+import lmdb
+import msgspec
+import numpy as np
+
+from memosd_client.protocol import messages as m
+from memosd_client.protocol.errors import (
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    TooLargeError,
+)
+
+from ..config import LimitsConfig
+from ..retrieval import EncoderIdentity, HybridIndex, RetrievalConfig
+from ..store import keys
+from ..store.environment import Environment
+from ..store.writer import WriterThread
+from .namespace import NamespaceState
+from .registry import Allocator, check_namespace
+
+_memory_decoder = msgspec.msgpack.Decoder(m.Memory)
+_encode = msgspec.msgpack.Encoder().encode
+MAX_TAGS = 64
+
+
+def _decode(raw: bytes) -> m.Memory:
+    return _memory_decoder.decode(raw)
+
+
+class Engine:
+    """Executes operations for the server. All public methods run on the event loop thread."""
+
+    def __init__(
+        self,
+        env: Environment,
+        writer: WriterThread,
+        limits: LimitsConfig,
+        retrieval: RetrievalConfig | None = None,
+    ):
+        self.env = env
+        self.writer = writer
+        self.limits = limits
+        self.retrieval = retrieval
+        self.allocator = Allocator(env)
+        self.namespaces: dict[str, NamespaceState] = {}
+        self._memories = env.dbs["memories"]
+        self._idem = env.dbs["idempotency"]
+        self.encoder: EncoderIdentity = HybridIndex(retrieval).encoder_identity
+
+    # ------------------------------------------------------------------ start-up
+
+    def load(self) -> int:
+        """Rebuild RAM state from the store; returns the number of versions loaded."""
+        self._check_encoder()
+        loaded = 0
+        with self.env.read() as txn:
+            for name, ns_id in Allocator.all_namespaces(txn, self.env.dbs["namespaces"]):
+                state = NamespaceState(name, ns_id, self.retrieval)
+                cursor = txn.cursor(db=self._memories)
+                prefix = keys.ns_prefix(ns_id)
+                if cursor.set_range(prefix):
+                    for key, raw in cursor:
+                        if not key.startswith(prefix):
+                            break
+                        state.add(_decode(raw))
+                        loaded += 1
+                self.namespaces[name] = state
+        return loaded
+
+    def _check_encoder(self) -> None:
+        identity = {"name": self.encoder.name, "version": self.encoder.version, "dim": self.encoder.dim}
+        stored = self.env.get_meta("encoder")
+        if stored is None:
+            self.env.put_meta("encoder", identity)
+        elif stored != identity:
+            # The built-in encoder is recomputed from text at load, so a change only needs recording.
+            self.env.put_meta("encoder", identity)
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_text(self, text: str, where: str) -> None:
+        if not text.strip():
+            raise InvalidArgumentError(f"{where}: text is empty")
+        if len(text) * 4 > self.limits.max_text_bytes and len(text.encode()) > self.limits.max_text_bytes:
+            raise TooLargeError(f"{where}: text is over {self.limits.max_text_bytes} bytes")
+
+    @staticmethod
+    def _check_time(value: float | None, where: str) -> None:
+        if value is not None and not math.isfinite(value):
+            raise InvalidArgumentError(f"{where}: must be a finite number of seconds")
+
+    def _check_tags(self, tags: list[str], where: str) -> None:
+        if len(tags) > MAX_TAGS:
+            raise TooLargeError(f"{where}: at most {MAX_TAGS} tags")
+        for tag in tags:
+            if not tag or len(tag) > 128:
+                raise InvalidArgumentError(f"{where}: tags must be 1-128 characters")
+
+    def _check_batch(self, count: int, what: str) -> None:
+        if count == 0:
+            raise InvalidArgumentError(f"{what} is empty")
+        if count > self.limits.max_batch:
+            raise TooLargeError(f"{what} has {count} entries; the limit is {self.limits.max_batch}")
+
+    def _check_ids(self, ids: list[int]) -> None:
+        self._check_batch(len(ids), "ids")
+        for memory_id in ids:
+            if memory_id < 1 or memory_id >= 1 << 63:
+                raise InvalidArgumentError(f"id {memory_id} is out of range")
+
+    def _check_filters(self, filters: m.Filters) -> None:
+        self._check_time(filters.after, "filters.after")
+        self._check_time(filters.before, "filters.before")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _state(self, namespace: str) -> NamespaceState | None:
+        return self.namespaces.get(check_namespace(namespace))
+
+    def _ensure_state(self, name: str, ns_id: int) -> NamespaceState:
+        state = self.namespaces.get(name)
+        if state is None or state.ns_id != ns_id:
+            state = self.namespaces[name] = NamespaceState(name, ns_id, self.retrieval)
+        return state
+
+    def _read(self, ns_id: int, ids: Iterable[int]) -> dict[int, m.Memory]:
+        found: dict[int, m.Memory] = {}
+        with self.env.read() as txn:
+            for memory_id in ids:
+                raw = txn.get(keys.memory_key(ns_id, memory_id), db=self._memories)
+                if raw is not None:
+                    found[memory_id] = _decode(raw)
+        return found
+
+    def _load(self, txn: lmdb.Transaction, ns_id: int, memory_id: int) -> m.Memory | None:
+        raw = txn.get(keys.memory_key(ns_id, memory_id), db=self._memories)
+        return None if raw is None else _decode(raw)
+
+    def _store(self, txn: lmdb.Transaction, ns_id: int, mem: m.Memory) -> None:
+        txn.put(keys.memory_key(ns_id, mem.id), _encode(mem), db=self._memories)
+
+    def _idem_lookup(self, txn: lmdb.Transaction, ns_id: int, key: str | None) -> int | None:
+        if key is None:
+            return None
+        raw = txn.get(keys.idempotency_key(ns_id, key), db=self._idem)
+        return None if raw is None else keys.unpack_id(raw)
+
+    def _idem_store(self, txn: lmdb.Transaction, ns_id: int, key: str | None, memory_id: int) -> None:
+        if key is not None:
+            txn.put(keys.idempotency_key(ns_id, key), keys.pack_id(memory_id), db=self._idem)
+
+    # ------------------------------------------------------------------ remember
+
+    async def remember(self, namespace: str, args: m.RememberArgs) -> m.RememberResult:
+        name = check_namespace(namespace)
+        self._check_batch(len(args.items), "items")
+        for i, item in enumerate(args.items):
+            where = f"items[{i}]"
+            self._check_text(item.text, where)
+            self._check_tags(item.tags, where + ".tags")
+            self._check_time(item.event_time, where + ".event_time")
+            if item.idempotency_key is not None and not 0 < len(item.idempotency_key) <= 200:
+                raise InvalidArgumentError(f"{where}.idempotency_key must be 1-200 characters")
+
+        def run(txn: lmdb.Transaction):
+            ns_id = self.allocator.ensure(txn, name)
+            now = time.time()
+            ids: list[int] = []
+            created: list[bool] = []
+            fresh: list[m.Memory] = []
+            seen: dict[str, int] = {}
+            for item in args.items:
+                key = item.idempotency_key
+                earlier = seen.get(key) if key is not None else None
+                if earlier is None:
+                    earlier = self._idem_lookup(txn, ns_id, key)
+                if earlier is not None:
+                    ids.append(earlier)
+                    created.append(False)
+                    continue
+                memory_id = self.allocator.next_memory_id(txn, ns_id)
+                mem = m.Memory(
+                    id=memory_id,
+                    text=item.text,
+                    created_at=now,
+                    valid_from=now,
+                    lineage=memory_id,
+                    meta=item.meta,
+                    tags=item.tags,
+                    event_time=item.event_time,
+                    session=item.session,
+                    source=item.source,
+                    idempotency_key=key,
+                )
+                self._store(txn, ns_id, mem)
+                self._idem_store(txn, ns_id, key, memory_id)
+                if key is not None:
+                    seen[key] = memory_id
+                ids.append(memory_id)
+                created.append(True)
+                fresh.append(mem)
+            return ns_id, ids, created, fresh
+
+        def apply(result):
+            ns_id, ids, created, fresh = result
+            state = self._ensure_state(name, ns_id)
+            for mem in fresh:
+                state.add(mem)
+            return m.RememberResult(ids=ids, created=created)
+
+        return await self.writer.submit(run, apply)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, namespace: str, args: m.GetArgs) -> m.GetResult:
+        self._check_ids(args.ids)
+        state = self._state(namespace)
+        found = {} if state is None else self._read(state.ns_id, args.ids)
+        return m.GetResult(
+            memories=[found[i] for i in args.ids if i in found],
+            missing=[i for i in args.ids if i not in found],
+        )
+
+    def _check_limit(self, limit: int) -> None:
+        if not 1 <= limit <= self.limits.max_list:
+            raise InvalidArgumentError(f"limit must be between 1 and {self.limits.max_list}")
+
+    def list(self, namespace: str, args: m.ListArgs) -> m.ListResult:
+        self._check_limit(args.limit)
+        self._check_filters(args.filters)
+        state = self._state(namespace)
+        if state is None:
+            return m.ListResult(memories=[])
+        mask = state.mask(
+            args.filters,
+            include_forgotten=args.include_forgotten,
+            include_superseded=args.include_superseded,
+        )
+        ids, next_cursor = state.ids_in_order(mask, args.cursor, args.limit)
+        found = self._read(state.ns_id, ids)
+        return m.ListResult(memories=[found[i] for i in ids if i in found], next_cursor=next_cursor)
+
+    def recall(self, namespace: str, args: m.RecallArgs) -> m.RecallResult:
+        started = time.perf_counter_ns()
+        if not 1 <= args.k <= self.limits.max_k:
+            raise InvalidArgumentError(f"k must be between 1 and {self.limits.max_k}")
+        if (args.query is None) == (args.vector is None):
+            raise InvalidArgumentError("recall needs exactly one of query or vector")
+        self._check_filters(args.filters)
+        self._check_time(args.as_of, "as_of")
+        vector = None
+        if args.vector is not None:
+            dim = self.encoder.dim
+            if len(args.vector) != dim * 4:
+                raise InvalidArgumentError(
+                    f"vector must be {dim} little-endian float32 values ({dim * 4} bytes), "
+                    f"got {len(args.vector)} bytes"
+                )
+            vector = np.frombuffer(args.vector, dtype="<f4")
+            if not np.isfinite(vector).all():
+                raise InvalidArgumentError("vector has non-finite values")
+        elif len(args.query) > self.limits.max_text_bytes:
+            raise TooLargeError(f"query is over {self.limits.max_text_bytes} characters")
+        state = self._state(namespace)
+        if state is None:
+            return m.RecallResult(hits=[], took_us=(time.perf_counter_ns() - started) // 1000)
+        mask = state.mask(args.filters, as_of=args.as_of, include_forgotten=args.include_forgotten)
+        if vector is not None:
+            hits = state.index.search_vector(vector, args.k, mask)
+        else:
+            hits = state.index.search(args.query, args.k, mask)
+        ids = [int(state.table.ids[h.slot]) for h in hits]
+        found = self._read(state.ns_id, ids)
+        out = [
+            m.RecallHit(memory=found[i], score=float(h.score), rank=rank, matched=list(h.channels))
+            for rank, (i, h) in enumerate(zip(ids, hits), start=1)
+            if i in found
+        ]
+        return m.RecallResult(hits=out, took_us=(time.perf_counter_ns() - started) // 1000)
+
+    def history(self, namespace: str, args: m.HistoryArgs) -> m.HistoryResult:
+        self._check_ids([args.id])
+        state = self._state(namespace)
+        if state is None:
+            raise NotFoundError(f"no memory {args.id} in namespace {namespace!r}")
+        with self.env.read() as txn:
+            versions = self._lineage(txn, state.ns_id, args.id)
+        if not versions:
+            raise NotFoundError(f"no memory {args.id} in namespace {namespace!r}")
+        return m.HistoryResult(versions=versions)
+
+    def _lineage(self, txn: lmdb.Transaction, ns_id: int, memory_id: int) -> list[m.Memory]:
+        """Every version linked to ``memory_id``, oldest first."""
+        mem = self._load(txn, ns_id, memory_id)
+        if mem is None:
+            return []
+        chain = [mem]
+        earlier = mem
+        while earlier.supersedes is not None:
+            prev = self._load(txn, ns_id, earlier.supersedes)
+            if prev is None:
+                break
+            chain.insert(0, prev)
+            earlier = prev
+        later = mem
+        while later.superseded_by is not None:
+            nxt = self._load(txn, ns_id, later.superseded_by)
+            if nxt is None:
+                break
+            chain.append(nxt)
+            later = nxt
+        return chain
+
+    # ------------------------------------------------------------------ update / forget / purge
+
+    async def update(self, namespace: str, args: m.UpdateArgs) -> m.UpdateResult:
+        name = check_namespace(namespace)
+        self._check_ids([args.id])
+        if args.text is not None:
+            self._check_text(args.text, "text")
+        if args.tags is not None:
+            self._check_tags(args.tags, "tags")
+        self._check_time(args.event_time, "event_time")
+
+        def run(txn: lmdb.Transaction):
+            ns_id = self.allocator.find(txn, name)
+            old = None if ns_id is None else self._load(txn, ns_id, args.id)
+            if old is None:
+                raise NotFoundError(f"no memory {args.id} in namespace {name!r}")
+            earlier = self._idem_lookup(txn, ns_id, args.idempotency_key)
+            if earlier is not None:
+                return ns_id, None, None, m.UpdateResult(id=earlier, supersedes=args.id, created=False)
+            if old.superseded_by is not None:
+                raise ConflictError(
+                    f"memory {args.id} was already superseded by {old.superseded_by}",
+                    details={"current": old.superseded_by},
+                )
+            if old.forgotten_at is not None:
+                raise ConflictError(f"memory {args.id} is forgotten; unforget it first")
+            now = max(time.time(), old.valid_from)
+            new_id = self.allocator.next_memory_id(txn, ns_id)
+            meta = dict(old.meta) if args.meta is None else args.meta
+            if args.reason is not None:
+                meta = {**meta, "update_reason": args.reason}
+            new = msgspec.structs.replace(
+                old,
+                id=new_id,
+                text=old.text if args.text is None else args.text,
+                meta=meta,
+                tags=old.tags if args.tags is None else args.tags,
+                event_time=old.event_time if args.event_time is None else args.event_time,
+                created_at=now,
+                valid_from=now,
+                valid_to=None,
+                supersedes=old.id,
+                superseded_by=None,
+                idempotency_key=args.idempotency_key,
+            )
+            closed = msgspec.structs.replace(old, valid_to=now, superseded_by=new_id)
+            self._store(txn, ns_id, closed)
+            self._store(txn, ns_id, new)
+            self._idem_store(txn, ns_id, args.idempotency_key, new_id)
+            return ns_id, closed, new, m.UpdateResult(id=new_id, supersedes=old.id)
+
+        def apply(result):
+            ns_id, closed, new, reply = result
+            if new is not None:
+                state = self._ensure_state(name, ns_id)
+                state.supersede(closed.id, closed.valid_to)
+                state.add(new)
+            return reply
+
+        return await self.writer.submit(run, apply)
+
+    async def _set_forgotten(self, namespace: str, args: m.IdsArgs, forget: bool) -> m.ForgetResult:
+        name = check_namespace(namespace)
+        self._check_ids(args.ids)
+
+        def run(txn: lmdb.Transaction):
+            ns_id = self.allocator.find(txn, name)
+            changed, missing = [], []
+            now = time.time()
+            for memory_id in args.ids:
+                mem = None if ns_id is None else self._load(txn, ns_id, memory_id)
+                if mem is None:
+                    missing.append(memory_id)
+                    continue
+                if (mem.forgotten_at is None) == forget:
+                    self._store(txn, ns_id, msgspec.structs.replace(mem, forgotten_at=now if forget else None))
+                changed.append(memory_id)
+            return ns_id, changed, missing
+
+        def apply(result):
+            ns_id, changed, missing = result
+            state = self.namespaces.get(name)
+            if state is not None and state.ns_id == ns_id:
+                for memory_id in changed:
+                    state.set_forgotten(memory_id, forget)
+            return m.ForgetResult(changed=changed, missing=missing)
+
+        return await self.writer.submit(run, apply)
+
+    async def forget(self, namespace: str, args: m.IdsArgs) -> m.ForgetResult:
+        return await self._set_forgotten(namespace, args, True)
+
+    async def unforget(self, namespace: str, args: m.IdsArgs) -> m.ForgetResult:
+        return await self._set_forgotten(namespace, args, False)
+
+    async def purge(self, namespace: str, args: m.PurgeArgs) -> m.PurgeResult:
+        name = check_namespace(namespace)
+        if args.all == bool(args.ids):
+            raise InvalidArgumentError("purge needs either ids or all=true (not both)")
+        if args.all:
+            return await self._purge_namespace(name)
+        self._check_ids(args.ids)
+
+        def run(txn: lmdb.Transaction):
+            ns_id = self.allocator.find(txn, name)
+            removed: dict[int, m.Memory] = {}
+            missing = []
+            for memory_id in args.ids:
+                if memory_id in removed:
+                    continue
+                versions = [] if ns_id is None else self._lineage(txn, ns_id, memory_id)
+                if not versions:
+                    missing.append(memory_id)
+                    continue
+                for mem in versions:
+                    txn.delete(keys.memory_key(ns_id, mem.id), db=self._memories)
+                    if mem.idempotency_key is not None:
+                        txn.delete(keys.idempotency_key(ns_id, mem.idempotency_key), db=self._idem)
+                    removed[mem.id] = mem
+            return ns_id, list(removed.values()), missing
+
+        def apply(result):
+            ns_id, removed, missing = result
+            state = self.namespaces.get(name)
+            if state is not None and state.ns_id == ns_id:
+                for mem in removed:
+                    state.remove(mem)
+            return m.PurgeResult(purged=len(removed), missing=missing)
+
+        return await self.writer.submit(run, apply)
+
+    async def _purge_namespace(self, name: str) -> m.PurgeResult:
+        def run(txn: lmdb.Transaction):
+            ns_id = self.allocator.find(txn, name)
+            if ns_id is None:
+                return None, 0
+            purged = self._delete_prefix(txn, self._memories, keys.ns_prefix(ns_id))
+            self._delete_prefix(txn, self._idem, keys.ns_prefix(ns_id))
+            self.allocator.drop(txn, name)
+            return ns_id, purged
+
+        def apply(result):
+            ns_id, purged = result
+            state = self.namespaces.get(name)
+            if state is not None and state.ns_id == ns_id:
+                del self.namespaces[name]
+            return m.PurgeResult(purged=purged)
+
+        return await self.writer.submit(run, apply)
+
+    @staticmethod
+    def _delete_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> int:
+        cursor = txn.cursor(db=db)
+        count = 0
+        if cursor.set_range(prefix):
+            while cursor.key().startswith(prefix):
+                count += 1
+                if not cursor.delete():
+                    break
+        return count
+
+    # ------------------------------------------------------------------ stats / export / import
+
+    def stats(self, namespace: str | None) -> m.StatsResult:
+        if namespace:
+            state = self._state(namespace)
+            states = [] if state is None else [state]
+        else:
+            states = [self.namespaces[name] for name in sorted(self.namespaces)]
+        used, map_size = self.env.usage()
+        return m.StatsResult(
+            namespaces=[
+                m.NamespaceStats(name=s.name, index_bytes=s.resident_bytes(), **s.counts()) for s in states
+            ],
+            store_bytes=used,
+            map_bytes=map_size,
+        )
+
+    def export(self, namespace: str, args: m.ExportArgs) -> m.ExportResult:
+        self._check_limit(args.limit)
+        state = self._state(namespace)
+        if state is None:
+            return m.ExportResult(memories=[])
+        prefix = keys.ns_prefix(state.ns_id)
+        start = keys.memory_key(state.ns_id, max(args.cursor or 0, 0))
+        out: list[m.Memory] = []
+        next_cursor = None
+        with self.env.read() as txn:
+            cursor = txn.cursor(db=self._memories)
+            if cursor.set_range(start):
+                for key, raw in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    if len(out) == args.limit:
+                        next_cursor = keys.split_memory_key(key)[1]
+                        break
+                    out.append(_decode(raw))
+        return m.ExportResult(memories=out, next_cursor=next_cursor)
+
+    async def import_(self, namespace: str, args: m.ImportArgs) -> m.ImportResult:
+        name = check_namespace(namespace)
+        self._check_batch(len(args.memories), "memories")
+        for i, mem in enumerate(args.memories):
+            self._check_ids([mem.id])
+            self._check_text(mem.text, f"memories[{i}]")
+            self._check_tags(mem.tags, f"memories[{i}].tags")
+
+        def run(txn: lmdb.Transaction):
+            ns_id = self.allocator.ensure(txn, name)
+            fresh = []
+            for mem in args.memories:
+                key = keys.memory_key(ns_id, mem.id)
+                if txn.get(key, db=self._memories) is not None:
+                    continue
+                txn.put(key, _encode(mem), db=self._memories)
+                self._idem_store(txn, ns_id, mem.idempotency_key, mem.id)
+                self.allocator.note_id(ns_id, mem.id, txn)
+                fresh.append(mem)
+            return ns_id, fresh
+
+        def apply(result):
+            ns_id, fresh = result
+            state = self._ensure_state(name, ns_id)
+            for mem in fresh:
+                state.add(mem)
+            return m.ImportResult(imported=len(fresh), skipped=len(args.memories) - len(fresh))
+
+        return await self.writer.submit(run, apply)
+
+    def totals(self) -> tuple[int, int]:
+        """(namespaces, stored versions) for status."""
+        return len(self.namespaces), sum(len(s.slot_of) for s in self.namespaces.values())

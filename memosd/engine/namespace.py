@@ -1,0 +1,162 @@
+"""The in-RAM state of one namespace: its slot table, tag sets and hybrid index.
+
+A namespace is a storage boundary: each one owns separate structures, and every
+engine operation reaches exactly one of them by name, so no lookup can cross into
+another namespace's data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memosd_client.protocol.messages import Filters, Memory
+
+from ..retrieval import HybridIndex, RetrievalConfig
+from .slots import INF, Interner, SlotTable
+
+TIERS = {"stm": 0, "mtm": 1, "ltm": 2}
+
+
+class NamespaceState:
+    """Everything the engine keeps in RAM for one namespace."""
+
+    def __init__(self, name: str, ns_id: int, retrieval: RetrievalConfig | None = None):
+        self.name = name
+        self.ns_id = ns_id
+        self.table = SlotTable()
+        self.index = HybridIndex(retrieval)
+        self.slot_of: dict[int, int] = {}
+        self.sessions = Interner()
+        self.sources = Interner()
+        self.tag_slots: dict[str, set[int]] = {}
+
+    # ------------------------------------------------------------------ writes
+
+    def add(self, mem: Memory) -> None:
+        """Index a stored version (new, imported or loaded at start)."""
+        t = self.table
+        slot = t.append()
+        t.ids[slot] = mem.id
+        t.valid_from[slot] = mem.valid_from
+        t.valid_to[slot] = INF if mem.valid_to is None else mem.valid_to
+        t.event_time[slot] = np.nan if mem.event_time is None else mem.event_time
+        t.session[slot] = self.sessions.code(mem.session)
+        t.source[slot] = self.sources.code(mem.source)
+        t.tier[slot] = TIERS.get(mem.tier, 0)
+        t.forgotten[slot] = mem.forgotten_at is not None
+        t.present[slot] = True
+        t.refresh_current(slot)
+        self.slot_of[mem.id] = slot
+        for tag in mem.tags:
+            self.tag_slots.setdefault(tag, set()).add(slot)
+        self.index.add(slot, mem.text)
+
+    def supersede(self, memory_id: int, valid_to: float) -> None:
+        slot = self.slot_of.get(memory_id)
+        if slot is not None:
+            self.table.valid_to[slot] = valid_to
+            self.table.refresh_current(slot)
+
+    def set_forgotten(self, memory_id: int, forgotten: bool) -> None:
+        slot = self.slot_of.get(memory_id)
+        if slot is not None:
+            self.table.forgotten[slot] = forgotten
+            self.table.refresh_current(slot)
+
+    def remove(self, mem: Memory) -> None:
+        """Hard purge: drop the version from every in-RAM structure."""
+        slot = self.slot_of.pop(mem.id, None)
+        if slot is None:
+            return
+        t = self.table
+        t.present[slot] = False
+        t.refresh_current(slot)
+        for tag in mem.tags:
+            members = self.tag_slots.get(tag)
+            if members is not None:
+                members.discard(slot)
+                if not members:
+                    del self.tag_slots[tag]
+        self.index.remove(slot, mem.text)
+
+    # ------------------------------------------------------------------ reads
+
+    def mask(
+        self,
+        filters: Filters,
+        *,
+        as_of: float | None = None,
+        include_forgotten: bool = False,
+        include_superseded: bool = False,
+    ) -> np.ndarray:
+        """Boolean mask over slots for the given filters (a view of the cached mask when possible)."""
+        t = self.table
+        n = t.size
+        plain = (
+            as_of is None
+            and not include_forgotten
+            and not include_superseded
+            and filters.session is None
+            and filters.source is None
+            and not filters.tags
+            and filters.tier is None
+            and filters.after is None
+            and filters.before is None
+        )
+        if plain:
+            return t.current[:n]
+        mask = t.present[:n].copy()
+        if not include_forgotten:
+            mask &= ~t.forgotten[:n]
+        if as_of is not None:
+            mask &= (t.valid_from[:n] <= as_of) & (t.valid_to[:n] > as_of)
+        elif not include_superseded:
+            mask &= t.valid_to[:n] == INF
+        if filters.session is not None:
+            mask &= t.session[:n] == self._code_or_none(self.sessions, filters.session)
+        if filters.source is not None:
+            mask &= t.source[:n] == self._code_or_none(self.sources, filters.source)
+        if filters.tier is not None:
+            mask &= t.tier[:n] == TIERS[filters.tier]
+        if filters.after is not None:
+            mask &= t.event_time[:n] >= filters.after  # NaN (no event time) compares False
+        if filters.before is not None:
+            mask &= t.event_time[:n] < filters.before
+        for tag in filters.tags:
+            members = self.tag_slots.get(tag)
+            tag_mask = np.zeros(n, dtype=np.bool_)
+            if members:
+                tag_mask[np.fromiter(members, dtype=np.int64, count=len(members))] = True
+            mask &= tag_mask
+        return mask
+
+    @staticmethod
+    def _code_or_none(interner: Interner, value: str) -> int:
+        code = interner.lookup(value)
+        return -2 if code is None else code  # -2 matches no slot
+
+    def ids_in_order(self, mask: np.ndarray, cursor: int | None, limit: int) -> tuple[list[int], int | None]:
+        """Ids selected by ``mask`` in ascending id order from ``cursor``; returns (ids, next_cursor)."""
+        ids = self.table.ids[: mask.shape[0]][mask]
+        if cursor is not None:
+            ids = ids[ids >= cursor]
+        if ids.shape[0] > limit:
+            part = np.partition(ids, limit)[: limit + 1]
+            part.sort()
+            return part[:limit].tolist(), int(part[limit])
+        ids = np.sort(ids)
+        return ids.tolist(), None
+
+    def counts(self) -> dict[str, int]:
+        t = self.table
+        n = t.size
+        present = t.present[:n]
+        return {
+            "memories": int(present.sum()),
+            "current": int(t.current[:n].sum()),
+            "superseded": int((present & (t.valid_to[:n] != INF)).sum()),
+            "forgotten": int((present & t.forgotten[:n]).sum()),
+        }
+
+    def resident_bytes(self) -> int:
+        return self.table.nbytes() + self.index.resident_bytes() + 64 * len(self.slot_of)

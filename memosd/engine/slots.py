@@ -1,0 +1,78 @@
+"""Per-namespace columns indexed by slot: the in-RAM view used for filtering.
+
+Each stored version gets a slot (0, 1, 2, ... in load/write order). Columns are
+numpy arrays grown by doubling, so filters are vectorised and appends are cheap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INF = np.inf
+
+
+class Interner:
+    """Maps strings (sessions, sources, tags) to small ints for vectorised filters."""
+
+    __slots__ = ("codes",)
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        got = self.codes.get(value)
+        if got is None:
+            got = self.codes[value] = len(self.codes)
+        return got
+
+    def lookup(self, value: str) -> int | None:
+        return self.codes.get(value)
+
+
+class SlotTable:
+    """Columns: id, valid_from, valid_to, event_time, session, source, tier, forgotten, present."""
+
+    COLUMNS = {
+        "ids": np.int64,
+        "valid_from": np.float64,
+        "valid_to": np.float64,
+        "event_time": np.float64,
+        "session": np.int32,
+        "source": np.int32,
+        "tier": np.int8,
+        "forgotten": np.bool_,
+        "present": np.bool_,
+    }
+
+    def __init__(self, capacity: int = 1024):
+        self.size = 0
+        self.capacity = capacity
+        for name, dtype in self.COLUMNS.items():
+            setattr(self, name, np.zeros(capacity, dtype=dtype))
+        self.current = np.zeros(capacity, dtype=np.bool_)
+        """present & not superseded & not forgotten: the default recall mask, kept up to date."""
+
+    def append(self) -> int:
+        if self.size == self.capacity:
+            self._grow()
+        slot = self.size
+        self.size += 1
+        return slot
+
+    def _grow(self) -> None:
+        self.capacity *= 2
+        for name in (*self.COLUMNS, "current"):
+            old = getattr(self, name)
+            new = np.zeros(self.capacity, dtype=old.dtype)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+    def refresh_current(self, slot: int) -> None:
+        self.current[slot] = bool(
+            self.present[slot] and not self.forgotten[slot] and self.valid_to[slot] == INF
+        )
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in (*self.COLUMNS, "current"))

@@ -1,0 +1,6 @@
+"""Per-namespace hybrid lexical retrieval: BM25 and hashed n-grams fused by RRF."""
+
+from .config import EncoderIdentity, RetrievalConfig
+from .hybrid import Hit, HybridIndex
+
+__all__ = ["EncoderIdentity", "Hit", "HybridIndex", "RetrievalConfig"]

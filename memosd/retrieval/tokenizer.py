@@ -1,0 +1,44 @@
+"""Text to index terms: casefold, unicode word split, stopword removal, Snowball stems."""
+
+from __future__ import annotations
+
+import re
+
+import Stemmer
+
+from .stopwords import STOPWORDS
+
+# Letters and digits of any script; underscores and apostrophes split words.
+_WORD = re.compile(r"[^\W_]+")
+
+# Distinct surface forms seen by a long-lived daemon are unbounded (ids, typos);
+# the cache is dropped wholesale past this size rather than tracking recency.
+_STEM_CACHE_LIMIT = 200_000
+
+
+class Tokenizer:
+    """Turns text into stemmed, stopword-free terms, memoising stems per surface form."""
+
+    def __init__(self, stopwords: frozenset[str] = STOPWORDS) -> None:
+        self._stopwords = stopwords
+        self._stemmer = Stemmer.Stemmer("english")
+        self._cache: dict[str, str | None] = {}
+
+    def terms(self, text: str) -> list[str]:
+        """Return the index terms of ``text`` in order (duplicates kept)."""
+        cache = self._cache
+        out = []
+        for word in _WORD.findall(text.casefold()):
+            stem = cache.get(word, "")
+            if stem == "":
+                stem = None if word in self._stopwords else self._stemmer.stemWord(word)
+                if len(cache) >= _STEM_CACHE_LIMIT:
+                    cache.clear()
+                cache[word] = stem
+            if stem is not None:
+                out.append(stem)
+        return out
+
+    def cache_bytes(self) -> int:
+        """Rough memory held by the stem cache."""
+        return len(self._cache) * 160

@@ -1,0 +1,47 @@
+"""Binds each protocol operation to the engine method that serves it.
+
+The operation's schema, help text and flags live in the shared protocol
+registry; this table only adds the server-side behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from memosd_client.protocol import OPERATIONS, Operation
+
+from ..engine.engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    op: Operation
+    call: Callable[[str | None, Any], Any]
+    is_async: bool
+
+
+def build_handlers(engine: Engine, daemon: Any) -> dict[str, Handler]:
+    """Map operation names to handlers; ``daemon`` serves hello/status/shutdown."""
+    table: dict[str, tuple[Callable, bool]] = {
+        "hello": (lambda ns, a: daemon.hello(a), False),
+        "remember": (engine.remember, True),
+        "get": (engine.get, False),
+        "list": (engine.list, False),
+        "recall": (engine.recall, False),
+        "update": (engine.update, True),
+        "history": (engine.history, False),
+        "forget": (engine.forget, True),
+        "unforget": (engine.unforget, True),
+        "purge": (engine.purge, True),
+        "stats": (lambda ns, a: engine.stats(ns), False),
+        "export": (engine.export, False),
+        "import": (engine.import_, True),
+        "status": (lambda ns, a: daemon.status(), False),
+        "shutdown": (lambda ns, a: daemon.request_shutdown(), False),
+    }
+    missing = set(OPERATIONS) - set(table)
+    if missing:
+        raise RuntimeError(f"operations without a handler: {sorted(missing)}")
+    return {name: Handler(OPERATIONS[name], call, is_async) for name, (call, is_async) in table.items()}

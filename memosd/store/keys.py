@@ -1,0 +1,38 @@
+"""Key layout of the LMDB sub-databases.
+
+Every per-namespace key starts with the namespace's 4-byte id, so a namespace is
+a key range: an operation builds its keys from the caller's namespace id and can
+never address another namespace's records.
+"""
+
+from __future__ import annotations
+
+import struct
+
+_NS = struct.Struct(">I")
+_NS_ID = struct.Struct(">IQ")
+_ID = struct.Struct(">Q")
+
+
+def ns_prefix(ns_id: int) -> bytes:
+    return _NS.pack(ns_id)
+
+
+def memory_key(ns_id: int, memory_id: int) -> bytes:
+    return _NS_ID.pack(ns_id, memory_id)
+
+
+def split_memory_key(key: bytes) -> tuple[int, int]:
+    return _NS_ID.unpack(key)
+
+
+def idempotency_key(ns_id: int, key: str) -> bytes:
+    return _NS.pack(ns_id) + key.encode("utf-8")
+
+
+def pack_id(memory_id: int) -> bytes:
+    return _ID.pack(memory_id)
+
+
+def unpack_id(raw: bytes) -> int:
+    return _ID.unpack(raw)[0]

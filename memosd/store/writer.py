@@ -1,0 +1,199 @@
+"""The single LMDB writer thread with group commit.
+
+Requests hand the writer a :class:`WriteJob`: a function that performs its
+reads-and-writes inside a write transaction, and an ``apply`` callback that
+updates in-memory state. The writer drains every queued job into one
+transaction, commits once (fsync, when durable) and only then, on the event
+loop and in commit order, runs each job's ``apply`` and resolves its future.
+So an acknowledged write is on disk, and in-memory indexes see writes in the
+same order the store does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lmdb
+
+from memosd_client.protocol.errors import InternalError, MemosdError, StorageFullError, UnavailableError
+
+from .environment import Environment
+
+_STOP = object()
+
+
+@dataclass(slots=True)
+class WriteJob:
+    """One unit of work for the writer. ``run`` executes inside the shared write txn."""
+
+    run: Callable[[lmdb.Transaction], Any]
+    apply: Callable[[Any], Any] | None = None
+    future: asyncio.Future | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    result: Any = None
+    error: BaseException | None = None
+    done: threading.Event | None = field(default=None)
+
+
+class WriterThread:
+    """Owns every write transaction of the store."""
+
+    def __init__(self, env: Environment, *, max_group: int = 512):
+        self.env = env
+        self.max_group = max_group
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name="memosd-writer", daemon=True)
+        self._stopping = False
+        self.heartbeat = time.monotonic()
+        """Last time the writer loop was alive (used by health checks and the watchdog)."""
+        self.commits = 0
+        self.jobs = 0
+        self.pending = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit(self, run: Callable, apply: Callable | None = None) -> asyncio.Future:
+        """Queue a job from the event loop; the future resolves after commit and ``apply``."""
+        if self._stopping:
+            raise UnavailableError("the daemon is shutting down")
+        loop = asyncio.get_running_loop()
+        job = WriteJob(run=run, apply=apply, future=loop.create_future(), loop=loop)
+        self.pending += 1
+        self._queue.put(job)
+        return job.future
+
+    def submit_blocking(self, run: Callable, apply: Callable | None = None) -> Any:
+        """Queue a job from a non-loop thread and wait for it (used at startup and by tools)."""
+        job = WriteJob(run=run, apply=apply, done=threading.Event())
+        self.pending += 1
+        self._queue.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Commit everything queued so far, then end the thread."""
+        self._stopping = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ the thread
+
+    def _main(self) -> None:
+        while True:
+            self.heartbeat = time.monotonic()
+            try:
+                first = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if first is _STOP:
+                return
+            group = [first]
+            stop_after = False
+            while len(group) < self.max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                group.append(nxt)
+            self._commit_group(group)
+            if stop_after:
+                return
+
+    def _commit_group(self, group: list[WriteJob]) -> None:
+        while True:
+            try:
+                self._run_group(group)
+                break
+            except lmdb.MapFullError:
+                if not self.env.grow():
+                    self._fail(group, StorageFullError("the store reached its maximum map size"))
+                    return
+            except lmdb.Error as exc:
+                # Disk full and other I/O failures surface here; the txn was aborted, nothing applied.
+                self._fail(group, StorageFullError(f"the store could not commit: {exc}"))
+                return
+        self.commits += 1
+        self.jobs += len(group)
+        self._finish(group)
+
+    def _run_group(self, group: list[WriteJob]) -> None:
+        txn = self.env.env.begin(write=True)
+        try:
+            for job in group:
+                job.error = None
+                job.result = None
+                try:
+                    # A nested txn lets one job fail (e.g. a conflict) without undoing the others.
+                    with self.env.env.begin(write=True, parent=txn) as child:
+                        job.result = job.run(child)
+                except (lmdb.MapFullError, lmdb.DiskError):
+                    raise
+                except MemosdError as exc:
+                    job.error = exc
+                except lmdb.Error:
+                    raise
+                except Exception as exc:  # a bug in a job must not take the writer down
+                    job.error = InternalError(f"write failed: {exc!r}")
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+
+    def _fail(self, group: list[WriteJob], err: MemosdError) -> None:
+        for job in group:
+            job.error = err
+            job.result = None
+        self._finish(group)
+
+    def _finish(self, group: list[WriteJob]) -> None:
+        self.pending -= len(group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[WriteJob]] = {}
+        for job in group:
+            if job.loop is None:
+                self._settle(job)
+                job.done.set()
+            else:
+                by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._settle_all, jobs)
+            except RuntimeError:  # loop already closed: nobody is waiting any more
+                pass
+
+    @classmethod
+    def _settle_all(cls, jobs: list[WriteJob]) -> None:
+        for job in jobs:
+            cls._settle(job)
+
+    @staticmethod
+    def _settle(job: WriteJob) -> None:
+        if job.error is None and job.apply is not None:
+            try:
+                job.result = job.apply(job.result)
+            except Exception as exc:  # the write is durable; report the in-memory failure
+                job.error = InternalError(f"write committed but indexing failed: {exc!r}")
+        fut = job.future
+        if fut is None or fut.done():
+            return
+        if job.error is not None:
+            fut.set_exception(job.error)
+        else:
+            fut.set_result(job.result)
