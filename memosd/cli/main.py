@@ -304,6 +304,14 @@ def cmd_import(args) -> int:
     return ExitCode.OK
 
 
+@command("protocol-doc")
+def cmd_protocol_doc(args) -> int:
+    from .protocol_doc import render
+
+    sys.stdout.write(render())
+    return ExitCode.OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -393,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import", "load an export into a namespace, keeping ids")
     p.add_argument("file")
     p.add_argument("--format", choices=["jsonl", "msgpack"], default="jsonl")
+
+    sub.add_parser("protocol-doc", help="print the generated protocol reference (docs/protocol.md)")
 
     from ..bench.cli import add_bench_commands
 

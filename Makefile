@@ -1,0 +1,32 @@
+# Two commands on a fresh clone:
+#   make serve   set everything up and run the daemon with its embedded defaults
+#   make test    set everything up and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup serve test bench eval clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test]'
+	touch $(STAMP)
+
+serve: setup
+	$(BIN)/memosd serve $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: setup
+	$(BIN)/memosd bench $(ARGS)
+
+eval: setup
+	$(BIN)/memosd eval locomo $(or $(LOCOMO),../shared/data/locomo/locomo-dev.json) $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info clients/python/*.egg-info
