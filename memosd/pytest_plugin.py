@@ -1,5 +1,5 @@
 """pytest plugin (entry point ``pytest11``) giving tests a ``memosd_daemon`` fixture."""
 
-from .testing import pytest_plugin_fixture
+from .testing import make_daemon_fixture
 
-memosd_daemon = pytest_plugin_fixture()
+memosd_daemon = make_daemon_fixture()

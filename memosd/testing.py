@@ -147,7 +147,7 @@ class DaemonProcess:
         return AdminClient(self.admin_endpoint, **kwargs)
 
 
-def pytest_plugin_fixture():
+def make_daemon_fixture():
     """Build the ``memosd_daemon`` fixture lazily so importing this module does not need pytest."""
     import pytest
 

@@ -49,7 +49,7 @@ _probe = msgspec.msgpack.Decoder(_IdProbe)
 def _request_id(frame: bytes) -> int:
     try:
         return _probe.decode(frame).id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except codec.DECODE_ERRORS:
         return 0
 
 

@@ -20,7 +20,8 @@ _reply_decoder = msgspec.msgpack.Decoder(Reply)
 _args_decoders = {name: msgspec.msgpack.Decoder(op.args) for name, op in OPERATIONS.items()}
 _result_decoders = {name: msgspec.msgpack.Decoder(op.result) for name, op in OPERATIONS.items()}
 
-NIL = msgspec.Raw(b"\xc0")
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+"""What decoding untrusted bytes can raise (msgspec lets invalid UTF-8 through as UnicodeDecodeError)."""
 
 
 def encode(obj: object) -> bytes:
@@ -41,7 +42,7 @@ def decode_envelope(frame: bytes) -> Envelope:
     """Decode the outer request frame; raise MalformedError/UnsupportedVersionError/UnknownOperationError."""
     try:
         env = _envelope_decoder.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedError(f"not a memosd request frame: {exc}") from None
     if env.v != PROTOCOL_VERSION:
         raise UnsupportedVersionError(
@@ -56,7 +57,7 @@ def decode_args(op: str, raw: msgspec.Raw) -> Struct:
     """Decode an envelope's ``args`` into the operation's args struct (InvalidArgumentError on mismatch)."""
     try:
         return _args_decoders[op].decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise InvalidArgumentError(f"bad arguments for {op!r}: {exc}") from None
 
 
@@ -81,7 +82,7 @@ def encode_error(request_id: int, err: MemosdError) -> bytes:
 def decode_reply(frame: bytes) -> Reply:
     try:
         return _reply_decoder.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedError(f"not a memosd reply frame: {exc}") from None
 
 
@@ -94,5 +95,5 @@ def reply_result(op: str, reply: Reply) -> Struct:
         raise error_from_code(body.code, body.message, body.details)
     try:
         return _result_decoders[op].decode(reply.result)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedError(f"bad result for {op!r}: {exc}") from None
