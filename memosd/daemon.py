@@ -2,25 +2,32 @@
 
 SIGTERM/SIGINT stop accepting requests, answer those in flight, let the writer
 commit what it was given, and close the store: no acknowledged write is lost.
+SIGHUP re-reads the configuration and applies what can change live (log
+settings, limits) without dropping connected clients. Under systemd the daemon
+reports READY/RELOADING/STOPPING/STATUS and pings the watchdog only while both
+the event loop and the writer thread are alive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import time
+from collections.abc import Callable
 
 from memosd_client.protocol import PROTOCOL_VERSION
 from memosd_client.protocol import messages as m
 from memosd_client.protocol.errors import UnsupportedVersionError
 
 from . import __version__
-from .config import Config
+from .config import Config, ConfigError
 from .engine.engine import Engine
-from .logs import get_logger
+from .logs import configure_logging, get_logger
 from .server.handlers import build_handlers
 from .server.server import Server
+from .service.notify import Notifier, watchdog_interval
 from .store import Environment, StoreConfig, WriterThread
 
 log = get_logger("memosd.daemon")
@@ -32,8 +39,10 @@ CAPABILITIES = ["remember.batch", "recall.hybrid", "recall.vector", "update.hist
 class Daemon:
     """One running memosd: store, writer, engine and server."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, reload_config: Callable[[], Config] | None = None):
         self.config = config
+        self.reload_config = reload_config
+        self.notifier = Notifier()
         self.started = time.time()
         self.env = Environment(StoreConfig(
             path=config.data_dir,
@@ -108,31 +117,79 @@ class Daemon:
             await asyncio.sleep(interval)
             self.loop_lag_ms = max(0.0, (time.monotonic() - before - interval) * 1000)
 
+    async def _ping_watchdog(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            # This coroutine running on time proves the loop is alive; the heartbeat proves the writer is.
+            writer_ok = self.writer.alive and time.monotonic() - self.writer.heartbeat < max(2 * interval, 2.0)
+            if writer_ok and self.loop_lag_ms < interval * 1000:
+                self.notifier.watchdog()
+            else:
+                log.warning("watchdog withheld", writer_alive=self.writer.alive, loop_lag_ms=self.loop_lag_ms)
+
+    def reload(self) -> None:
+        """Apply a re-read configuration: log settings and limits change live; the rest needs a restart."""
+        if self.reload_config is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = self.reload_config()
+        except ConfigError as exc:
+            log.error("reload failed; keeping the running configuration", error=str(exc))
+            self.notifier.ready("reload failed; running configuration kept")
+            return
+        configure_logging(new.log.level, new.log.format)
+        self.config.log = new.log
+        self.config.limits = new.limits
+        self.engine.limits = new.limits
+        self.server.max_message_bytes = new.limits.max_message_bytes
+        restart_only = [name for name in ("server", "store") if getattr(new, name) != getattr(self.config, name)]
+        if restart_only:
+            log.warning("changed settings need a restart to take effect", sections=restart_only)
+        log.info("configuration reloaded")
+        self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        namespaces, memories = self.engine.totals()
+        return f"serving {memories} memories in {namespaces} namespaces"
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.notifier.status("loading the store")
         loaded_started = time.monotonic()
         loaded = self.engine.load()
+        # Loaded state lives for the whole run: keep it out of the cyclic GC's scans (fewer long pauses).
+        gc.collect()
+        gc.freeze()
         log.info("store loaded", memories=loaded, namespaces=len(self.engine.namespaces),
                  seconds=round(time.monotonic() - loaded_started, 3), data_dir=str(self.config.data_dir))
         self.writer.start()
         self.server.bind()
         self.server.start()
-        lag = asyncio.create_task(self._watch_loop_lag())
+        tasks = [asyncio.create_task(self._watch_loop_lag())]
+        interval = watchdog_interval()
+        if interval is not None:
+            tasks.append(asyncio.create_task(self._ping_watchdog(interval)))
         log.info("ready", endpoints=self.server.bound, version=__version__, pid=os.getpid())
+        self.notifier.ready(self._status_line())
         await self._stop.wait()
         log.info("stopping")
+        self.notifier.stopping()
         await self.server.drain()
         self.writer.stop()
-        lag.cancel()
+        for task in tasks:
+            task.cancel()
         await self.server.close()
         self.env.close()
+        self.notifier.close()
         log.info("stopped")
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
     """Run a daemon until it is told to stop; returns the process exit code."""
-    daemon = Daemon(config)
+    daemon = Daemon(config, reload_config)
     asyncio.run(daemon.run())
     return 0

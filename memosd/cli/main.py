@@ -55,9 +55,10 @@ def _filters(args) -> m.Filters:
 
 @command("serve")
 def cmd_serve(args) -> int:
-    from ..config import load_config
+    from ..config import ConfigError, load_config
     from ..daemon import serve
     from ..logs import configure_logging
+    from ..store import StoreError
 
     overrides = {}
     if args.data_dir:
@@ -72,9 +73,17 @@ def cmd_serve(args) -> int:
         overrides["log.level"] = args.log_level
     if args.no_fsync:
         overrides["store.durable"] = False
-    config = load_config(args.config, overrides=overrides)
+    try:
+        config = load_config(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"memosd: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     configure_logging(config.log.level, config.log.format)
-    return serve(config)
+    try:
+        return serve(config, lambda: load_config(args.config, overrides=overrides))
+    except StoreError as exc:
+        print(f"memosd: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
 
 
 @command("status")

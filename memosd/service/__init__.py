@@ -1,0 +1,1 @@
+"""Running memosd as a system service: systemd notification and watchdog."""
