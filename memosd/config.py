@@ -56,6 +56,32 @@ class LimitsConfig:
     max_list: int = 1_000
 
 
+def _default_events_endpoint() -> str:
+    from memosd_client.endpoints import runtime_dir
+
+    return f"ipc://{runtime_dir() / 'memosd-events.sock'}"
+
+
+@dataclass(slots=True)
+class EventsConfig:
+    pub_endpoint: str = field(default_factory=_default_events_endpoint)
+    """ZeroMQ PUB endpoint for events; empty turns it off."""
+    mqtt_url: str = ""
+    """MQTT broker, e.g. mqtt://127.0.0.1:1883; empty turns MQTT off."""
+    mqtt_prefix: str = "memosd"
+    mqtt_ingest: bool = False
+    """Store memories published to <prefix>/ingest/<namespace>."""
+    mqtt_qos: int = 1
+    mqtt_queue: int = 10_000
+    """Events kept while the broker is unreachable; beyond it the oldest are dropped (and counted)."""
+
+
+@dataclass(slots=True)
+class MetricsConfig:
+    listen: str = ""
+    """host:port of the Prometheus endpoint (/metrics); empty turns it off."""
+
+
 @dataclass(slots=True)
 class LogConfig:
     level: str = "info"
@@ -68,6 +94,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreSection = field(default_factory=StoreSection)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -134,7 +162,7 @@ def load_config(
             continue
         rest = name[len("MEMOSD_"):].lower()
         section, _, key = rest.partition("_")
-        if section in ("server", "store", "limits", "log") and key:
+        if section in ("server", "store", "limits", "events", "metrics", "log") and key:
             _apply(config, section, key, value, f"environment {name}")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")

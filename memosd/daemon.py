@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
+
+import psutil
 
 from memosd_client.protocol import PROTOCOL_VERSION
 from memosd_client.protocol import messages as m
@@ -24,7 +27,11 @@ from memosd_client.protocol.errors import UnsupportedVersionError
 from . import __version__
 from .config import Config, ConfigError
 from .engine.engine import Engine
+from .events import EventBus
+from .events.mqtt import MqttBridge, MqttSettings
+from .events.zmq_publisher import ZmqEventPublisher
 from .logs import configure_logging, get_logger
+from .metrics import Metrics
 from .server.handlers import build_handlers
 from .server.server import Server
 from .service.notify import Notifier, watchdog_interval
@@ -51,14 +58,20 @@ class Daemon:
             durable=config.store.durable,
         ))
         self.writer = WriterThread(self.env)
-        self.engine = Engine(self.env, self.writer, config.limits)
+        self.events = EventBus()
+        self.engine = Engine(self.env, self.writer, config.limits, events=self.events)
+        self.metrics = Metrics()
         self.server = Server(
             build_handlers(self.engine, self),
             config.server.endpoints,
             config.server.admin_endpoint,
             max_message_bytes=config.limits.max_message_bytes,
             ipc_mode=config.server.ipc_mode,
+            metrics=self.metrics,
         )
+        self.publisher: ZmqEventPublisher | None = None
+        self.mqtt: MqttBridge | None = None
+        self.metrics_address: tuple[str, int] | None = None
         self._stop = asyncio.Event()
         self.loop_lag_ms = 0.0
 
@@ -102,6 +115,13 @@ class Daemon:
             loop_lag_ms=round(self.loop_lag_ms, 3),
             map_used_bytes=used,
             map_size_bytes=size,
+            writer_heartbeat_age_s=round(time.monotonic() - self.writer.heartbeat, 3),
+            disk_free_bytes=shutil.disk_usage(self.config.data_dir).free,
+            rss_bytes=psutil.Process().memory_info().rss,
+            events_endpoint=self.publisher.endpoint if self.publisher else None,
+            metrics_endpoint=(f"http://{self.metrics_address[0]}:{self.metrics_address[1]}/metrics"
+                              if self.metrics_address else None),
+            mqtt=self.mqtt.state() if self.mqtt else {},
         )
 
     def request_shutdown(self) -> m.ShutdownResult:
@@ -149,6 +169,27 @@ class Daemon:
         log.info("configuration reloaded")
         self.notifier.ready(self._status_line())
 
+    def _start_events(self) -> None:
+        events = self.config.events
+        if events.pub_endpoint:
+            self.publisher = ZmqEventPublisher(self.server.ctx, events.pub_endpoint, self.config.server.ipc_mode)
+            self.events.add(self.publisher)
+        if events.mqtt_url:
+            self.mqtt = MqttBridge(
+                MqttSettings(url=events.mqtt_url, prefix=events.mqtt_prefix, ingest=events.mqtt_ingest,
+                             qos=events.mqtt_qos, queue_size=events.mqtt_queue,
+                             max_payload=self.config.limits.max_message_bytes),
+                self.engine.remember,
+            )
+            self.events.add(self.mqtt)
+            self.mqtt.start()
+
+    def _start_metrics(self) -> None:
+        self.metrics.watch(self)
+        if self.config.metrics.listen:
+            self.metrics_address = self.metrics.serve(self.config.metrics.listen)
+            log.info("metrics endpoint", address=f"http://{self.metrics_address[0]}:{self.metrics_address[1]}/metrics")
+
     def _status_line(self) -> str:
         namespaces, memories = self.engine.totals()
         return f"serving {memories} memories in {namespaces} namespaces"
@@ -168,6 +209,8 @@ class Daemon:
                  seconds=round(time.monotonic() - loaded_started, 3), data_dir=str(self.config.data_dir))
         self.writer.start()
         self.server.bind()
+        self._start_events()
+        self._start_metrics()
         self.server.start()
         tasks = [asyncio.create_task(self._watch_loop_lag())]
         interval = watchdog_interval()
@@ -182,6 +225,11 @@ class Daemon:
         self.writer.stop()
         for task in tasks:
             task.cancel()
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+        if self.publisher is not None:
+            self.publisher.close()
+        self.metrics.close()
         await self.server.close()
         self.env.close()
         self.notifier.close()

@@ -25,6 +25,7 @@ from memosd_client.protocol.errors import (
 )
 
 from ..config import LimitsConfig
+from ..events import EventBus
 from ..retrieval import EncoderIdentity, HybridIndex, RetrievalConfig
 from ..store import keys
 from ..store.environment import Environment
@@ -50,8 +51,10 @@ class Engine:
         writer: WriterThread,
         limits: LimitsConfig,
         retrieval: RetrievalConfig | None = None,
+        events: EventBus | None = None,
     ):
         self.env = env
+        self.events = events or EventBus()
         self.writer = writer
         self.limits = limits
         self.retrieval = retrieval
@@ -220,6 +223,8 @@ class Engine:
             state = self._ensure_state(name, ns_id)
             for mem in fresh:
                 state.add(mem)
+            if fresh:
+                self.events.emit("remembered", name, [mem.id for mem in fresh])
             return m.RememberResult(ids=ids, created=created)
 
         return await self.writer.submit(run, apply)
@@ -382,6 +387,7 @@ class Engine:
                 state = self._ensure_state(name, ns_id)
                 state.supersede(closed.id, closed.valid_to)
                 state.add(new)
+                self.events.emit("updated", name, [new.id], supersedes=closed.id)
             return reply
 
         return await self.writer.submit(run, apply)
@@ -410,6 +416,8 @@ class Engine:
             if state is not None and state.ns_id == ns_id:
                 for memory_id in changed:
                     state.set_forgotten(memory_id, forget)
+            if changed:
+                self.events.emit("forgotten" if forget else "unforgotten", name, changed)
             return m.ForgetResult(changed=changed, missing=missing)
 
         return await self.writer.submit(run, apply)
@@ -452,6 +460,8 @@ class Engine:
             if state is not None and state.ns_id == ns_id:
                 for mem in removed:
                     state.remove(mem)
+            if removed:
+                self.events.emit("purged", name, [mem.id for mem in removed])
             return m.PurgeResult(purged=len(removed), missing=missing)
 
         return await self.writer.submit(run, apply)
@@ -471,6 +481,8 @@ class Engine:
             state = self.namespaces.get(name)
             if state is not None and state.ns_id == ns_id:
                 del self.namespaces[name]
+            if ns_id is not None:
+                self.events.emit("namespace_purged", name, [], purged=purged)
             return m.PurgeResult(purged=purged)
 
         return await self.writer.submit(run, apply)
@@ -550,6 +562,8 @@ class Engine:
             state = self._ensure_state(name, ns_id)
             for mem in fresh:
                 state.add(mem)
+            if fresh:
+                self.events.emit("imported", name, [mem.id for mem in fresh])
             return m.ImportResult(imported=len(fresh), skipped=len(args.memories) - len(fresh))
 
         return await self.writer.submit(run, apply)

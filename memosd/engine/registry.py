@@ -17,7 +17,8 @@ from memosd_client.protocol.errors import InvalidNamespaceError
 from ..store import keys
 from ..store.environment import Environment
 
-NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+"""No '/', '+' or '#': a namespace is one level of an MQTT topic and a ZeroMQ topic prefix."""
 
 
 class NamespaceRecord(msgspec.Struct, frozen=True):
@@ -29,12 +30,12 @@ _record_decoder = msgspec.msgpack.Decoder(NamespaceRecord)
 
 
 def check_namespace(name: str | None) -> str:
-    """Validate a namespace name (1-128 chars: letters, digits, ``. _ : @ / -``)."""
+    """Validate a namespace name (1-128 chars: letters, digits, ``. _ : @ -``)."""
     if name is None or name == "":
         raise InvalidNamespaceError("this operation needs a namespace")
     if not NAMESPACE_PATTERN.fullmatch(name):
         raise InvalidNamespaceError(
-            f"invalid namespace {name!r}: 1-128 characters of letters, digits and . _ : @ / -, "
+            f"invalid namespace {name!r}: 1-128 characters of letters, digits and . _ : @ -, "
             "starting with a letter or digit"
         )
     return name

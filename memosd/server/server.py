@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 
 import msgspec
+import structlog
 import zmq
 
 from memosd_client.protocol import codec
@@ -64,8 +65,10 @@ class Server:
         *,
         max_message_bytes: int,
         ipc_mode: int = 0o660,
+        metrics=None,
     ):
         self.handlers = handlers
+        self.metrics = metrics
         self.endpoints = list(endpoints)
         self.admin_endpoint = admin_endpoint
         self.max_message_bytes = max_message_bytes
@@ -161,23 +164,29 @@ class Server:
             self._loop.call_soon(self._on_readable, sock, admin)
 
     def _dispatch(self, sock: zmq.Socket, frames: list[bytes], admin: bool) -> None:
+        started = time.perf_counter()
         self.requests += 1
         identity = frames[0]
         if len(frames) != 2:
             payload = frames[-1] if len(frames) > 1 else b""
             self._send_error(sock, identity, _request_id(payload) if len(frames) > 1 else 0,
-                             MalformedError(f"expected exactly one frame per request, got {len(frames) - 1}"))
+                             MalformedError(f"expected exactly one frame per request, got {len(frames) - 1}"),
+                             "invalid", started)
             return
         payload = frames[1]
         if len(payload) > self.max_message_bytes:
             self._send_error(sock, identity, 0, TooLargeError(
                 f"message of {len(payload)} bytes is over the limit of {self.max_message_bytes}",
-                details={"limit": self.max_message_bytes}))
+                details={"limit": self.max_message_bytes}), "invalid", started)
             return
         request_id = 0
+        op = "invalid"
         try:
             env = codec.decode_envelope(payload)
             request_id = env.id
+            op = env.op
+            # Request context for every log line this request causes (tasks inherit it).
+            structlog.contextvars.bind_contextvars(request_id=request_id, op=op, namespace=env.ns)
             handler = self.handlers[env.op]
             if handler.op.admin and not admin:
                 raise ForbiddenError(f"{env.op!r} is only served on the admin endpoint")
@@ -187,38 +196,47 @@ class Server:
             namespace = env.ns
             if handler.is_async:
                 task = asyncio.create_task(
-                    self._run_async(sock, admin, identity, request_id, handler, namespace, args)
+                    self._run_async(sock, admin, identity, request_id, handler, namespace, args, started)
                 )
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
                 return
             result = handler.call(namespace, args)
         except MemosdError as err:
-            self._send_error(sock, identity, request_id, err)
+            self._send_error(sock, identity, request_id, err, op, started)
             return
         except Exception as exc:
-            log.exception("request failed", request_id=request_id)
-            self._send_error(sock, identity, request_id, InternalError(f"internal error: {exc!r}"))
+            log.exception("request failed")
+            self._send_error(sock, identity, request_id, InternalError(f"internal error: {exc!r}"), op, started)
             return
         self._send(sock, identity, codec.encode_result(request_id, result))
+        self._observe(op, "ok", started)
 
     async def _run_async(self, sock, admin: bool, identity: bytes, request_id: int, handler: Handler,
-                         namespace, args) -> None:
+                         namespace, args, started: float) -> None:
+        op = handler.op.name
         try:
             result = await handler.call(namespace, args)
         except MemosdError as err:
-            self._send_error(sock, identity, request_id, err)
+            self._send_error(sock, identity, request_id, err, op, started)
         except Exception as exc:
-            log.exception("request failed", request_id=request_id, op=handler.op.name)
-            self._send_error(sock, identity, request_id, InternalError(f"internal error: {exc!r}"))
+            log.exception("request failed")
+            self._send_error(sock, identity, request_id, InternalError(f"internal error: {exc!r}"), op, started)
         else:
             self._send(sock, identity, codec.encode_result(request_id, result))
+            self._observe(op, "ok", started)
         # A send outside the reader callback may have consumed the FD's edge: look again.
         self._schedule_recheck(sock, admin)
 
-    def _send_error(self, sock, identity: bytes, request_id: int, err: MemosdError) -> None:
+    def _send_error(self, sock, identity: bytes, request_id: int, err: MemosdError, op: str,
+                    started: float) -> None:
         self.errors += 1
         self._send(sock, identity, codec.encode_error(request_id, err))
+        self._observe(op, err.code.name, started)
+
+    def _observe(self, op: str, outcome: str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(op, outcome, time.perf_counter() - started)
 
     @staticmethod
     def _send(sock: zmq.Socket, identity: bytes, payload: bytes) -> None:

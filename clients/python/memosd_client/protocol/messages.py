@@ -288,6 +288,13 @@ class StatusResult(Struct):
     loop_lag_ms: float
     map_used_bytes: int
     map_size_bytes: int
+    writer_heartbeat_age_s: float = 0.0
+    disk_free_bytes: int = 0
+    rss_bytes: int = 0
+    events_endpoint: str | None = None
+    metrics_endpoint: str | None = None
+    mqtt: dict[str, Any] = {}
+    """MQTT bridge state (connected, queued, published, dropped, reconnects, ...); empty when MQTT is off."""
 
 
 class ShutdownArgs(Struct):
@@ -348,3 +355,26 @@ OPERATIONS: dict[str, Operation] = {
                   needs_namespace=False, admin=True, retry_safe=False),
     )
 }
+
+
+# --------------------------------------------------------------------------- events
+
+EVENT_KINDS = ("remembered", "updated", "forgotten", "unforgotten", "purged", "namespace_purged", "imported")
+"""Kinds of :class:`Event` published on the ZeroMQ PUB socket and over MQTT."""
+
+
+class Event(Struct):
+    """A change in the store, published after it is committed.
+
+    ZeroMQ PUB: two frames, the topic ``<namespace>/<kind>`` and this struct in
+    MessagePack. MQTT: topic ``<prefix>/events/<namespace>/<kind>``, payload
+    this struct in JSON. Events carry ids, not texts: fetch with ``get``.
+    """
+
+    kind: str
+    namespace: str
+    ids: list[int]
+    at: float
+    seq: int
+    """Increases by one per event within a daemon run (gaps mean dropped events)."""
+    details: dict[str, Any] = {}

@@ -1,0 +1,93 @@
+"""Prometheus metrics: per-operation latency and outcomes on the hot path, everything else
+read from the daemon when scraped (so gauges cost nothing between scrapes)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+
+class Metrics:
+    """The daemon's metrics registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("memosd_requests", "Requests answered, by operation and outcome",
+                                ["op", "outcome"], registry=self.registry)
+        self.latency = Histogram("memosd_request_seconds", "Time from a request's arrival to its reply",
+                                 ["op"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._children: dict[tuple[str, str], tuple] = {}
+        self._server = None
+
+    def observe(self, op: str, outcome: str, seconds: float) -> None:
+        key = (op, outcome)
+        children = self._children.get(key)
+        if children is None:  # labels() is slow; cache the children per (op, outcome)
+            children = self._children[key] = (self.requests.labels(op, outcome), self.latency.labels(op))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def watch(self, daemon: "Daemon") -> None:
+        self.registry.register(DaemonCollector(daemon))
+
+    def serve(self, listen: str) -> tuple[str, int]:
+        """Start the /metrics HTTP endpoint in a background thread; returns the bound (host, port)."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        self._server = server
+        return server.server_address[:2]
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class DaemonCollector:
+    """Gauges and counters read from the running daemon at scrape time."""
+
+    def __init__(self, daemon: "Daemon"):
+        self.daemon = daemon
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        d = self.daemon
+        states = list(d.engine.namespaces.values())
+        memories = GaugeMetricFamily("memosd_memories", "Stored versions by state", labels=["state"])
+        totals = {"current": 0, "superseded": 0, "forgotten": 0}
+        for state in states:
+            counts = state.counts()
+            for key in totals:
+                totals[key] += counts[key]
+        for key, value in totals.items():
+            memories.add_metric([key], value)
+        yield memories
+        yield GaugeMetricFamily("memosd_namespaces", "Namespaces with data", value=len(states))
+        yield GaugeMetricFamily("memosd_resident_bytes", "RAM used by in-memory indexes and tables",
+                                value=sum(s.resident_bytes() for s in states))
+        used, size = d.env.usage()
+        yield GaugeMetricFamily("memosd_lmdb_used_bytes", "LMDB pages in use", value=used)
+        yield GaugeMetricFamily("memosd_lmdb_map_bytes", "LMDB map size", value=size)
+        yield GaugeMetricFamily("memosd_writer_queue", "Write jobs waiting for the writer", value=d.writer.pending)
+        yield CounterMetricFamily("memosd_writer_commits", "LMDB write transactions committed",
+                                  value=d.writer.commits)
+        yield CounterMetricFamily("memosd_writer_jobs", "Write jobs committed (group commit: jobs >= commits)",
+                                  value=d.writer.jobs)
+        yield GaugeMetricFamily("memosd_loop_lag_seconds", "Event-loop lag", value=d.loop_lag_ms / 1000)
+        events = CounterMetricFamily("memosd_events", "Events by sink and fate", labels=["sink", "fate"])
+        for sink in d.events.sinks:
+            events.add_metric([sink.name, "published"], getattr(sink, "published", 0))
+            events.add_metric([sink.name, "dropped"], getattr(sink, "dropped", 0))
+        yield events
+        if d.mqtt is not None:
+            yield GaugeMetricFamily("memosd_mqtt_connected", "1 while connected to the MQTT broker",
+                                    value=1 if d.mqtt.connected else 0)
