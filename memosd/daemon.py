@@ -69,6 +69,7 @@ class Daemon:
             ipc_mode=config.server.ipc_mode,
             metrics=self.metrics,
         )
+        self.server.debug = config.log.level.lower() == "debug"
         self.publisher: ZmqEventPublisher | None = None
         self.mqtt: MqttBridge | None = None
         self.metrics_address: tuple[str, int] | None = None
@@ -122,6 +123,8 @@ class Daemon:
             metrics_endpoint=(f"http://{self.metrics_address[0]}:{self.metrics_address[1]}/metrics"
                               if self.metrics_address else None),
             mqtt=self.mqtt.state() if self.mqtt else {},
+            ops={op: m.OpStats(count=c, errors=e, p50_ms=p50, p99_ms=p99)
+                 for op, (c, e, p50, p99) in self.server.op_stats().items()},
         )
 
     def request_shutdown(self) -> m.ShutdownResult:
@@ -160,6 +163,7 @@ class Daemon:
             return
         configure_logging(new.log.level, new.log.format)
         self.config.log = new.log
+        self.server.debug = new.log.level.lower() == "debug"
         self.config.limits = new.limits
         self.engine.limits = new.limits
         self.server.max_message_bytes = new.limits.max_message_bytes

@@ -98,6 +98,32 @@ def cmd_status(args) -> int:
     return ExitCode.OK
 
 
+HEALTH_LIMITS = {"writer_heartbeat_age_s": 10.0, "loop_lag_ms": 1000.0, "map_used_ratio": 0.95,
+                 "disk_free_bytes": 100 << 20}
+
+
+def health_checks(status) -> dict[str, dict]:
+    """Each check: ok, the observed value and its limit (used by `memosd health`)."""
+    map_ratio = status.map_used_bytes / status.map_size_bytes if status.map_size_bytes else 0.0
+    checks = {
+        "writer_alive": {"ok": status.writer_alive, "value": status.writer_alive},
+        "writer_heartbeat_age_s": {"ok": status.writer_heartbeat_age_s < HEALTH_LIMITS["writer_heartbeat_age_s"],
+                                   "value": status.writer_heartbeat_age_s},
+        "loop_lag_ms": {"ok": status.loop_lag_ms < HEALTH_LIMITS["loop_lag_ms"], "value": status.loop_lag_ms},
+        "map_used_ratio": {"ok": map_ratio < HEALTH_LIMITS["map_used_ratio"], "value": round(map_ratio, 4)},
+        "disk_free_bytes": {"ok": status.disk_free_bytes > HEALTH_LIMITS["disk_free_bytes"],
+                            "value": status.disk_free_bytes},
+    }
+    for name, check in checks.items():
+        if name in HEALTH_LIMITS:
+            check["limit"] = HEALTH_LIMITS[name]
+    if status.mqtt:
+        # A broker outage degrades events but never the daemon: reported, not failed.
+        checks["mqtt_connected"] = {"ok": True, "value": bool(status.mqtt.get("connected")),
+                                    "queued": status.mqtt.get("queued", 0), "dropped": status.mqtt.get("dropped", 0)}
+    return checks
+
+
 @command("health")
 def cmd_health(args) -> int:
     try:
@@ -107,17 +133,21 @@ def cmd_health(args) -> int:
         report = {"healthy": False, "error": str(err)}
         print_json(report) if args.json else print(f"unhealthy: {err}")
         return ExitCode.UNREACHABLE
-    checks = {
-        "writer_alive": status.writer_alive,
-        "loop_lag_ok": status.loop_lag_ms < 1000,
-        "map_ok": status.map_used_bytes < 0.95 * status.map_size_bytes or status.map_size_bytes == 0,
-    }
-    healthy = all(checks.values())
+    checks = health_checks(status)
+    healthy = all(check["ok"] for check in checks.values())
     if args.json:
         print_json({"healthy": healthy, "checks": checks, "status": status})
     else:
-        print("healthy" if healthy else "unhealthy: " + ", ".join(k for k, ok in checks.items() if not ok))
+        print("healthy" if healthy else "unhealthy: " + ", ".join(k for k, c in checks.items() if not c["ok"]))
     return ExitCode.OK if healthy else ExitCode.UNHEALTHY
+
+
+@command("top")
+def cmd_top(args) -> int:
+    from .top import run_top
+
+    run_top(args.admin_endpoint, args.interval, args.once, args.timeout)
+    return ExitCode.OK
 
 
 @command("stop")
@@ -361,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "daemon status (admin endpoint)")
     add("health", "exit 0 when healthy, 7 when not, 4 when unreachable")
     add("stop", "ask the daemon to stop cleanly")
+    p = add("top", "live view of requests, latency, tiers and namespaces")
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--once", action="store_true", help="print one frame and exit")
 
     p = add("remember")
     p.add_argument("text", help="the memory text, or - to read stdin")

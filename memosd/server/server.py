@@ -14,9 +14,12 @@ messages so the admin socket is never starved by a flood on an agent socket.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import time
 from collections.abc import Iterable
+
+import numpy as np
 
 import msgspec
 import structlog
@@ -69,6 +72,8 @@ class Server:
     ):
         self.handlers = handlers
         self.metrics = metrics
+        self.debug = False
+        """Log every request (set from the log level; checked once per request, not per log call)."""
         self.endpoints = list(endpoints)
         self.admin_endpoint = admin_endpoint
         self.max_message_bytes = max_message_bytes
@@ -82,6 +87,10 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recheck_scheduled: set[zmq.Socket] = set()
         self.bound: list[str] = []
+        self.op_counts: collections.Counter[str] = collections.Counter()
+        self.op_errors: collections.Counter[str] = collections.Counter()
+        self.recent: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=2048))
+        """Latencies of the most recent requests per operation, for status and `memosd top`."""
 
     # ------------------------------------------------------------------ sockets
 
@@ -187,6 +196,8 @@ class Server:
             op = env.op
             # Request context for every log line this request causes (tasks inherit it).
             structlog.contextvars.bind_contextvars(request_id=request_id, op=op, namespace=env.ns)
+            if self.debug:
+                log.debug("request")
             handler = self.handlers[env.op]
             if handler.op.admin and not admin:
                 raise ForbiddenError(f"{env.op!r} is only served on the admin endpoint")
@@ -235,8 +246,22 @@ class Server:
         self._observe(op, err.code.name, started)
 
     def _observe(self, op: str, outcome: str, started: float) -> None:
+        seconds = time.perf_counter() - started
+        self.op_counts[op] += 1
+        if outcome != "ok":
+            self.op_errors[op] += 1
+        self.recent[op].append(seconds)
         if self.metrics is not None:
-            self.metrics.observe(op, outcome, time.perf_counter() - started)
+            self.metrics.observe(op, outcome, seconds)
+
+    def op_stats(self) -> dict[str, tuple[int, int, float, float]]:
+        """Per operation: (count, errors, p50 ms, p99 ms over the recent window)."""
+        out = {}
+        for op, count in self.op_counts.items():
+            window = np.fromiter(self.recent[op], dtype=np.float64)
+            p50, p99 = np.percentile(window, [50, 99]) * 1000 if window.size else (0.0, 0.0)
+            out[op] = (count, self.op_errors[op], round(float(p50), 3), round(float(p99), 3))
+        return out
 
     @staticmethod
     def _send(sock: zmq.Socket, identity: bytes, payload: bytes) -> None:

@@ -274,6 +274,15 @@ class StatusArgs(Struct):
     pass
 
 
+class OpStats(Struct):
+    """Per-operation counters since start, and latency over the most recent requests."""
+
+    count: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+
 class StatusResult(Struct):
     version: str
     pid: int
@@ -295,6 +304,7 @@ class StatusResult(Struct):
     metrics_endpoint: str | None = None
     mqtt: dict[str, Any] = {}
     """MQTT bridge state (connected, queued, published, dropped, reconnects, ...); empty when MQTT is off."""
+    ops: dict[str, OpStats] = {}
 
 
 class ShutdownArgs(Struct):
