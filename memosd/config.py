@@ -54,6 +54,18 @@ class LimitsConfig:
     max_k: int = 1_000
     max_text_bytes: int = 64 << 10
     max_list: int = 1_000
+    max_inflight_per_client: int = 256
+    """Writes one client connection may have waiting for a commit; beyond it: BUSY."""
+    rate_per_client: float = 0.0
+    """Requests per second per client connection (token bucket, burst = rate); 0 = unlimited."""
+
+
+@dataclass(slots=True)
+class SecurityConfig:
+    curve: bool = False
+    """Require CURVE encryption and a known client key on every TCP endpoint."""
+    tcp_without_curve: str = "admin"
+    """Rights of TCP clients while curve is off (anyone who can reach the port): admin, write, read or none."""
 
 
 def _default_events_endpoint() -> str:
@@ -94,6 +106,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreSection = field(default_factory=StoreSection)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -118,8 +131,15 @@ def _coerce(value: Any, target: Any, where: str) -> Any:
                 return int(value, 0)
             except ValueError:
                 raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if kind is float:
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if kind is list:
             return [part.strip() for part in value.split(",") if part.strip()]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__}")
     return value
@@ -162,7 +182,7 @@ def load_config(
             continue
         rest = name[len("MEMOSD_"):].lower()
         section, _, key = rest.partition("_")
-        if section in ("server", "store", "limits", "events", "metrics", "log") and key:
+        if section in ("server", "store", "limits", "security", "events", "metrics", "log") and key:
             _apply(config, section, key, value, f"environment {name}")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")

@@ -32,6 +32,10 @@ from .events.mqtt import MqttBridge, MqttSettings
 from .events.zmq_publisher import ZmqEventPublisher
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
+from .security.curve import load_or_create_server_keys, start_authenticator
+from .security.grants import RIGHTS, Principal
+from .security.keys import KeyStore
+from .server.backpressure import Backpressure
 from .server.handlers import build_handlers
 from .server.server import Server
 from .service.notify import Notifier, watchdog_interval
@@ -61,6 +65,8 @@ class Daemon:
         self.events = EventBus()
         self.engine = Engine(self.env, self.writer, config.limits, events=self.events)
         self.metrics = Metrics()
+        self.keys = KeyStore(self.env, self.writer)
+        self.server_keys = load_or_create_server_keys(config.data_dir / "curve" / "server.json")
         self.server = Server(
             build_handlers(self.engine, self),
             config.server.endpoints,
@@ -68,7 +74,12 @@ class Daemon:
             max_message_bytes=config.limits.max_message_bytes,
             ipc_mode=config.server.ipc_mode,
             metrics=self.metrics,
+            backpressure=Backpressure(config.limits.max_inflight_per_client, config.limits.rate_per_client),
+            keys=self.keys,
+            curve=self.server_keys if config.security.curve else None,
+            tcp_principal=_tcp_principal(config.security.tcp_without_curve),
         )
+        self.authenticator = None
         self.server.debug = config.log.level.lower() == "debug"
         self.publisher: ZmqEventPublisher | None = None
         self.mqtt: MqttBridge | None = None
@@ -124,12 +135,49 @@ class Daemon:
                               if self.metrics_address else None),
             mqtt=self.mqtt.state() if self.mqtt else {},
             ops={op: m.OpStats(count=c, errors=e, p50_ms=p50, p99_ms=p99)
-                 for op, (c, e, p50, p99) in self.server.op_stats().items()},
+                 for op, (c, e, p50, p99) in self.server.stats.summary().items()},
         )
+
+    async def keys_create(self, args: m.KeysCreateArgs) -> m.KeysCreateResult:
+        record, secret = await self.keys.create(args.name, args.grants)
+        log.info("client key created", key=record.name, grants=[f"{g.namespace}:{g.rights}" for g in record.grants])
+        return m.KeysCreateResult(name=record.name, public_key=record.public_key, secret_key=secret,
+                                  server_public_key=self.server_keys.public.decode(), grants=record.grants)
+
+    def keys_list(self) -> m.KeysListResult:
+        return m.KeysListResult(keys=self.keys.list(), server_public_key=self.server_keys.public.decode())
+
+    async def keys_revoke(self, args: m.KeysRevokeArgs) -> m.KeysRevokeResult:
+        record = await self.keys.revoke(args.name)
+        log.info("client key revoked", key=record.name)
+        return m.KeysRevokeResult(revoked=record.revoked_at is not None)
 
     def request_shutdown(self) -> m.ShutdownResult:
         asyncio.get_running_loop().call_soon(self._stop.set)
         return m.ShutdownResult(stopping=True)
+
+    async def backup(self, args: m.BackupArgs) -> m.BackupResult:
+        """Hot backup of the store into ``args.dest`` (a path on this host); other requests keep being served."""
+        from pathlib import Path
+
+        from memosd_client.protocol.errors import InternalError, InvalidArgumentError
+
+        from .store.backup import BackupError, DestinationError, backup_result, hot_backup
+
+        dest = Path(args.dest)
+        log.info("backup started", dest=str(dest))
+        try:
+            # The copy runs in a child process; this thread only waits for it, off the event loop.
+            manifest = await asyncio.to_thread(hot_backup, self.config.data_dir, dest)
+        except DestinationError as exc:
+            raise InvalidArgumentError(str(exc), details={"dest": str(dest)}) from None
+        except BackupError as exc:
+            log.error("backup failed", dest=str(dest), error=str(exc))
+            raise InternalError(f"backup failed: {exc}") from None
+        result = backup_result(dest, manifest)
+        log.info("backup written", dest=str(dest), bytes=result.bytes, sha256=result.sha256,
+                 namespaces=len(manifest.namespaces))
+        return result
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -212,6 +260,11 @@ class Daemon:
         log.info("store loaded", memories=loaded, namespaces=len(self.engine.namespaces),
                  seconds=round(time.monotonic() - loaded_started, 3), data_dir=str(self.config.data_dir))
         self.writer.start()
+        if self.config.security.curve:
+            self.authenticator = start_authenticator(self.server.ctx, self.keys)
+        elif any(e.startswith("tcp://") for e in self.config.server.endpoints):
+            log.warning("tcp endpoint without CURVE: anyone who can reach it has these rights",
+                        rights=self.config.security.tcp_without_curve)
         self.server.bind()
         self._start_events()
         self._start_metrics()
@@ -234,10 +287,21 @@ class Daemon:
         if self.publisher is not None:
             self.publisher.close()
         self.metrics.close()
+        if self.authenticator is not None:
+            self.authenticator.stop()
         await self.server.close()
         self.env.close()
         self.notifier.close()
         log.info("stopped")
+
+
+def _tcp_principal(rights: str) -> Principal | None:
+    """The principal of unauthenticated TCP clients (None: refuse them)."""
+    if rights == "none":
+        return None
+    if rights not in RIGHTS:
+        raise ConfigError(f"security.tcp_without_curve must be admin, write, read or none, not {rights!r}")
+    return Principal("tcp-anonymous", (m.Grant(namespace="*", rights=rights),))
 
 
 def serve(config: Config, reload_config: Callable[[], Config] | None = None) -> int:

@@ -31,8 +31,14 @@ def command(name: str):
     return register
 
 
+def _curve(args):
+    from memosd_client import CurveKeys
+
+    return CurveKeys.from_file(args.key_file) if getattr(args, "key_file", None) else None
+
+
 def _client(args) -> Client:
-    return Client(args.endpoint, namespace=args.namespace, timeout=args.timeout)
+    return Client(args.endpoint, namespace=args.namespace, timeout=args.timeout, curve=_curve(args))
 
 
 def _admin(args) -> AdminClient:
@@ -140,6 +146,39 @@ def cmd_health(args) -> int:
     else:
         print("healthy" if healthy else "unhealthy: " + ", ".join(k for k, c in checks.items() if not c["ok"]))
     return ExitCode.OK if healthy else ExitCode.UNHEALTHY
+
+
+@command("keys")
+def cmd_keys(args) -> int:
+    from ..security.grants import parse_grant
+
+    with _admin(args) as admin:
+        if args.keys_command == "create":
+            grants = [parse_grant(text) for text in args.grant or []]
+            created = admin.request("keys_create", m.KeysCreateArgs(name=args.name, grants=grants))
+            document = {"name": created.name, "public_key": created.public_key, "secret_key": created.secret_key,
+                        "server_public_key": created.server_public_key}
+            if args.output:
+                fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(msgspec.json.format(msgspec.json.encode(document)) + b"\n")
+                print(f"key {created.name!r} written to {args.output} (keep it secret)", file=sys.stderr)
+            else:
+                print_json(document)
+        elif args.keys_command == "list":
+            listing = admin.request("keys_list", m.KeysListArgs())
+            if args.json:
+                print_json(listing)
+            else:
+                print(f"server public key: {listing.server_public_key}")
+                for key in listing.keys:
+                    state = "revoked" if key.revoked_at is not None else "active"
+                    grants = ", ".join(f"{g.namespace}:{g.rights}" for g in key.grants)
+                    print(f"{key.name}\t{state}\t{key.public_key}\t{grants}")
+        else:
+            admin.request("keys_revoke", m.KeysRevokeArgs(name=args.name))
+            print(f"revoked {args.name}", file=sys.stderr)
+    return ExitCode.OK
 
 
 @command("top")
@@ -365,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-n", "--namespace", default=os.environ.get("MEMOSD_NAMESPACE"),
                         help="namespace (default: $MEMOSD_NAMESPACE)")
     common.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
+    common.add_argument("--key-file", help="CURVE key file for a TCP endpoint (default: $MEMOSD_KEY_FILE)")
     common.add_argument("--json", action="store_true", help="print JSON")
 
     def add(name: str, help_text: str | None = None, **kw) -> argparse.ArgumentParser:
@@ -391,6 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "daemon status (admin endpoint)")
     add("health", "exit 0 when healthy, 7 when not, 4 when unreachable")
     add("stop", "ask the daemon to stop cleanly")
+    p = add("keys", "CURVE client keys for TCP endpoints: create, list, revoke (admin endpoint)")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", parents=[common], help="create a key; prints or writes the key file")
+    create.add_argument("name")
+    create.add_argument("--grant", action="append", required=True,
+                        help="NAMESPACE_PATTERN:RIGHT (read, write or admin); repeatable, e.g. 'agent-*:write'")
+    create.add_argument("-o", "--output", help="write the key file here (mode 0600) instead of printing it")
+    keys_sub.add_parser("list", parents=[common], help="list keys and the server's public key")
+    revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key")
+    revoke.add_argument("name")
     p = add("top", "live view of requests, latency, tiers and namespaces")
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--once", action="store_true", help="print one frame and exit")
@@ -449,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..bench.cli import add_bench_commands
 
     add_bench_commands(sub, common)
+    from .maintenance import add_maintenance_commands
+
+    add_maintenance_commands(sub, common)
     return parser
 
 

@@ -40,6 +40,10 @@ def build_handlers(engine: Engine, daemon: Any) -> dict[str, Handler]:
         "import": (engine.import_, True),
         "status": (lambda ns, a: daemon.status(), False),
         "shutdown": (lambda ns, a: daemon.request_shutdown(), False),
+        "backup": (lambda ns, a: daemon.backup(a), True),
+        "keys_create": (lambda ns, a: daemon.keys_create(a), True),
+        "keys_list": (lambda ns, a: daemon.keys_list(), False),
+        "keys_revoke": (lambda ns, a: daemon.keys_revoke(a), True),
     }
     missing = set(OPERATIONS) - set(table)
     if missing:

@@ -1,8 +1,10 @@
-"""The ZeroMQ front end: ROUTER sockets, frame validation and dispatch.
+"""The ZeroMQ front end: ROUTER sockets, frame validation, authorization and dispatch.
 
 Every frame is validated once here. Anything wrong with it becomes a typed error
-reply to the sender; the loop never dies on bad input. Reads are answered inline
-(they are short and CPU-bound); writes run as tasks so the writer can group them.
+reply to the sender; the loop never dies on bad input. Every request passes the
+one authorization check (:func:`memosd.security.grants.authorize`) before its
+handler runs. Reads are answered inline (they are short and CPU-bound); writes
+run as tasks so the writer can group them.
 
 Sockets are plain (non-asyncio) pyzmq sockets driven by the loop's reader
 callbacks on ZMQ_FD: this skips a future per message, which is most of the
@@ -14,12 +16,9 @@ messages so the admin socket is never starved by a flood on an agent socket.
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import time
 from collections.abc import Iterable
-
-import numpy as np
 
 import msgspec
 import structlog
@@ -32,11 +31,18 @@ from memosd_client.protocol.errors import (
     MalformedError,
     MemosdError,
     TooLargeError,
+    UnauthorizedError,
     UnavailableError,
 )
 
 from ..logs import get_logger
+from ..security.curve import ServerKeys
+from ..security.grants import LOCAL, Principal, authorize
+from ..security.keys import KeyStore
+from .backpressure import Backpressure
 from .handlers import Handler
+from .listener import Listener, bind_listener
+from .request_stats import RequestStats
 
 log = get_logger("memosd.server")
 
@@ -60,6 +66,9 @@ def _request_id(frame: bytes) -> int:
 class Server:
     """Serves the agent endpoints and the admin endpoint on one asyncio loop."""
 
+    BATCH = 64
+    """Messages handled per reader callback before yielding to other sockets and tasks."""
+
     def __init__(
         self,
         handlers: dict[str, Handler],
@@ -69,6 +78,10 @@ class Server:
         max_message_bytes: int,
         ipc_mode: int = 0o660,
         metrics=None,
+        backpressure: Backpressure | None = None,
+        keys: KeyStore | None = None,
+        curve: ServerKeys | None = None,
+        tcp_principal: Principal | None = LOCAL,
     ):
         self.handlers = handlers
         self.metrics = metrics
@@ -78,52 +91,41 @@ class Server:
         self.admin_endpoint = admin_endpoint
         self.max_message_bytes = max_message_bytes
         self.ipc_mode = ipc_mode
+        self.backpressure = backpressure or Backpressure(max_inflight=1024, rate=0)
+        self.keys = keys
+        self.curve = curve
+        self.tcp_principal = tcp_principal
+        """Who a TCP client is when CURVE is off: anyone who can reach the port."""
         self.ctx = zmq.Context()
-        self.sockets: list[tuple[zmq.Socket, bool]] = []
+        self.listeners: list[Listener] = []
         self.stopping = False
         self.requests = 0
         self.errors = 0
+        self.stats = RequestStats()
         self._inflight: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._recheck_scheduled: set[zmq.Socket] = set()
-        self.bound: list[str] = []
-        self.op_counts: collections.Counter[str] = collections.Counter()
-        self.op_errors: collections.Counter[str] = collections.Counter()
-        self.recent: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=2048))
-        """Latencies of the most recent requests per operation, for status and `memosd top`."""
+
+    @property
+    def bound(self) -> list[str]:
+        return [listener.endpoint for listener in self.listeners]
 
     # ------------------------------------------------------------------ sockets
 
     def bind(self) -> None:
         for endpoint in self.endpoints:
-            self.sockets.append((self._bind(endpoint), False))
+            self._bind(endpoint, admin=False)
         if self.admin_endpoint:
-            self.sockets.append((self._bind(self.admin_endpoint), True))
+            self._bind(self.admin_endpoint, admin=True)
 
-    def _bind(self, endpoint: str) -> zmq.Socket:
-        sock = self.ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 1000)
-        # Hard cap far above the configured limit: frames between the two get a TOO_LARGE reply,
-        # frames above it make libzmq drop the connection before buffering them.
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes * 2 + (1 << 20))
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        sock.setsockopt(zmq.SNDHWM, 100_000)
-        sock.setsockopt(zmq.RCVHWM, 100_000)
-        if endpoint.startswith("ipc://"):
-            path = endpoint[len("ipc://"):]
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        sock.bind(endpoint)
-        actual = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        if actual.startswith("ipc://"):
-            os.chmod(actual[len("ipc://"):], self.ipc_mode)
-        self.bound.append(actual)
-        return sock
+    def _bind(self, endpoint: str, *, admin: bool) -> None:
+        self.listeners.append(bind_listener(self.ctx, endpoint, admin=admin, max_message_bytes=self.max_message_bytes,
+                                            ipc_mode=self.ipc_mode, curve=self.curve))
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        for sock, admin in self.sockets:
-            self._loop.add_reader(sock.getsockopt(zmq.FD), self._on_readable, sock, admin)
-            self._loop.call_soon(self._on_readable, sock, admin)
+        for listener in self.listeners:
+            self._loop.add_reader(listener.sock.getsockopt(zmq.FD), self._on_readable, listener)
+            self._loop.call_soon(self._on_readable, listener)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Refuse new requests and wait for in-flight ones to be answered."""
@@ -133,58 +135,70 @@ class Server:
             await asyncio.wait(set(self._inflight), timeout=max(0.0, deadline - time.monotonic()))
 
     async def close(self) -> None:
-        for sock, _ in self.sockets:
+        for listener in self.listeners:
             if self._loop is not None:
-                self._loop.remove_reader(sock.getsockopt(zmq.FD))
-            sock.close(linger=1000)
+                self._loop.remove_reader(listener.sock.getsockopt(zmq.FD))
+            listener.sock.close(linger=1000)
         self.ctx.term()
-        for endpoint in self.bound:
-            if endpoint.startswith("ipc://"):
+        for listener in self.listeners:
+            if listener.is_ipc:
                 try:
-                    os.unlink(endpoint[len("ipc://"):])
+                    os.unlink(listener.endpoint[len("ipc://"):])
                 except OSError:
                     pass
 
-    # ------------------------------------------------------------------ dispatch
+    # ------------------------------------------------------------------ receiving
 
-    BATCH = 64
-    """Messages handled per reader callback before yielding to other sockets and tasks."""
-
-    def _on_readable(self, sock: zmq.Socket, admin: bool) -> None:
-        self._recheck_scheduled.discard(sock)
+    def _on_readable(self, listener: Listener) -> None:
+        listener.recheck_scheduled = False
+        sock = listener.sock
         if sock.closed:
             return
         for _ in range(self.BATCH):
             if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                if listener.curve:
+                    # Frames (not bytes) carry the ZAP User-Id: the client's CURVE public key.
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    principal = self._principal_for_key(parts[-1].get("User-Id"))
+                    frames = [part.bytes for part in parts]
+                else:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    principal = LOCAL if listener.is_ipc else self.tcp_principal
             except zmq.Again:
                 return
             try:
-                self._dispatch(sock, frames, admin)
+                self._dispatch(listener, frames, principal)
             except Exception:  # never let one request stop the loop
                 log.exception("dispatch failed")
-        self._schedule_recheck(sock, admin)
+        self._schedule_recheck(listener)
 
-    def _schedule_recheck(self, sock: zmq.Socket, admin: bool) -> None:
-        if sock not in self._recheck_scheduled and self._loop is not None:
-            self._recheck_scheduled.add(sock)
-            self._loop.call_soon(self._on_readable, sock, admin)
+    def _principal_for_key(self, user_id: str | None) -> Principal | None:
+        if not user_id or self.keys is None:
+            return None
+        return self.keys.lookup(user_id.encode())
 
-    def _dispatch(self, sock: zmq.Socket, frames: list[bytes], admin: bool) -> None:
+    def _schedule_recheck(self, listener: Listener) -> None:
+        if not listener.recheck_scheduled and self._loop is not None:
+            listener.recheck_scheduled = True
+            self._loop.call_soon(self._on_readable, listener)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, listener: Listener, frames: list[bytes], principal: Principal | None) -> None:
         started = time.perf_counter()
         self.requests += 1
         identity = frames[0]
         if len(frames) != 2:
             payload = frames[-1] if len(frames) > 1 else b""
-            self._send_error(sock, identity, _request_id(payload) if len(frames) > 1 else 0,
+            self._send_error(listener, identity, _request_id(payload) if len(frames) > 1 else 0,
                              MalformedError(f"expected exactly one frame per request, got {len(frames) - 1}"),
                              "invalid", started)
             return
         payload = frames[1]
         if len(payload) > self.max_message_bytes:
-            self._send_error(sock, identity, 0, TooLargeError(
+            self._send_error(listener, identity, _request_id(payload[:4096]), TooLargeError(
                 f"message of {len(payload)} bytes is over the limit of {self.max_message_bytes}",
                 details={"limit": self.max_message_bytes}), "invalid", started)
             return
@@ -197,77 +211,72 @@ class Server:
             # Request context for every log line this request causes (tasks inherit it).
             structlog.contextvars.bind_contextvars(request_id=request_id, op=op, namespace=env.ns)
             if self.debug:
-                log.debug("request")
+                log.debug("request", principal=principal.name if principal else None)
+            if principal is None:
+                raise UnauthorizedError("this client key is not (or no longer) authorized")
             handler = self.handlers[env.op]
-            if handler.op.admin and not admin:
+            if handler.op.admin and not listener.admin:
                 raise ForbiddenError(f"{env.op!r} is only served on the admin endpoint")
             if self.stopping and env.op not in ("hello", "status"):
                 raise UnavailableError("the daemon is shutting down")
             args = codec.decode_args(env.op, env.args)
-            namespace = env.ns
+            authorize(principal, handler.op, env.ns, args)
+            self.backpressure.admit(identity)
             if handler.is_async:
-                task = asyncio.create_task(
-                    self._run_async(sock, admin, identity, request_id, handler, namespace, args, started)
-                )
+                self.backpressure.begin_write(identity)
+                task = asyncio.create_task(self._run_async(listener, identity, request_id, handler, env.ns, args,
+                                                           started))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
                 return
-            result = handler.call(namespace, args)
+            result = handler.call(env.ns, args)
         except MemosdError as err:
-            self._send_error(sock, identity, request_id, err, op, started)
+            self._send_error(listener, identity, request_id, err, op, started)
             return
         except Exception as exc:
             log.exception("request failed")
-            self._send_error(sock, identity, request_id, InternalError(f"internal error: {exc!r}"), op, started)
+            self._send_error(listener, identity, request_id, InternalError(f"internal error: {exc!r}"), op, started)
             return
-        self._send(sock, identity, codec.encode_result(request_id, result))
+        self._send(listener, identity, codec.encode_result(request_id, result))
         self._observe(op, "ok", started)
 
-    async def _run_async(self, sock, admin: bool, identity: bytes, request_id: int, handler: Handler,
-                         namespace, args, started: float) -> None:
+    async def _run_async(self, listener: Listener, identity: bytes, request_id: int, handler: Handler,
+                         namespace: str | None, args, started: float) -> None:
         op = handler.op.name
         try:
             result = await handler.call(namespace, args)
         except MemosdError as err:
-            self._send_error(sock, identity, request_id, err, op, started)
+            self._send_error(listener, identity, request_id, err, op, started)
         except Exception as exc:
             log.exception("request failed")
-            self._send_error(sock, identity, request_id, InternalError(f"internal error: {exc!r}"), op, started)
+            self._send_error(listener, identity, request_id, InternalError(f"internal error: {exc!r}"), op, started)
         else:
-            self._send(sock, identity, codec.encode_result(request_id, result))
+            self._send(listener, identity, codec.encode_result(request_id, result))
             self._observe(op, "ok", started)
+        finally:
+            self.backpressure.end_write(identity)
         # A send outside the reader callback may have consumed the FD's edge: look again.
-        self._schedule_recheck(sock, admin)
+        self._schedule_recheck(listener)
 
-    def _send_error(self, sock, identity: bytes, request_id: int, err: MemosdError, op: str,
+    # ------------------------------------------------------------------ replying
+
+    def _send_error(self, listener: Listener, identity: bytes, request_id: int, err: MemosdError, op: str,
                     started: float) -> None:
         self.errors += 1
-        self._send(sock, identity, codec.encode_error(request_id, err))
+        self._send(listener, identity, codec.encode_error(request_id, err))
         self._observe(op, err.code.name, started)
 
     def _observe(self, op: str, outcome: str, started: float) -> None:
         seconds = time.perf_counter() - started
-        self.op_counts[op] += 1
-        if outcome != "ok":
-            self.op_errors[op] += 1
-        self.recent[op].append(seconds)
+        self.stats.record(op, outcome == "ok", seconds)
         if self.metrics is not None:
             self.metrics.observe(op, outcome, seconds)
 
-    def op_stats(self) -> dict[str, tuple[int, int, float, float]]:
-        """Per operation: (count, errors, p50 ms, p99 ms over the recent window)."""
-        out = {}
-        for op, count in self.op_counts.items():
-            window = np.fromiter(self.recent[op], dtype=np.float64)
-            p50, p99 = np.percentile(window, [50, 99]) * 1000 if window.size else (0.0, 0.0)
-            out[op] = (count, self.op_errors[op], round(float(p50), 3), round(float(p99), 3))
-        return out
-
     @staticmethod
-    def _send(sock: zmq.Socket, identity: bytes, payload: bytes) -> None:
+    def _send(listener: Listener, identity: bytes, payload: bytes) -> None:
         try:
             # ROUTER sends never block; a vanished peer's reply is dropped by libzmq.
-            sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)
+            listener.sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)
         except zmq.Again:
             log.warning("reply dropped: peer queue full")
         except zmq.ZMQError as exc:

@@ -21,7 +21,7 @@ import msgspec
 SCHEMA_VERSION = 1
 """Version of the on-disk layout written by this memosd."""
 
-SUBDATABASES = (b"meta", b"namespaces", b"memories", b"idempotency")
+SUBDATABASES = (b"meta", b"namespaces", b"memories", b"idempotency", b"principals")
 
 
 class StoreError(Exception):
@@ -41,7 +41,8 @@ class StoreConfig:
 class Environment:
     """An open LMDB environment with memosd's sub-databases."""
 
-    def __init__(self, config: StoreConfig):
+    def __init__(self, config: StoreConfig, *, allow_older_schema: bool = False):
+        """Open (or create) the store; ``allow_older_schema`` is for the migrator only."""
         self.config = config
         self.path = config.path
         self.path.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,11 @@ class Environment:
             raise StoreError(f"cannot open store at {self.path}: {exc}") from exc
         self.env.reader_check()
         self.dbs = {name.decode(): self.env.open_db(name) for name in SUBDATABASES}
-        self._check_schema()
+        try:
+            self.schema_version = self._check_schema(allow_older_schema)
+        except StoreError:
+            self.close()  # a refused store must not stay locked by an in-process caller (the migrator)
+            raise
 
     # ------------------------------------------------------------------ opening
 
@@ -90,13 +95,13 @@ class Environment:
         if len(head) < 20 or int.from_bytes(head[16:20], "little") != 0xBEEFC0DE:
             raise StoreError(f"{data_file} is not an LMDB data file; refusing to touch it")
 
-    def _check_schema(self) -> None:
+    def _check_schema(self, allow_older: bool) -> int:
         with self.env.begin(write=True, db=self.dbs["meta"]) as txn:
             raw = txn.get(b"schema_version")
             if raw is None:
                 txn.put(b"schema_version", msgspec.msgpack.encode(SCHEMA_VERSION))
                 txn.put(b"created_at", msgspec.msgpack.encode(time.time()))
-                return
+                return SCHEMA_VERSION
             found = msgspec.msgpack.decode(raw)
         if not isinstance(found, int):
             raise StoreError(f"store {self.path} has an unreadable schema version")
@@ -105,8 +110,9 @@ class Environment:
                 f"store {self.path} has schema version {found}, newer than this memosd "
                 f"understands ({SCHEMA_VERSION}); upgrade memosd"
             )
-        if found < SCHEMA_VERSION:
+        if found < SCHEMA_VERSION and not allow_older:
             raise StoreError(f"store {self.path} has schema version {found}; run `memosd migrate`")
+        return found
 
     # ------------------------------------------------------------------ meta
 

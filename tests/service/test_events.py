@@ -168,31 +168,92 @@ def test_mqtt_events_out_and_ingest_in(tmp_path, broker):
             sub.close()
 
 
-def test_broker_outage_never_blocks_and_queued_events_arrive_later(tmp_path):
-    port = free_port()
-    env = {"MEMOSD_EVENTS_MQTT_URL": f"mqtt://127.0.0.1:{port}"}
-    with DaemonProcess(tmp_path / "store", env=env) as daemon:
-        with daemon.client("outage") as client:
-            # No broker yet: writes and reads work as usual, events wait in the queue.
-            ids = [client.remember(f"written while the broker is down {i}") for i in range(5)]
-            assert len(client.recall("broker down", k=10)) == 5
-            with daemon.admin() as admin:
-                state = admin.status().mqtt
-            assert state["connected"] is False and state["queued"] == 5
+class TcpRelay:
+    """A real TCP relay between the daemon and the broker: stopping it is a network outage.
 
-            broker = Broker(port).start()
+    The broker itself keeps running, so a test subscriber can be subscribed before
+    the daemon can reach the broker, and no event can slip past it.
+    """
+
+    def __init__(self, port: int, target: int):
+        self.port, self.target = port, target
+        self.server: socket.socket | None = None
+        self.conns: list[socket.socket] = []
+        self.thread = None
+
+    def start(self) -> "TcpRelay":
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+        return self
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
             try:
-                sub = Subscriber(port, "memosd/events/#")
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for conn in self.conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self.conns.clear()
+
+
+def test_broker_outage_never_blocks_and_queued_events_arrive_later(tmp_path, broker):
+    relay_port = free_port()
+    env = {"MEMOSD_EVENTS_MQTT_URL": f"mqtt://127.0.0.1:{relay_port}"}
+    sub = Subscriber(broker.port, "memosd/events/#")
+    try:
+        with DaemonProcess(tmp_path / "store", env=env) as daemon:
+            with daemon.client("outage") as client:
+                # The broker is unreachable: writes and reads work as usual, events wait in the queue.
+                ids = [client.remember(f"written while the broker is unreachable {i}") for i in range(5)]
+                assert len(client.recall("broker unreachable", k=10)) == 5
+                with daemon.admin() as admin:
+                    state = admin.status().mqtt
+                assert state["connected"] is False and state["queued"] == 5
+
+                relay = TcpRelay(relay_port, broker.port).start()
                 try:
                     got = []
                     while len(got) < 5:
-                        got += json.loads(sub.next(timeout=15)[1])["ids"]
+                        got += json.loads(sub.next(timeout=20)[1])["ids"]
                     assert sorted(got) == ids
-                    # The broker goes away again: the daemon keeps serving.
-                    broker.stop()
-                    later = client.remember("written after the broker died")
-                    assert client.get(later).text == "written after the broker died"
                 finally:
-                    sub.close()
-            finally:
-                broker.stop()
+                    relay.stop()  # and the network goes away again
+                later = client.remember("written after the outage began again")
+                assert client.get(later).text == "written after the outage began again"
+                with daemon.admin() as admin:
+                    assert admin.status().writer_alive
+    finally:
+        sub.close()

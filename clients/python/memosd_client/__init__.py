@@ -2,6 +2,7 @@
 
 from .aio import AsyncClient
 from .client import AdminClient, Client
+from .curve import CurveKeys
 from .endpoints import default_admin_endpoint, default_endpoint
 from .protocol.errors import *  # noqa: F401,F403 - typed exceptions are part of the client API
 from .protocol.errors import ErrorCode, MemosdError
@@ -13,6 +14,7 @@ __all__ = [
     "AdminClient",
     "AsyncClient",
     "Client",
+    "CurveKeys",
     "ErrorCode",
     "Filters",
     "Memory",

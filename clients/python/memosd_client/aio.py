@@ -12,6 +12,7 @@ import zmq.asyncio
 
 from .api import Api, Call
 from .client import configure_socket
+from .curve import CurveKeys, default_keys
 from .endpoints import default_endpoint
 from .protocol import codec
 from .protocol import messages as m
@@ -33,6 +34,7 @@ class AsyncClient(Api):
         timeout: float = 10.0,
         retries: int = 2,
         auto_idempotency: bool = True,
+        curve: CurveKeys | None = None,
         context: zmq.asyncio.Context | None = None,
     ):
         self.endpoint = endpoint or default_endpoint()
@@ -42,7 +44,10 @@ class AsyncClient(Api):
         self.auto_idempotency = auto_idempotency
         self._ctx = context or zmq.asyncio.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
-        configure_socket(self._sock)
+        if self.endpoint.startswith("tcp://"):  # ipc access is controlled by file permissions
+            configure_socket(self._sock, curve if curve is not None else default_keys())
+        else:
+            configure_socket(self._sock)
         self._sock.connect(self.endpoint)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}

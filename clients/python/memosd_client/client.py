@@ -10,14 +10,17 @@ from typing import Any
 import zmq
 
 from .api import Api, Call
+from .curve import CurveKeys, default_keys
 from .endpoints import default_endpoint
 from .protocol import codec
 from .protocol import messages as m
 from .protocol.errors import ConnectionFailedError, MalformedError, RequestTimeoutError
 
 
-def configure_socket(sock: zmq.Socket) -> None:
+def configure_socket(sock: zmq.Socket, curve: CurveKeys | None = None) -> None:
     """Options shared by both clients: fail fast instead of queueing to a daemon that is not there."""
+    if curve is not None:
+        curve.apply(sock)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.setsockopt(zmq.RECONNECT_IVL, 50)
@@ -30,7 +33,9 @@ class Client(Api):
     ``timeout`` bounds each attempt (seconds); a request that is safe to resend
     (reads, and writes carrying idempotency keys, which this client adds unless
     ``auto_idempotency=False``) is retried ``retries`` times before
-    :class:`RequestTimeoutError` is raised. Not thread-safe: use one per thread.
+    :class:`RequestTimeoutError` is raised. ``curve`` (or ``$MEMOSD_KEY_FILE``)
+    gives the keys for a TCP endpoint that requires CURVE. Not thread-safe: use
+    one per thread.
     """
 
     def __init__(
@@ -41,9 +46,12 @@ class Client(Api):
         timeout: float = 10.0,
         retries: int = 2,
         auto_idempotency: bool = True,
+        curve: CurveKeys | None = None,
         context: zmq.Context | None = None,
     ):
         self.endpoint = endpoint or default_endpoint()
+        # CURVE is a TCP matter: ipc access is controlled by the socket file's permissions.
+        self.curve = (curve if curve is not None else default_keys()) if self.endpoint.startswith("tcp://") else None
         self.namespace = namespace
         self.timeout = timeout
         self.retries = retries
@@ -57,7 +65,7 @@ class Client(Api):
         if self._sock is not None:
             self._sock.close(linger=0)
         self._sock = self._ctx.socket(zmq.DEALER)
-        configure_socket(self._sock)
+        configure_socket(self._sock, self.curve)
         self._sock.connect(self.endpoint)
 
     def close(self) -> None:

@@ -307,12 +307,73 @@ class StatusResult(Struct):
     ops: dict[str, OpStats] = {}
 
 
+class Grant(Struct, frozen=True):
+    """A right on the namespaces matching ``namespace`` (an fnmatch pattern, ``*`` for all)."""
+
+    namespace: str
+    rights: Literal["read", "write", "admin"]
+
+
+class KeyInfo(Struct):
+    name: str
+    public_key: str
+    grants: list[Grant]
+    created_at: float
+    revoked_at: float | None = None
+
+
+class KeysCreateArgs(Struct):
+    name: str
+    grants: list[Grant]
+
+
+class KeysCreateResult(Struct):
+    """The client's key pair: ``secret_key`` is shown once and not stored by the daemon."""
+
+    name: str
+    public_key: str
+    secret_key: str
+    server_public_key: str
+    grants: list[Grant]
+
+
+class KeysListArgs(Struct):
+    pass
+
+
+class KeysListResult(Struct):
+    keys: list[KeyInfo]
+    server_public_key: str | None = None
+
+
+class KeysRevokeArgs(Struct):
+    name: str
+
+
+class KeysRevokeResult(Struct):
+    revoked: bool
+
+
 class ShutdownArgs(Struct):
     pass
 
 
 class ShutdownResult(Struct):
     stopping: bool
+
+
+class BackupArgs(Struct):
+    dest: str
+    """Absolute path of a new (or empty) directory on the daemon's host."""
+
+
+class BackupResult(Struct):
+    """A finished backup: the directory ``path`` holds ``data.mdb`` and ``manifest.json`` (also returned here)."""
+
+    path: str
+    bytes: int
+    sha256: str
+    manifest: dict[str, Any]
 
 
 # --------------------------------------------------------------------------- registry
@@ -363,6 +424,18 @@ OPERATIONS: dict[str, Operation] = {
                   needs_namespace=False, admin=True),
         Operation("shutdown", ShutdownArgs, ShutdownResult, "Stop the daemon cleanly (admin channel).",
                   needs_namespace=False, admin=True, retry_safe=False),
+        Operation("backup", BackupArgs, BackupResult,
+                  "Write a consistent, compacted copy of the store and its manifest into a new directory "
+                  "while the daemon keeps serving (admin channel).",
+                  needs_namespace=False, admin=True, retry_safe=False),
+        Operation("keys_create", KeysCreateArgs, KeysCreateResult,
+                  "Create a CURVE client key with namespace grants (admin).",
+                  needs_namespace=False, admin=True, retry_safe=False),
+        Operation("keys_list", KeysListArgs, KeysListResult, "List client keys and the server's public key (admin).",
+                  needs_namespace=False, admin=True),
+        Operation("keys_revoke", KeysRevokeArgs, KeysRevokeResult,
+                  "Revoke a client key; its connections are refused from the next request (admin).",
+                  needs_namespace=False, admin=True),
     )
 }
 

@@ -1,0 +1,1 @@
+"""Authentication (CURVE on TCP, file permissions on ipc) and authorization (namespace grants)."""

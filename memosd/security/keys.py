@@ -1,0 +1,96 @@
+"""Client keys: CURVE public keys with namespace grants, stored in LMDB (``principals``).
+
+The daemon keeps only public keys; a client's secret key is returned once, when
+created. Revocation takes effect on the next request of any open connection,
+because every request is mapped from its CURVE key to a principal again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import lmdb
+import msgspec
+import zmq
+
+from memosd_client.protocol import messages as m
+from memosd_client.protocol.errors import ConflictError, InvalidArgumentError, NotFoundError
+
+from ..store.environment import Environment
+from ..store.writer import WriterThread
+from .grants import RIGHTS, Principal
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_record_decoder = msgspec.msgpack.Decoder(m.KeyInfo)
+
+
+class KeyStore:
+    """Principals known by CURVE public key (z85)."""
+
+    def __init__(self, env: Environment, writer: WriterThread):
+        self.env = env
+        self.writer = writer
+        self._db = env.dbs["principals"]
+        self.records: dict[str, m.KeyInfo] = {}
+        self.by_key: dict[bytes, Principal] = {}
+        with env.read() as txn:
+            for _, raw in txn.cursor(db=self._db):
+                self._index(_record_decoder.decode(raw))
+
+    def _index(self, record: m.KeyInfo) -> None:
+        self.records[record.name] = record
+        key = record.public_key.encode()
+        if record.revoked_at is None:
+            self.by_key[key] = Principal(record.name, tuple(record.grants))
+        else:
+            self.by_key.pop(key, None)
+
+    def lookup(self, public_key: bytes) -> Principal | None:
+        """The principal of an active key (z85 bytes), or None when unknown or revoked."""
+        return self.by_key.get(public_key)
+
+    def allows(self, public_key: bytes) -> bool:
+        return public_key in self.by_key
+
+    async def create(self, name: str, grants: list[m.Grant]) -> tuple[m.KeyInfo, str]:
+        """Create a key pair for ``name``; returns the stored record and the secret key (z85)."""
+        if not NAME_PATTERN.fullmatch(name):
+            raise InvalidArgumentError("key names are 1-64 letters, digits and . _ @ -")
+        if not grants:
+            raise InvalidArgumentError("a key needs at least one grant (NAMESPACE_PATTERN:RIGHT)")
+        for grant in grants:
+            if grant.rights not in RIGHTS or not grant.namespace:
+                raise InvalidArgumentError(f"bad grant {grant}")
+        public, secret = zmq.curve_keypair()
+        record = m.KeyInfo(name=name, public_key=public.decode(), grants=grants, created_at=time.time())
+
+        def run(txn: lmdb.Transaction):
+            existing = txn.get(name.encode(), db=self._db)
+            if existing is not None and _record_decoder.decode(existing).revoked_at is None:
+                raise ConflictError(f"key {name!r} exists; revoke it first")
+            txn.put(name.encode(), msgspec.msgpack.encode(record), db=self._db)
+            return record
+
+        stored = await self.writer.submit(run, self._apply)
+        return stored, secret.decode()
+
+    async def revoke(self, name: str) -> m.KeyInfo:
+        def run(txn: lmdb.Transaction):
+            raw = txn.get(name.encode(), db=self._db)
+            if raw is None:
+                raise NotFoundError(f"no key named {name!r}")
+            record = _record_decoder.decode(raw)
+            if record.revoked_at is None:
+                record = msgspec.structs.replace(record, revoked_at=time.time())
+                txn.put(name.encode(), msgspec.msgpack.encode(record), db=self._db)
+            return record
+
+        return await self.writer.submit(run, self._apply)
+
+    def _apply(self, record: m.KeyInfo) -> m.KeyInfo:
+        self._index(record)
+        return record
+
+    def list(self) -> list[m.KeyInfo]:
+        return [self.records[name] for name in sorted(self.records)]

@@ -1,0 +1,56 @@
+"""One bound ROUTER socket and what the server needs to know about it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import zmq
+
+from ..security.curve import ServerKeys, make_curve_server
+
+
+@dataclass(eq=False)
+class Listener:
+    """A bound ROUTER socket: its endpoint, whether it is the admin channel, whether it speaks CURVE."""
+
+    sock: zmq.Socket
+    endpoint: str
+    admin: bool
+    curve: bool
+    recheck_scheduled: bool = field(default=False)
+
+    @property
+    def is_ipc(self) -> bool:
+        return self.endpoint.startswith("ipc://")
+
+
+def bind_listener(
+    ctx: zmq.Context,
+    endpoint: str,
+    *,
+    admin: bool,
+    max_message_bytes: int,
+    ipc_mode: int,
+    curve: ServerKeys | None,
+) -> Listener:
+    """Bind a ROUTER socket. TCP endpoints get CURVE when server keys are given; ipc sockets get
+    ``ipc_mode`` file permissions (they are the access control for local clients)."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 1000)
+    # Hard cap far above the configured limit: frames between the two get a TOO_LARGE reply,
+    # frames above it make libzmq drop the connection before buffering them.
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes * 2 + (1 << 20))
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    use_curve = curve is not None and endpoint.startswith("tcp://")
+    if use_curve:
+        make_curve_server(sock, curve)
+    if endpoint.startswith("ipc://"):
+        os.makedirs(os.path.dirname(endpoint[len("ipc://"):]) or ".", exist_ok=True)
+    sock.bind(endpoint)
+    actual = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    if actual.startswith("ipc://"):
+        os.chmod(actual[len("ipc://"):], ipc_mode)
+    return Listener(sock=sock, endpoint=actual, admin=admin, curve=use_curve)
