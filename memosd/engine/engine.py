@@ -75,12 +75,18 @@ class Engine:
                 state = NamespaceState(name, ns_id, self.retrieval)
                 cursor = txn.cursor(db=self._memories)
                 prefix = keys.ns_prefix(ns_id)
+                chunk: list[m.Memory] = []
                 if cursor.set_range(prefix):
                     for key, raw in cursor:
                         if not key.startswith(prefix):
                             break
-                        state.add(_decode(raw))
-                        loaded += 1
+                        chunk.append(_decode(raw))
+                        if len(chunk) == 4096:
+                            state.add_many(chunk)
+                            loaded += len(chunk)
+                            chunk = []
+                state.add_many(chunk)
+                loaded += len(chunk)
                 self.namespaces[name] = state
         return loaded
 
@@ -221,8 +227,7 @@ class Engine:
         def apply(result):
             ns_id, ids, created, fresh = result
             state = self._ensure_state(name, ns_id)
-            for mem in fresh:
-                state.add(mem)
+            state.add_many(fresh)
             if fresh:
                 self.events.emit("remembered", name, [mem.id for mem in fresh])
             return m.RememberResult(ids=ids, created=created)
@@ -560,8 +565,7 @@ class Engine:
         def apply(result):
             ns_id, fresh = result
             state = self._ensure_state(name, ns_id)
-            for mem in fresh:
-                state.add(mem)
+            state.add_many(fresh)
             if fresh:
                 self.events.emit("imported", name, [mem.id for mem in fresh])
             return m.ImportResult(imported=len(fresh), skipped=len(args.memories) - len(fresh))

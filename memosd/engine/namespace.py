@@ -33,7 +33,15 @@ class NamespaceState:
     # ------------------------------------------------------------------ writes
 
     def add(self, mem: Memory) -> None:
-        """Index a stored version (new, imported or loaded at start)."""
+        """Index one stored version (new, imported or loaded at start)."""
+        self.add_many([mem])
+
+    def add_many(self, mems: list[Memory]) -> None:
+        """Index stored versions together: the hybrid index is much cheaper per document in batches."""
+        slots = [self._add_row(mem) for mem in mems]
+        self.index.add_many(slots, [mem.text for mem in mems])
+
+    def _add_row(self, mem: Memory) -> int:
         t = self.table
         slot = t.append()
         t.ids[slot] = mem.id
@@ -49,7 +57,7 @@ class NamespaceState:
         self.slot_of[mem.id] = slot
         for tag in mem.tags:
             self.tag_slots.setdefault(tag, set()).add(slot)
-        self.index.add(slot, mem.text)
+        return slot
 
     def supersede(self, memory_id: int, valid_to: float) -> None:
         slot = self.slot_of.get(memory_id)

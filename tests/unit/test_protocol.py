@@ -90,3 +90,9 @@ def test_protocol_doc_is_in_sync_with_the_definitions():
     assert MARKER in doc, "docs/protocol.md lost its generated section"
     generated = doc[doc.index(MARKER):]
     assert generated == render(), "docs/protocol.md is stale: regenerate it with `memosd protocol-doc`"
+
+
+def test_replies_with_fields_from_a_newer_daemon_still_decode():
+    newer = msgspec.msgpack.encode({"v": 1, "id": 3, "ok": True, "future_envelope_field": 1,
+                                    "result": {"ids": [4], "created": [True], "future_result_field": "x"}})
+    assert codec.reply_result("remember", codec.decode_reply(newer)) == m.RememberResult(ids=[4], created=[True])

@@ -22,7 +22,12 @@ Tier = Literal["stm", "mtm", "ltm"]
 
 
 class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Base of wire structs: unknown field names are rejected so typos surface as errors."""
+    """Base of request structs: unknown field names are rejected so typos surface as errors."""
+
+
+class ReplyStruct(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Base of structs the daemon sends: unknown fields are ignored, so a newer daemon may add
+    fields without breaking older clients."""
 
 
 # --------------------------------------------------------------------------- envelope
@@ -38,14 +43,14 @@ class Envelope(Struct):
     args: msgspec.Raw = msgspec.Raw(b"\x80")
 
 
-class ErrorBody(Struct):
+class ErrorBody(ReplyStruct):
     code: int
     name: str
     message: str
     details: dict[str, Any] = {}
 
 
-class Reply(Struct):
+class Reply(ReplyStruct):
     """Outer reply frame: exactly one of ``result`` (when ``ok``) or ``error``."""
 
     v: int
@@ -70,7 +75,7 @@ class MemoryIn(Struct):
     idempotency_key: str | None = None
 
 
-class Memory(Struct):
+class Memory(ReplyStruct):
     """A stored memory version as returned by get/list/recall/export."""
 
     id: int
@@ -107,13 +112,13 @@ class Filters(Struct):
     before: float | None = None
 
 
-class EncoderInfo(Struct):
+class EncoderInfo(ReplyStruct):
     name: str
     version: str
     dim: int
 
 
-class Limits(Struct):
+class Limits(ReplyStruct):
     max_message_bytes: int
     max_batch: int
     max_k: int
@@ -128,7 +133,7 @@ class HelloArgs(Struct):
     protocol: int = PROTOCOL_VERSION
 
 
-class HelloResult(Struct):
+class HelloResult(ReplyStruct):
     protocol: int
     server_version: str
     capabilities: list[str]
@@ -140,7 +145,7 @@ class RememberArgs(Struct):
     items: list[MemoryIn]
 
 
-class RememberResult(Struct):
+class RememberResult(ReplyStruct):
     ids: list[int]
     created: list[bool]
     """False where an idempotency key matched an earlier write (the earlier id is returned)."""
@@ -150,7 +155,7 @@ class GetArgs(Struct):
     ids: list[int]
 
 
-class GetResult(Struct):
+class GetResult(ReplyStruct):
     memories: list[Memory]
     missing: list[int] = []
 
@@ -163,7 +168,7 @@ class ListArgs(Struct):
     include_superseded: bool = False
 
 
-class ListResult(Struct):
+class ListResult(ReplyStruct):
     memories: list[Memory]
     next_cursor: int | None = None
 
@@ -177,14 +182,14 @@ class RecallArgs(Struct):
     include_forgotten: bool = False
 
 
-class RecallHit(Struct):
+class RecallHit(ReplyStruct):
     memory: Memory
     score: float
     rank: int
     matched: list[str]
 
 
-class RecallResult(Struct):
+class RecallResult(ReplyStruct):
     hits: list[RecallHit]
     took_us: int
 
@@ -199,7 +204,7 @@ class UpdateArgs(Struct):
     idempotency_key: str | None = None
 
 
-class UpdateResult(Struct):
+class UpdateResult(ReplyStruct):
     id: int
     supersedes: int
     created: bool = True
@@ -209,7 +214,7 @@ class HistoryArgs(Struct):
     id: int
 
 
-class HistoryResult(Struct):
+class HistoryResult(ReplyStruct):
     versions: list[Memory]
 
 
@@ -217,7 +222,7 @@ class IdsArgs(Struct):
     ids: list[int]
 
 
-class ForgetResult(Struct):
+class ForgetResult(ReplyStruct):
     changed: list[int]
     missing: list[int] = []
 
@@ -227,7 +232,7 @@ class PurgeArgs(Struct):
     all: bool = False
 
 
-class PurgeResult(Struct):
+class PurgeResult(ReplyStruct):
     purged: int
     missing: list[int] = []
 
@@ -236,7 +241,7 @@ class StatsArgs(Struct):
     pass
 
 
-class NamespaceStats(Struct):
+class NamespaceStats(ReplyStruct):
     name: str
     memories: int
     current: int
@@ -245,7 +250,7 @@ class NamespaceStats(Struct):
     index_bytes: int
 
 
-class StatsResult(Struct):
+class StatsResult(ReplyStruct):
     namespaces: list[NamespaceStats]
     store_bytes: int
     map_bytes: int
@@ -256,7 +261,7 @@ class ExportArgs(Struct):
     limit: int = 500
 
 
-class ExportResult(Struct):
+class ExportResult(ReplyStruct):
     memories: list[Memory]
     next_cursor: int | None = None
 
@@ -265,7 +270,7 @@ class ImportArgs(Struct):
     memories: list[Memory]
 
 
-class ImportResult(Struct):
+class ImportResult(ReplyStruct):
     imported: int
     skipped: int
 
@@ -274,7 +279,7 @@ class StatusArgs(Struct):
     pass
 
 
-class OpStats(Struct):
+class OpStats(ReplyStruct):
     """Per-operation counters since start, and latency over the most recent requests."""
 
     count: int
@@ -283,7 +288,7 @@ class OpStats(Struct):
     p99_ms: float
 
 
-class StatusResult(Struct):
+class StatusResult(ReplyStruct):
     version: str
     pid: int
     uptime_s: float
@@ -314,7 +319,7 @@ class Grant(Struct, frozen=True):
     rights: Literal["read", "write", "admin"]
 
 
-class KeyInfo(Struct):
+class KeyInfo(ReplyStruct):
     name: str
     public_key: str
     grants: list[Grant]
@@ -327,7 +332,7 @@ class KeysCreateArgs(Struct):
     grants: list[Grant]
 
 
-class KeysCreateResult(Struct):
+class KeysCreateResult(ReplyStruct):
     """The client's key pair: ``secret_key`` is shown once and not stored by the daemon."""
 
     name: str
@@ -341,7 +346,7 @@ class KeysListArgs(Struct):
     pass
 
 
-class KeysListResult(Struct):
+class KeysListResult(ReplyStruct):
     keys: list[KeyInfo]
     server_public_key: str | None = None
 
@@ -350,7 +355,7 @@ class KeysRevokeArgs(Struct):
     name: str
 
 
-class KeysRevokeResult(Struct):
+class KeysRevokeResult(ReplyStruct):
     revoked: bool
 
 
@@ -358,7 +363,7 @@ class ShutdownArgs(Struct):
     pass
 
 
-class ShutdownResult(Struct):
+class ShutdownResult(ReplyStruct):
     stopping: bool
 
 
@@ -385,7 +390,7 @@ class Operation:
 
     name: str
     args: type[Struct]
-    result: type[Struct]
+    result: type[ReplyStruct]
     summary: str
     needs_namespace: bool = True
     writes: bool = False
@@ -446,7 +451,7 @@ EVENT_KINDS = ("remembered", "updated", "forgotten", "unforgotten", "purged", "n
 """Kinds of :class:`Event` published on the ZeroMQ PUB socket and over MQTT."""
 
 
-class Event(Struct):
+class Event(ReplyStruct):
     """A change in the store, published after it is committed.
 
     ZeroMQ PUB: two frames, the topic ``<namespace>/<kind>`` and this struct in
