@@ -1,7 +1,181 @@
-"""Registers ``memosd bench`` and ``memosd eval`` on the CLI parser."""
+"""Registers ``memosd bench`` and ``memosd eval`` on the CLI parser.
+
+Only argument parsing and output live here; the work is in :mod:`.runner`
+(bench) and :mod:`.evaluate` (eval). Progress goes to stderr so ``--json``
+leaves stdout holding exactly one JSON object.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+import time
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(float(part)) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _stderr_say():
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {message}", highlight=False)
+
+    return say
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args) -> int:
+    from .report import print_bench
+    from .runner import BenchOptions, run_bench
+
+    opts = BenchOptions(
+        k=args.k,
+        data=args.data,
+        seed=args.seed,
+        endpoint=args.endpoint,
+        admin_endpoint=args.admin_endpoint,
+        key_file=getattr(args, "key_file", None),
+        namespace=args.namespace or "memosd-bench",
+        tcp=not args.no_tcp,
+        writes=not args.no_writes,
+        compare_no_fsync=not args.no_compare,
+        concurrency=args.concurrency,
+        store_dir=args.store_dir,
+        keep=args.keep,
+    )
+    if args.quick:
+        # A smoke run: every phase once, small enough for a test suite (~15 s here).
+        opts.sizes, opts.queries = [2_000], 300
+        opts.single_writes, opts.batch_memories, opts.concurrent_writes = 100, 2_000, 300
+    if args.sizes is not None:
+        opts.sizes = args.sizes
+    if args.queries is not None:
+        opts.queries = args.queries
+    if args.queries is not None and args.queries < 1:
+        raise ValueError("--queries must be positive")
+    result = run_bench(opts, _stderr_say())
+    if args.json:
+        _print_json(result)
+    else:
+        print_bench(result)
+    return 0
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def cmd_eval_locomo(args) -> int:
+    from rich.progress import Progress
+
+    from ..testing import DaemonProcess
+    from .evaluate import evaluate
+    from .locomo import load_conversations
+    from .report import print_locomo
+
+    try:
+        conversations = load_conversations(args.file)
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError) as exc:
+        # main() turns ValueError into a one-line message and the usage exit code.
+        raise ValueError(f"cannot read LoCoMo file {args.file}: {exc}") from None
+    if not any(c.turns for c in conversations) or not any(q.evidence for c in conversations for q in c.questions):
+        raise ValueError(f"{args.file}: no turns or no questions with evidence (is it a LoCoMo file?)")
+    ks = args.k
+    daemon = None
+    endpoint = args.endpoint
+    say = _stderr_say()
+    if endpoint is None:
+        say("starting a daemon on a temporary store")
+        daemon = DaemonProcess(extra_args=["--no-fsync"] if args.no_fsync else [])
+        try:
+            daemon.start()
+        except BaseException:
+            daemon.cleanup()
+            raise
+        endpoint = daemon.endpoint
+    from memosd_client import Client, CurveKeys
+
+    key_file = getattr(args, "key_file", None)
+    curve = CurveKeys.from_file(key_file) if key_file and endpoint.startswith("tcp://") else None
+    questions = sum(1 for c in conversations for q in c.questions if q.evidence)
+    try:
+        with Client(endpoint, timeout=max(args.timeout, 30.0), curve=curve) as client, \
+                Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+            tasks = {
+                "ingest": progress.add_task("ingesting", total=len(conversations)),
+                "ask": progress.add_task("asking", total=questions),
+            }
+            result = evaluate(client, conversations, ks, prefix=args.prefix, keep=not args.purge_after,
+                              progress=lambda stage, n: progress.advance(tasks[stage], n))
+    finally:
+        if daemon is not None:
+            daemon.cleanup()
+    result["file"] = args.file
+    result["endpoint"] = args.endpoint or "temporary daemon" + (" (--no-fsync)" if args.no_fsync else "")
+    if args.json:
+        _print_json(result)
+    else:
+        print_locomo(result)
+    return 0
+
+
+# --------------------------------------------------------------------------- registration
+
 
 def add_bench_commands(sub, common) -> None:
-    return None
+    """Add ``bench`` and ``eval`` (with ``eval locomo``) to the ``memosd`` subparsers."""
+    p = sub.add_parser(
+        "bench", parents=[common], help="measure recall/remember latency and throughput over the real socket",
+        description="Start a daemon on a temporary store (or use --endpoint) and measure, as the client sees "
+                    "it: recall p50/p99 over ipc and tcp at each store size beside the bare pyzmq round trip, "
+                    "remember latency and throughput (durable, and --no-fsync for comparison), store size "
+                    "on disk and daemon RSS.")
+    p.add_argument("--sizes", type=_int_list, default=None,
+                   help="store sizes to measure recall at, one namespace (default 10000,100000)")
+    p.add_argument("--queries", type=int, default=None, help="recalls per path per size (default 2000)")
+    p.add_argument("-k", "--k", type=int, default=10, help="results per recall (default 10)")
+    p.add_argument("--data", help="fill from a LoCoMo JSON file (turns cycled with variations) "
+                                  "instead of the built-in text generator")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2000 memories, 300 queries, short write tests")
+    p.add_argument("--no-writes", action="store_true", help="skip the remember measurements")
+    p.add_argument("--no-compare", action="store_true", help="skip the --no-fsync daemon comparison")
+    p.add_argument("--no-tcp", action="store_true", help="measure ipc only")
+    p.add_argument("--concurrency", type=int, default=16, help="in-flight remembers for the concurrent case")
+    p.add_argument("--store-dir", help="directory for the temporary stores (default: the system temp dir); "
+                                       "its filesystem decides what an fsync costs")
+    p.add_argument("--keep", action="store_true",
+                   help="with --endpoint: leave the benchmark namespace filled (default: purge it at the end)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_bench)
+
+    e = sub.add_parser("eval", help="retrieval-quality evaluations", description="Retrieval-quality evaluations.")
+    esub = e.add_subparsers(dest="eval_target", required=True, metavar="DATASET")
+    p = esub.add_parser(
+        "locomo", parents=[common], help="LoCoMo evidence recall@k through the daemon",
+        description="Ingest each LoCoMo conversation into its own namespace (one memory per turn) and score "
+                    "evidence recall@k of every question with evidence. Without --endpoint, a daemon is "
+                    "started on a temporary store and stopped afterwards.")
+    p.add_argument("file", help="LoCoMo JSON file (a list of samples)")
+    p.add_argument("--k", type=_int_list, default=[5, 10], help="comma-separated k values (default 5,10)")
+    p.add_argument("--prefix", default="locomo-", help="namespace prefix (namespace = prefix + sample_id)")
+    p.add_argument("--purge-after", action="store_true", help="purge the conversation namespaces afterwards")
+    p.add_argument("--no-fsync", action="store_true", help="start the temporary daemon with --no-fsync")
+    p.set_defaults(handler=cmd_eval_locomo)

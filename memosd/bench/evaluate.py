@@ -1,0 +1,148 @@
+"""``memosd eval locomo``: LoCoMo evidence recall@k through the real daemon and client.
+
+The protocol is the one in the project's benchmark notes: each conversation in
+its own namespace, one memory per turn, in order, text ``"<speaker>: <text>"``
+(plus ``" [shared image: <caption>]"``), event time = the session's date,
+session = the session number, ``meta["dia_id"]`` = the turn id. For every
+question with evidence, recall top-k in its conversation's namespace and
+score |evidence ∩ top-k turns| / |evidence|, averaged over questions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from memosd_client import Client
+from memosd_client.protocol import messages as m
+
+from .locomo import CATEGORIES, Conversation
+from .stats import summarize_ns
+
+INGEST_BATCH = 1000
+
+
+def namespace_for(conv: Conversation, prefix: str = "locomo-") -> str:
+    """The namespace a conversation is stored in, e.g. ``locomo-conv-26``."""
+    return f"{prefix}{conv.sample_id}"
+
+
+def turn_items(conv: Conversation) -> list[m.MemoryIn]:
+    """The memories stored for a conversation, in order."""
+    return [
+        m.MemoryIn(text=t.memory_text, event_time=t.event_time, session=str(t.session),
+                   meta={"dia_id": t.dia_id})
+        for t in conv.turns
+    ]
+
+
+def ingest(client: Client, conv: Conversation, namespace: str) -> tuple[int, float]:
+    """Replace ``namespace`` with the conversation's turns; returns (turns stored, seconds storing).
+
+    The purge of an earlier run's namespace is not counted in the seconds.
+    """
+    client.purge_namespace(namespace=namespace)
+    items = turn_items(conv)
+    started = time.perf_counter()
+    for start in range(0, len(items), INGEST_BATCH):
+        client.remember_many(items[start:start + INGEST_BATCH], namespace=namespace)
+    return len(items), time.perf_counter() - started
+
+
+def hit_turns(hits: list[m.RecallHit], k: int) -> list[str]:
+    """The first ``k`` distinct dia_ids the hits point to, in rank order.
+
+    A hit names its turn in ``meta["dia_id"]``; a hit standing for several
+    turns (a page, a fact) may list them in ``meta["dia_ids"]``. k counts
+    turns, not hits, so a page pointing at three turns uses three of the k.
+    """
+    out: list[str] = []
+    for hit in hits:
+        meta = hit.memory.meta or {}
+        ids = meta.get("dia_ids") or ([meta["dia_id"]] if "dia_id" in meta else [])
+        for dia_id in ids:
+            if dia_id not in out:
+                out.append(dia_id)
+                if len(out) == k:
+                    return out
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def evaluate(client: Client, conversations: list[Conversation], ks: list[int], *,
+             prefix: str = "locomo-", keep: bool = True,
+             progress: Callable[[str, int], None] | None = None) -> dict:
+    """Ingest every conversation, ask every question with evidence, and score recall@k.
+
+    ``progress(stage, n)`` is called after each conversation ingested (``"ingest"``)
+    and each question asked (``"ask"``). With ``keep=False`` the namespaces are
+    purged afterwards.
+    """
+    ks = sorted(set(ks))
+    depth = max(ks)
+    ingest_seconds = 0.0
+    turns = 0
+    for conv in conversations:
+        stored, seconds = ingest(client, conv, namespace_for(conv, prefix))
+        turns += stored
+        ingest_seconds += seconds
+        if progress:
+            progress("ingest", 1)
+
+    scores: dict[int, list[dict[int, float]]] = defaultdict(list)  # category -> per-question {k: recall}
+    latencies: list[int] = []
+    engine: list[int] = []
+    skipped = 0
+    for conv in conversations:
+        namespace = namespace_for(conv, prefix)
+        for q in conv.questions:
+            if not q.evidence:
+                skipped += 1
+                continue
+            started = time.perf_counter_ns()
+            result = client.request("recall", m.RecallArgs(query=q.question, k=depth), namespace)
+            latencies.append(time.perf_counter_ns() - started)
+            engine.append(result.took_us * 1000)
+            found = hit_turns(result.hits, depth)
+            evidence = set(q.evidence)
+            scores[q.category].append({k: len(evidence & set(found[:k])) / len(evidence) for k in ks})
+            if progress:
+                progress("ask", 1)
+    if not keep:
+        for conv in conversations:
+            client.purge_namespace(namespace=namespace_for(conv, prefix))
+
+    everything = [s for per in scores.values() for s in per]
+    out: dict = {
+        "ks": ks,
+        "conversations": len(conversations),
+        "turns": turns,
+        "questions": len(everything),
+        "skipped_no_evidence": skipped,
+    }
+    for k in ks:
+        out[f"recall@{k}"] = _mean([s[k] for s in everything])
+    out["per_category"] = {}
+    for cat in sorted(scores):
+        row = {"name": CATEGORIES.get(cat, "?"), "questions": len(scores[cat])}
+        for k in ks:
+            row[f"recall@{k}"] = _mean([s[k] for s in scores[cat]])
+        out["per_category"][str(cat)] = row
+    core = [cat for cat in (1, 2, 3, 4) if scores.get(cat)]
+    c14: dict = {"questions": sum(len(scores[c]) for c in core)}
+    for k in ks:
+        # Per question (micro) and mean of the four category means (macro): both are quoted in the wild.
+        c14[f"recall@{k}"] = _mean([s[k] for c in core for s in scores[c]])
+        c14[f"macro_recall@{k}"] = _mean([_mean([s[k] for s in scores[c]]) for c in core])
+    out["categories_1_4"] = c14
+    out["ingest"] = {"turns": turns, "seconds": round(ingest_seconds, 3), "batch": INGEST_BATCH,
+                     "per_s": round(turns / ingest_seconds, 1) if ingest_seconds else None}
+    lat = summarize_ns(latencies)
+    lat["engine_p50_us"] = summarize_ns(engine)["p50_us"]
+    out["recall_latency"] = lat
+    return out

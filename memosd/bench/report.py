@@ -1,0 +1,144 @@
+"""Rich tables for ``memosd bench`` and ``memosd eval locomo`` results."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .locomo import CATEGORIES
+
+
+def _us(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} us"
+
+
+def _x(value) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _bytes(value) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return str(value)
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value:,.0f}/s"
+
+
+def _console() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)  # piped into a file or a log: do not wrap at 80 columns
+    return console
+
+
+def print_bench(result: dict, console: Console | None = None) -> None:
+    """Recall, store, write and target tables for one bench run."""
+    console = console or _console()
+    machine = result["machine"]
+    console.print(f"[bold]memosd bench[/bold]: {machine['cpus']} CPU(s) {machine['cpu']}, "
+                  f"Python {machine['python']}, pyzmq {machine['pyzmq']} / libzmq {machine['libzmq']}; "
+                  f"workload {result['workload']}; {result['seconds']} s")
+
+    if result["recall"]:
+        table = Table(title=f"recall k={result['options']['k']}, sequential, one namespace "
+                            f"(floor = bare pyzmq DEALER->ROUTER echo, same run)")
+        for col in ("memories", "path", "p50", "p99", "mean", "engine p50", "p50 / floor", "p99 / floor"):
+            table.add_column(col, justify="right")
+        for row in result["recall"]:
+            first = True
+            for name, s in row["paths"].items():
+                table.add_row(f"{row['memories']:,}" if first else "", name, _us(s["p50_us"]), _us(s["p99_us"]),
+                              _us(s["mean_us"]), _us(s.get("engine_p50_us")), _x(s.get("vs_floor_p50")),
+                              _x(s.get("vs_floor_p99")))
+                first = False
+            table.add_section()
+        console.print(table)
+
+        table = Table(title="store (after filling in durable batches of 1000)")
+        for col in ("memories", "fill rate", "on disk", "bytes/memory", "LMDB used", "daemon RSS",
+                    "daemon CPU/recall"):
+            table.add_column(col, justify="right")
+        for row in result["recall"]:
+            cpu = row.get("daemon_cpu_us_per_recall")
+            table.add_row(f"{row['memories']:,}", _rate(row["fill"]["per_s"]), _bytes(row["store"]["disk_bytes"]),
+                          "-" if row["store"]["disk_bytes_per_memory"] is None
+                          else f"{row['store']['disk_bytes_per_memory']:,.0f}",
+                          _bytes(row["store"]["used_bytes"]), _bytes(row["rss_bytes"]), _us(cpu))
+        console.print(table)
+
+    if result["writes"]:
+        transport = next(iter(result["writes"].values()))["transport"]
+        where = "fresh store" if result["options"]["endpoint"] is None else result["options"]["endpoint"]
+        table = Table(title=f"remember ({where}, {transport})")
+        for col in ("mode", "operation", "p50", "p99", "memories/s"):
+            table.add_column(col, justify="right")
+        for mode, w in result["writes"].items():
+            label = {"durable": "durable (fsync)", "no_fsync": "--no-fsync"}.get(mode, mode)
+            s = w["single"]
+            table.add_row(label, "single, sequential", _us(s["p50_us"]), _us(s["p99_us"]), _rate(s["per_s"]))
+            for b in w["batched"]:
+                table.add_row("", f"batch of {b['batch']}, sequential", _us(b["p50_us"]), _us(b["p99_us"]),
+                              _rate(b["per_s"]))
+            c = w.get("concurrent")
+            if c:
+                table.add_row("", f"single, {c['concurrency']} in flight", _us(c["p50_us"]), _us(c["p99_us"]),
+                              _rate(c["per_s"]))
+            table.add_section()
+        console.print(table)
+
+    targets = {k: v for k, v in result["targets"].items() if v is not None}
+    if targets:
+        table = Table(title="targets")
+        for col in ("target", "measured", "met"):
+            table.add_column(col)
+        labels = {
+            # Exact microseconds: "2.00 ms" next to "NO" would read as a contradiction.
+            "recall_ipc_100k_p50_le_2ms": ("recall p50 <= 2 ms, ipc, 100k", lambda v: f"{v['measured_us']:,.0f} us"),
+            "recall_ipc_100k_p99_le_10ms": ("recall p99 <= 10 ms, ipc, 100k", lambda v: f"{v['measured_us']:,.0f} us"),
+            "durable_batched_ge_5000_per_s": ("durable batched remember >= 5,000/s",
+                                              lambda v: f"{_rate(v['measured_per_s'])} (batch {v['batch']})"),
+        }
+        for key, value in targets.items():
+            label, fmt = labels[key]
+            table.add_row(label, fmt(value), "[green]yes[/green]" if value["met"] else "[red]NO[/red]")
+        console.print(table)
+
+
+def _r(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def print_locomo(result: dict, console: Console | None = None) -> None:
+    """Recall@k overall, per category and for categories 1-4, plus ingestion and latency."""
+    console = console or _console()
+    ks = result["ks"]
+    table = Table(title="LoCoMo evidence recall@k",
+                  caption=f"{result['questions']} questions with evidence, {result['conversations']} conversations, "
+                          f"{result['turns']} turns")
+    table.add_column("subset")
+    table.add_column("questions", justify="right")
+    for k in ks:
+        table.add_column(f"R@{k}", justify="right")
+    table.add_row("overall", str(result["questions"]), *(_r(result[f"recall@{k}"]) for k in ks))
+    table.add_section()
+    for cat, row in result["per_category"].items():
+        name = CATEGORIES.get(int(cat), "?")
+        table.add_row(f"{cat} {name}", str(row["questions"]), *(_r(row[f"recall@{k}"]) for k in ks))
+    table.add_section()
+    c14 = result["categories_1_4"]
+    table.add_row("categories 1-4 (per question)", str(c14["questions"]), *(_r(c14[f"recall@{k}"]) for k in ks))
+    table.add_row("categories 1-4 (mean of 4)", "", *(_r(c14[f"macro_recall@{k}"]) for k in ks))
+    console.print(table)
+    ing, lat = result["ingest"], result["recall_latency"]
+    console.print(f"ingest: {ing['turns']:,} turns in {ing['seconds']:.2f} s = {ing['per_s']:,.0f} turns/s "
+                  f"(batches of {ing['batch']}, durable unless the daemon runs --no-fsync); "
+                  f"recall k={max(ks)}: p50 {_us(lat['p50_us'])}, p99 {_us(lat['p99_us'])}, "
+                  f"engine p50 {_us(lat.get('engine_p50_us'))}")

@@ -1,0 +1,310 @@
+"""``memosd bench``: the whole run, phase by phase, producing one result dict.
+
+Phases:
+1. writes: single remember latency, batched throughput (100 and 1000 per
+   batch) and concurrent single remembers, on a fresh durable daemon and a
+   fresh ``--no-fsync`` one, alternating between them round by round;
+2. recall: one daemon, one namespace filled in batches of 1000 up to each
+   store size in turn; at each size, recall latency over ipc and tcp and the
+   pyzmq floor over ipc and tcp, interleaved block by block; then store size on
+   disk and daemon RSS.
+
+Writes get their own daemons so the recall store holds exactly the stated
+number of memories and its bytes per memory are not inflated by them.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import zmq
+
+from .floor import FloorClient, FloorServer, recall_reply_frame
+from .latency import (
+    MemosdRecall,
+    Timed,
+    batched_remember,
+    concurrent_remember,
+    fill,
+    interleaved,
+    single_remember,
+)
+from .stats import ratio, summarize_ns
+from .target import Target
+from .workload import Workload
+
+TARGET_RECALL_P50_US = 2_000
+TARGET_RECALL_P99_US = 10_000
+TARGET_RECALL_SIZE = 100_000
+TARGET_BATCHED_PER_S = 5_000
+WARMUP = 50
+"""Unrecorded recalls per path before timing (connections, caches, first-call costs)."""
+
+
+@dataclass
+class BenchOptions:
+    sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])
+    queries: int = 2_000
+    k: int = 10
+    data: str | None = None
+    seed: int = 0
+    endpoint: str | None = None
+    admin_endpoint: str | None = None
+    key_file: str | None = None
+    namespace: str = "memosd-bench"
+    tcp: bool = True
+    writes: bool = True
+    compare_no_fsync: bool = True
+    single_writes: int = 500
+    batch_sizes: list[int] = field(default_factory=lambda: [100, 1000])
+    batch_memories: int = 10_000
+    """Memories written per batch size (so batches of 100 run 100 times, of 1000 run 10 times)."""
+    concurrency: int = 16
+    concurrent_writes: int = 2_000
+    store_dir: str | None = None
+    keep: bool = False
+    """With ``endpoint``: leave the benchmark namespace filled instead of purging it at the end."""
+
+
+Say = Callable[[str], None]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _machine() -> dict:
+    import os
+
+    import psutil
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "python": platform.python_version(),
+        "pyzmq": zmq.pyzmq_version(),
+        "libzmq": zmq.zmq_version(),
+        "platform": platform.platform(),
+    }
+
+
+# --------------------------------------------------------------------------- writes
+
+WRITE_ROUNDS = 4
+"""Each write test is split in this many rounds, alternating daemons (durable, --no-fsync) round by
+round, so the comparison between them is not skewed by noise that comes and goes during the run."""
+
+WRITES_NS = "memosd-bench-writes"
+
+
+def _write_steps(opts: BenchOptions) -> list[tuple[str, dict, Callable]]:
+    """(key, description, run(target, workload, share)) for each write test; ``share`` is 1/rounds."""
+    steps: list[tuple[str, dict, Callable]] = []
+
+    def single(target: Target, workload: Workload, n: int):
+        with target.client(_transport(target), WRITES_NS) as client:
+            return single_remember(client, workload, n)
+
+    steps.append(("single", {}, lambda t, w, r: single(t, w, _share(opts.single_writes, r))))
+    for batch in opts.batch_sizes:
+        batches = max(1, opts.batch_memories // batch)
+
+        def batched(target: Target, workload: Workload, rounds: int, batch=batch, batches=batches):
+            with target.client(_transport(target), WRITES_NS) as client:
+                return batched_remember(client, workload, batch, _share(batches, rounds))
+
+        steps.append((f"batch {batch}", {"batch": batch}, batched))
+    if opts.concurrency > 1 and opts.concurrent_writes:
+        steps.append(("concurrent", {"concurrency": opts.concurrency},
+                      lambda t, w, r: concurrent_remember(t.endpoints[_transport(t)], WRITES_NS, w,
+                                                          _share(opts.concurrent_writes, r), opts.concurrency,
+                                                          curve=t.curve)))
+    return steps
+
+
+def _share(total: int, rounds: int) -> int:
+    return max(1, -(-total // rounds))
+
+
+def _transport(target: Target) -> str:
+    return "ipc" if "ipc" in target.endpoints else next(iter(target.endpoints))
+
+
+def run_writes(opts: BenchOptions, say: Say) -> dict:
+    """Write latency and throughput: durable, and --no-fsync beside it when we start the daemons.
+
+    With ``--endpoint`` the writes go to that daemon's namespace ``memosd-bench-writes``,
+    which is purged afterwards.
+    """
+    targets: dict[str, Target] = {}
+    try:
+        if opts.endpoint is None:
+            say("writes: starting a durable daemon" + (" and a --no-fsync one" if opts.compare_no_fsync else ""))
+            targets["durable"] = Target.start(tcp=False, store_dir=opts.store_dir)
+            if opts.compare_no_fsync:
+                targets["no_fsync"] = Target.start(tcp=False, no_fsync=True, store_dir=opts.store_dir)
+        else:
+            targets["durable"] = Target.connect(opts.endpoint, opts.admin_endpoint, opts.key_file)
+        workloads = {mode: Workload(opts.data, seed=opts.seed + 7) for mode in targets}
+        for mode, target in targets.items():  # warm-up: connections, namespace creation, first commits
+            with target.client(_transport(target), WRITES_NS) as client:
+                for _ in range(5):
+                    client.remember("warm-up")
+                client.remember_many(workloads[mode].memories(100))
+        results: dict = {mode: {"transport": _transport(t), "batched": []} for mode, t in targets.items()}
+        for key, extra, run in _write_steps(opts):
+            alternating = f", alternating {' / '.join(targets)}" if len(targets) > 1 else ""
+            say(f"writes: {key} ({WRITE_ROUNDS} rounds{alternating})")
+            timed = {mode: Timed() for mode in targets}
+            for _ in range(WRITE_ROUNDS):
+                for mode, target in targets.items():
+                    timed[mode] = timed[mode].merge(run(target, workloads[mode], WRITE_ROUNDS))
+            for mode in targets:
+                row = {**extra, **timed[mode].summary()}
+                if key.startswith("batch"):
+                    results[mode]["batched"].append(row)
+                else:
+                    results[mode][key] = row
+        return results
+    finally:
+        for target in targets.values():
+            if target.started:
+                target.close()
+            else:
+                with target.client(_transport(target), WRITES_NS) as client:
+                    client.purge_namespace()
+
+
+# --------------------------------------------------------------------------- recall
+
+
+def _recall_at_size(target: Target, floor: FloorServer, opts: BenchOptions, queries: list[str],
+                    say: Say) -> dict:
+    clients = {t: target.client(t, opts.namespace) for t in target.endpoints}
+    floors = {t: FloorClient(floor.endpoints[t], opts.namespace, opts.k) for t in floor.endpoints}
+    try:
+        probes: dict = {}
+        memosd = {}
+        for transport, client in clients.items():
+            memosd[transport] = probes[f"memosd {transport}"] = MemosdRecall(client, opts.k)
+        for transport, fc in floors.items():
+            probes[f"floor {transport}"] = fc.round_trip
+        cpu_before = target.cpu_seconds()
+        samples = interleaved(probes, queries, warmup=WARMUP)
+        cpu_after = target.cpu_seconds()
+    finally:
+        for client in clients.values():
+            client.close()
+        for fc in floors.values():
+            fc.close()
+
+    out: dict = {"paths": {}}
+    for name, values in samples.items():
+        out["paths"][name] = summarize_ns(values)
+    for transport, probe in memosd.items():
+        row = out["paths"][f"memosd {transport}"]
+        engine = summarize_ns([t * 1000 for t in probe.took_us])
+        row["engine_p50_us"], row["engine_p99_us"] = engine["p50_us"], engine["p99_us"]
+        row["empty_results"] = probe.empty
+        base = out["paths"].get(f"floor {transport}")
+        if base:
+            row["vs_floor_p50"] = ratio(row["p50_us"], base["p50_us"])
+            row["vs_floor_p99"] = ratio(row["p99_us"], base["p99_us"])
+    if cpu_before is not None and cpu_after is not None:
+        recalls = sum(len(samples[f"memosd {t}"]) + min(WARMUP, len(queries)) for t in memosd)
+        out["daemon_cpu_us_per_recall"] = round((cpu_after - cpu_before) * 1e6 / recalls, 1)
+    return out
+
+
+def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
+    """Fill one namespace size by size; measure recall, floor, disk and RSS at each size."""
+    workload = Workload(opts.data, seed=opts.seed)
+    queries = workload.queries(opts.queries)
+    if opts.endpoint is None:
+        say("recall: starting daemon" + (" (ipc + tcp)" if opts.tcp else " (ipc)"))
+        target = Target.start(tcp=opts.tcp, store_dir=opts.store_dir)
+    else:
+        target = Target.connect(opts.endpoint, opts.admin_endpoint, opts.key_file)
+    results = []
+    floor: FloorServer | None = None
+    try:
+        transport = next(iter(target.endpoints))
+        with target.client(transport, opts.namespace) as loader:
+            if opts.endpoint is not None:
+                loader.purge_namespace()  # our own benchmark namespace only
+            stored = 0
+            for size in sorted(opts.sizes):
+                say(f"recall: filling to {size:,} memories")
+                fill_result = fill(loader, workload, size - stored)
+                stored = size
+                if floor is None:
+                    # The floor's reply imitates a real recall reply (k hits) from this store.
+                    hits = loader.recall(queries[0], k=opts.k)
+                    floor = FloorServer(recall_reply_frame(hits), list(target.endpoints)).__enter__()
+                say(f"recall: {len(queries):,} queries x {len(target.endpoints)} transport(s) + floor "
+                    f"at {size:,}")
+                row = {"memories": size, "fill": fill_result}
+                row.update(_recall_at_size(target, floor, opts, queries, say))
+                disk = target.disk_bytes()
+                row["store"] = {
+                    "disk_bytes": disk,
+                    "used_bytes": target.used_bytes(),
+                    "disk_bytes_per_memory": round(disk / size, 1) if disk else None,
+                }
+                row["rss_bytes"] = target.rss_bytes()
+                results.append(row)
+    finally:
+        if floor is not None:
+            floor.__exit__(None, None, None)
+        if not target.started and not opts.keep:
+            with target.client(next(iter(target.endpoints)), opts.namespace) as client:
+                client.purge_namespace()
+        target.close()
+    return results
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _targets(recall: list[dict], writes: dict) -> dict:
+    """Check the issue's targets against what was measured (None: not measured in this run)."""
+    out: dict = {}
+    at = next((r for r in recall if r["memories"] == TARGET_RECALL_SIZE), None)
+    ipc = at and at["paths"].get("memosd ipc")
+    out["recall_ipc_100k_p50_le_2ms"] = None if not ipc else {
+        "measured_us": ipc["p50_us"], "target_us": TARGET_RECALL_P50_US, "met": ipc["p50_us"] <= TARGET_RECALL_P50_US}
+    out["recall_ipc_100k_p99_le_10ms"] = None if not ipc else {
+        "measured_us": ipc["p99_us"], "target_us": TARGET_RECALL_P99_US, "met": ipc["p99_us"] <= TARGET_RECALL_P99_US}
+    durable = writes.get("durable") or {}
+    best = max(durable.get("batched", []), key=lambda b: b["per_s"], default=None)
+    out["durable_batched_ge_5000_per_s"] = None if best is None else {
+        "measured_per_s": best["per_s"], "batch": best["batch"], "target_per_s": TARGET_BATCHED_PER_S,
+        "met": best["per_s"] >= TARGET_BATCHED_PER_S}
+    return out
+
+
+def run_bench(opts: BenchOptions, say: Say) -> dict:
+    """Run every phase and return one JSON-ready dict."""
+    started = time.perf_counter()
+    writes = run_writes(opts, say) if opts.writes else {}
+    recall = run_recall(opts, say) if opts.sizes else []
+    return {
+        "machine": _machine(),
+        "options": asdict(opts),
+        "workload": "generated" if opts.data is None else f"locomo:{opts.data}",
+        "writes": writes,
+        "recall": recall,
+        "targets": _targets(recall, writes),
+        "seconds": round(time.perf_counter() - started, 1),
+    }

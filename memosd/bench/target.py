@@ -1,0 +1,147 @@
+"""The daemon under test: started on a temporary store, or an existing one (``--endpoint``).
+
+Also reads what the client cannot see through the protocol: the process's RSS
+and CPU time (psutil, by the pid the admin endpoint reports) and the store's
+size on disk. Those need the daemon on this machine; when it is not (or no
+admin endpoint is known) they are reported as missing, not guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from memosd_client import AdminClient, Client, CurveKeys
+from memosd_client.protocol import messages as m
+
+from ..testing import DaemonProcess
+
+
+@dataclass
+class Target:
+    """Endpoints to measure (by transport) plus optional admin access and process handle."""
+
+    endpoints: dict[str, str]
+    admin_endpoint: str | None = None
+    daemon: DaemonProcess | None = None
+    started: bool = False
+    curve: CurveKeys | None = None
+    """CURVE keys for a tcp endpoint (``--key-file``); None uses ``$MEMOSD_KEY_FILE`` if set."""
+    _process: psutil.Process | None = field(default=None, repr=False)
+    _data_dir: Path | None = field(default=None, repr=False)
+    _remove_dir: Path | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def start(cls, *, tcp: bool = True, no_fsync: bool = False, store_dir: str | None = None) -> "Target":
+        """Start a fresh daemon on a temporary store (ipc, plus tcp when asked)."""
+        data_dir = None
+        if store_dir is not None:
+            data_dir = tempfile.mkdtemp(prefix="memosd-bench-", dir=store_dir)
+        daemon = DaemonProcess(data_dir, tcp=tcp, extra_args=["--no-fsync"] if no_fsync else [])
+        try:
+            daemon.start()
+        except BaseException:
+            daemon.cleanup()  # its temporary sockets and store would otherwise stay behind
+            if data_dir:
+                shutil.rmtree(data_dir, ignore_errors=True)
+            raise
+        endpoints = {"ipc": daemon.endpoint}
+        if daemon.tcp_endpoint:
+            endpoints["tcp"] = daemon.tcp_endpoint
+        # DaemonProcess deletes only a store it created itself; one made under --store-dir is ours to delete.
+        return cls(endpoints=endpoints, admin_endpoint=daemon.admin_endpoint, daemon=daemon, started=True,
+                   _remove_dir=Path(data_dir) if data_dir else None)
+
+    @classmethod
+    def connect(cls, endpoint: str, admin_endpoint: str | None, key_file: str | None = None) -> "Target":
+        """Use a running daemon; only its one endpoint's transport is measured."""
+        transport = endpoint.split("://", 1)[0]
+        curve = CurveKeys.from_file(key_file) if key_file else None
+        return cls(endpoints={transport: endpoint}, admin_endpoint=admin_endpoint, curve=curve)
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.cleanup()
+            self.daemon = None
+        if self._remove_dir is not None:
+            shutil.rmtree(self._remove_dir, ignore_errors=True)
+            self._remove_dir = None
+
+    def __enter__(self) -> "Target":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def client(self, transport: str, namespace: str, **kwargs) -> Client:
+        kwargs.setdefault("timeout", 30.0)  # a 1000-memory durable batch on a busy box can be slow
+        return Client(self.endpoints[transport], namespace=namespace, curve=self.curve, **kwargs)
+
+    # ------------------------------------------------------------------ introspection
+
+    def status(self) -> m.StatusResult | None:
+        if not self.admin_endpoint:
+            return None
+        try:
+            with AdminClient(self.admin_endpoint, timeout=5.0, retries=0) as admin:
+                return admin.status()
+        except Exception:
+            return None
+
+    def _locate(self) -> None:
+        if self._process is not None:
+            return
+        status = self.status()
+        if status is None:
+            return
+        try:
+            self._process = psutil.Process(status.pid)
+        except psutil.Error:
+            self._process = None
+        path = Path(status.data_dir)
+        self._data_dir = path if path.is_dir() else None
+
+    def rss_bytes(self) -> int | None:
+        """Resident set size of the daemon (includes LMDB pages it has touched through the map)."""
+        self._locate()
+        try:
+            return self._process.memory_info().rss if self._process else None
+        except psutil.Error:
+            return None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the daemon has used so far (all threads)."""
+        self._locate()
+        try:
+            if not self._process:
+                return None
+            times = self._process.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return None
+
+    def disk_bytes(self) -> int | None:
+        """Bytes allocated on disk by the store's files (LMDB files are sparse up to the map size)."""
+        self._locate()
+        if self._data_dir is None:
+            return None
+        total = 0
+        for root, _, files in os.walk(self._data_dir):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(root, name)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
+
+    def used_bytes(self) -> int | None:
+        """Bytes of the LMDB map in use, as the daemon reports them."""
+        status = self.status()
+        return status.map_used_bytes if status else None
