@@ -1,0 +1,44 @@
+"""The benchmark and evaluation commands run end to end against a real daemon (figures are not
+asserted: speed belongs in the printed tables, not in tests)."""
+
+import json
+import subprocess
+import sys
+
+from memosd.bench.sample import tiny_locomo
+
+
+def run(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "memosd", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_eval_locomo_reports_recall_per_category(tmp_path):
+    data = tmp_path / "tiny-locomo.json"
+    data.write_text(json.dumps(tiny_locomo()))
+    result = run("eval", "locomo", str(data), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["questions"] == 6 and report["skipped_no_evidence"] == 1
+    for key in ("recall@5", "recall@10"):
+        assert 0.0 <= report[key] <= 1.0
+    assert set(report["per_category"]) == {"1", "2", "3", "4", "5"}
+    # The tiny file's evidence is lexically findable: an index that returned nothing would score 0.
+    assert report["recall@10"] > 0.5
+
+
+def test_eval_rejects_a_file_that_is_not_locomo(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "locomo"}')
+    result = run("eval", "locomo", str(bad))
+    assert result.returncode == 2 and result.stderr.strip()
+
+
+def test_bench_quick_prints_floor_and_memosd_figures():
+    result = run("bench", "--quick", "--no-compare", "--no-tcp", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    paths = report["recall"][0]["paths"]
+    assert "memosd ipc" in paths and any("floor" in name for name in paths)
+    assert paths["memosd ipc"]["p50_us"] > 0 and paths["memosd ipc"]["p99_us"] >= paths["memosd ipc"]["p50_us"]
+    assert report["writes"]["durable"]["batched"]
+    assert "targets" in report
