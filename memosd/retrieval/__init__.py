@@ -1,4 +1,4 @@
-"""Per-namespace hybrid lexical retrieval: BM25 and hashed n-grams fused by RRF."""
+"""Per-namespace hybrid lexical retrieval: BM25 and hashed n-grams, scores fused."""
 
 from .config import EncoderIdentity, RetrievalConfig
 from .hybrid import Hit, HybridIndex

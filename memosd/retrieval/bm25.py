@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
 
 import numpy as np
 
-from .postings import PostingList, grown
+from .postings import InvertedIndex, grown
+from .ranking import EMPTY_POSTINGS, Postings
+from .term_batch import TermBatch
+from .vocabulary import Vocabulary
 
 
 class BM25Channel:
@@ -17,57 +19,63 @@ class BM25Channel:
     def __init__(self, k1: float, b: float) -> None:
         self.k1 = k1
         self.b = b
-        self.postings: dict[str, PostingList] = {}
+        self.vocabulary = Vocabulary()
+        self.index = InvertedIndex()
         self.doc_len = np.zeros(1024, dtype=np.float32)
         self.n_docs = 0
         self.total_len = 0
 
-    def add_batch(self, docs: Iterable[tuple[int, list[str]]]) -> None:
-        """Index ``(slot, terms)`` pairs, appending each term's postings in one go."""
-        pending: dict[str, tuple[list[int], list[int]]] = {}
-        for slot, terms in docs:
-            self.doc_len = grown(self.doc_len, slot + 1)
-            self.doc_len[slot] = len(terms)
-            self.n_docs += 1
-            self.total_len += len(terms)
-            for term, tf in Counter(terms).items():
-                entry = pending.get(term)
-                if entry is None:
-                    pending[term] = entry = ([], [])
-                entry[0].append(slot)
-                entry[1].append(tf)
-        for term, (slots, tfs) in pending.items():
-            plist = self.postings.get(term)
-            if plist is None:
-                self.postings[term] = plist = PostingList(len(slots))
-            plist.extend(np.asarray(slots, np.int32), np.asarray(tfs, np.float32))
+    def add_batch(self, slots: np.ndarray, batch: TermBatch) -> None:
+        """Index the rows of ``batch`` under ``slots``."""
+        self.doc_len = grown(self.doc_len, int(slots.max()) + 1)
+        self.doc_len[slots] = batch.lengths
+        self.total_len += int(batch.lengths.sum())
+        self.n_docs += len(slots)
+        rows, ids, tf = batch.term_counts()
+        term_ids = np.asarray(self.vocabulary.assign(batch.terms), dtype=np.int64)
+        self.index.add(term_ids[ids], slots[rows], tf.astype(np.float32))
+
+    def add_one(self, slot: int, terms: list[str]) -> None:
+        """Index one document without batch overhead."""
+        self.doc_len = grown(self.doc_len, slot + 1)
+        self.doc_len[slot] = len(terms)
+        self.total_len += len(terms)
+        self.n_docs += 1
+        counts = Counter(terms)
+        self.index.add_one(slot, self.vocabulary.assign(counts), list(counts.values()))
 
     def remove(self, slot: int, terms: list[str]) -> None:
-        """Purge ``slot`` from the postings of ``terms`` and from the length stats."""
-        for term in set(terms):
-            plist = self.postings.get(term)
-            if plist is not None and plist.remove(slot) and plist.size == 0:
-                del self.postings[term]
+        """Purge ``slot`` from the postings, the vocabulary and the length statistics."""
+        term_ids = [self.vocabulary.get(term) for term in set(terms)]
+        emptied = self.index.remove(slot, [i for i in term_ids if i is not None])
+        self.vocabulary.release(emptied)
         self.n_docs -= 1
         self.total_len -= int(self.doc_len[slot])
         self.doc_len[slot] = 0.0
 
-    def accumulate(self, terms: list[str], scores: np.ndarray) -> None:
-        """Add the BM25 score of every matching slot into ``scores``."""
-        if not self.n_docs:
-            return
+    def contributions(self, terms: list[str]) -> Postings:
+        """(slots, BM25 weights) of every posting of the query ``terms``."""
         k1, b, n = self.k1, self.b, self.n_docs
-        avgdl = max(self.total_len / n, 1.0)
+        lists, factors = [], []
         for term, qtf in Counter(terms).items():
-            plist = self.postings.get(term)
-            if plist is None:
-                continue
-            slots, tfs = plist.view()
-            idf = math.log1p((n - plist.size + 0.5) / (plist.size + 0.5))
-            norm = (k1 * (1.0 - b) + (k1 * b / avgdl) * self.doc_len[slots]) + tfs
-            # Slots are unique within a posting list, so fancy += is exact.
-            scores[slots] += np.float32(qtf * idf * (k1 + 1.0)) * tfs / norm
+            term_id = self.vocabulary.get(term)
+            plist = None if term_id is None else self.index.get(term_id)
+            if plist is not None:
+                idf = math.log1p((n - plist.size + 0.5) / (plist.size + 0.5))
+                lists.append(plist)
+                factors.append(qtf * idf * (k1 + 1.0))
+        if not lists:
+            return EMPTY_POSTINGS
+        slots = np.concatenate([p.view()[0] for p in lists])
+        tfs = np.concatenate([p.view()[1] for p in lists])
+        # tf * (k1 + 1) * idf / (tf + k1 * (1 - b + b * dl / avgdl)), in place.
+        weights = np.take(self.doc_len, slots)
+        weights *= np.float32(k1 * b * n / max(self.total_len, 1))
+        weights += np.float32(k1 * (1.0 - b))
+        weights += tfs
+        np.divide(tfs, weights, out=weights)
+        weights *= np.repeat(np.asarray(factors, np.float32), [p.size for p in lists])
+        return slots, weights
 
     def nbytes(self) -> int:
-        lists = sum(p.nbytes() for p in self.postings.values())
-        return lists + self.doc_len.nbytes + 100 * len(self.postings)
+        return self.index.nbytes() + self.vocabulary.nbytes() + self.doc_len.nbytes

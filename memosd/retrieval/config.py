@@ -9,28 +9,26 @@ from dataclasses import dataclass
 class RetrievalConfig:
     """Retrieval parameters; defaults were chosen on LoCoMo (see bench/tune_retrieval.py)."""
 
-    k1: float = 1.2
+    k1: float = 0.8
     """BM25 term-frequency saturation."""
-    b: float = 0.75
-    """BM25 document-length normalisation strength."""
+    b: float = 0.2
+    """BM25 document-length normalisation strength (turns are short; longer ones carry more)."""
     hash_dim: int = 4096
     """Number of buckets of the hash encoder."""
     bigram_weight: float = 1.0
     """Weight of a bigram feature relative to a unigram in the hash encoder."""
-    rrf_k: float = 60.0
-    """Reciprocal-rank-fusion damping constant."""
-    candidate_depth: int = 100
-    """Candidates each channel contributes to fusion (at least ``limit``)."""
+    hash_norm_exponent: float = 0.0
+    """Hash-channel documents are divided by their L2 norm to this power (1 = cosine)."""
     bm25_weight: float = 1.0
-    """Fusion weight of the BM25 channel; 0 disables it."""
-    hash_weight: float = 1.0
-    """Fusion weight of the hash channel; 0 disables it."""
+    """Fusion weight of the BM25 channel (scores scaled to max 1); 0 disables it."""
+    hash_weight: float = 0.5
+    """Fusion weight of the hash channel (scores scaled to max 1); 0 disables it."""
 
     def __post_init__(self) -> None:
-        if self.hash_dim <= 0 or self.candidate_depth <= 0:
-            raise ValueError("hash_dim and candidate_depth must be positive")
-        if self.bm25_weight < 0 or self.hash_weight < 0:
-            raise ValueError("channel weights must be non-negative")
+        if self.hash_dim <= 0:
+            raise ValueError("hash_dim must be positive")
+        if min(self.bm25_weight, self.hash_weight) < 0 or not self.bm25_weight + self.hash_weight:
+            raise ValueError("channel weights must be non-negative and not all zero")
 
 
 @dataclass(frozen=True, slots=True)

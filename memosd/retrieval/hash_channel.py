@@ -1,74 +1,65 @@
 """Sparse inverted index over hash-encoder buckets with live per-bucket IDF.
 
-Score(q, d) = sum_b q_b * idf_b^2 * d_b where q and d are the encoder's
-normalised vectors: a tf-idf cosine whose document norm ignores IDF, which
-keeps stored weights fixed while document frequencies drift.
+A document is stored as its bucket weights divided by ``norm ** norm_exponent``
+(0 = raw weights, 1 = cosine); conversational turns are hurt by full length
+normalisation, as with BM25's ``b``. A query vector q scores
+sum_b q_b * idf_b * d_b: a tf-idf dot product whose IDF tracks the current
+document frequencies while stored weights never change.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import numpy as np
 
-from .hashing import SparseVector
-from .postings import PostingList
+from .hashing import SparseRows
+from .postings import InvertedIndex
+from .ranking import EMPTY_POSTINGS, Postings
 
 
 class HashChannel:
-    """Per-bucket postings of (slot, normalised weight); a list's size is its bucket's df."""
+    """Per-bucket postings of (slot, weight); a list's size is its bucket's df."""
 
-    def __init__(self, dim: int) -> None:
-        self.buckets: list[PostingList | None] = [None] * dim
+    def __init__(self, norm_exponent: float) -> None:
+        self.norm_exponent = norm_exponent
+        self.index = InvertedIndex()
         self.n_docs = 0
 
-    def add_batch(self, docs: Iterable[tuple[int, SparseVector]]) -> None:
-        """Index ``(slot, vector)`` pairs with one append per touched bucket."""
-        slots: list[int] = []
-        buckets: list[int] = []
-        weights: list[float] = []
-        for slot, (doc_buckets, doc_weights) in docs:
-            self.n_docs += 1
-            slots.extend([slot] * len(doc_buckets))
-            buckets.extend(doc_buckets)
-            weights.extend(doc_weights)
-        if not buckets:
-            return
-        bucket_arr = np.asarray(buckets, dtype=np.int64)
-        order = np.argsort(bucket_arr, kind="stable")
-        bucket_arr = bucket_arr[order]
-        slot_arr = np.asarray(slots, dtype=np.int32)[order]
-        weight_arr = np.asarray(weights, dtype=np.float32)[order]
-        starts = np.flatnonzero(np.r_[True, bucket_arr[1:] != bucket_arr[:-1]])
-        ends = np.r_[starts[1:], len(bucket_arr)]
-        for start, end in zip(starts.tolist(), ends.tolist()):
-            bucket = int(bucket_arr[start])
-            plist = self.buckets[bucket]
-            if plist is None:
-                self.buckets[bucket] = plist = PostingList(end - start)
-            plist.extend(slot_arr[start:end], weight_arr[start:end])
+    def add_batch(self, slots: np.ndarray, vectors: SparseRows) -> None:
+        """Index the encoder's row vectors under ``slots`` (row i -> slots[i])."""
+        self.n_docs += len(slots)
+        rows, buckets, weights = vectors
+        norms = np.sqrt(np.bincount(rows, weights * weights, minlength=len(slots)))
+        stored = weights / norms[rows] ** self.norm_exponent
+        self.index.add(buckets, slots[rows], stored.astype(np.float32))
 
-    def remove(self, slot: int, buckets: list[int]) -> None:
-        """Purge ``slot`` from the given buckets."""
-        for bucket in buckets:
-            plist = self.buckets[bucket]
-            if plist is not None and plist.remove(slot) and plist.size == 0:
-                self.buckets[bucket] = None
+    def add_one(self, slot: int, buckets: np.ndarray, weights: np.ndarray) -> None:
+        """Index one document's vector without batch overhead."""
+        self.n_docs += 1
+        stored = weights / math.sqrt(float(weights @ weights)) ** self.norm_exponent
+        self.index.add_one(slot, buckets.tolist(), stored.tolist())
+
+    def remove(self, slot: int, buckets: np.ndarray) -> None:
+        """Purge ``slot`` from the postings."""
+        self.index.remove(slot, buckets.tolist())
         self.n_docs -= 1
 
-    def accumulate(self, vector: SparseVector, scores: np.ndarray) -> None:
-        """Add sum_b q_b * idf_b^2 * d_b for every slot sharing a bucket with ``vector``."""
+    def contributions(self, buckets: np.ndarray, weights: np.ndarray) -> Postings:
+        """(slots, q_b * idf_b * d_b) of every posting of the query vector's buckets."""
         n = self.n_docs
-        for bucket, q in zip(*vector):
-            plist = self.buckets[bucket]
-            if plist is None:
-                continue
-            df = plist.size
-            idf = math.log1p((n - df + 0.5) / (df + 0.5))
-            slots, weights = plist.view()
-            scores[slots] += np.float32(q * idf * idf) * weights
+        lists, factors = [], []
+        for bucket, q in zip(buckets.tolist(), weights.tolist()):
+            plist = self.index.get(bucket)
+            if plist is not None:
+                lists.append(plist)
+                factors.append(q * math.log1p((n - plist.size + 0.5) / (plist.size + 0.5)))
+        if not lists:
+            return EMPTY_POSTINGS
+        slots = np.concatenate([p.view()[0] for p in lists])
+        stored = np.concatenate([p.view()[1] for p in lists])
+        stored *= np.repeat(np.asarray(factors, np.float32), [p.size for p in lists])
+        return slots, stored
 
     def nbytes(self) -> int:
-        lists = sum(p.nbytes() for p in self.buckets if p is not None)
-        return lists + 8 * len(self.buckets)
+        return self.index.nbytes()

@@ -1,4 +1,4 @@
-"""HybridIndex: incremental BM25 + hashed n-gram index fused by reciprocal rank."""
+"""HybridIndex: incremental BM25 + hashed n-gram index with score fusion."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ import numpy as np
 
 from .bm25 import BM25Channel
 from .config import EncoderIdentity, RetrievalConfig
-from .fusion import reciprocal_rank_fusion, top_slots
 from .hash_channel import HashChannel
 from .hashing import HashEncoder
 from .postings import grown
+from .ranking import Postings, padded_size, restrict, sum_scores, top_fused
+from .term_batch import TermBatch
 from .tokenizer import Tokenizer
+
+# Below this many documents, per-document Python beats the columnar path's
+# fixed numpy overhead; above, documents go in chunks to bound temporaries.
+_SMALL_BATCH = 16
+_CHUNK = 16384
+# Postings store slots as int32.
+_MAX_SLOT = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +32,7 @@ class Hit:
     score: float
     """Fused score for ``search``, raw similarity for ``search_vector``; higher is better."""
     channels: tuple[str, ...]
-    """Channels that ranked this slot among their candidates, e.g. ("bm25", "hash")."""
+    """Channels in which the document matched the query, e.g. ("bm25", "hash")."""
 
 
 class HybridIndex:
@@ -39,7 +47,7 @@ class HybridIndex:
         self._tokenizer = Tokenizer()
         self._encoder = HashEncoder(self.config.hash_dim, self.config.bigram_weight)
         self._bm25 = BM25Channel(self.config.k1, self.config.b)
-        self._hash = HashChannel(self.config.hash_dim)
+        self._hash = HashChannel(self.config.hash_norm_exponent)
         self._live = np.zeros(1024, dtype=bool)
         self._count = 0
 
@@ -52,87 +60,106 @@ class HybridIndex:
         return self._encoder.identity
 
     def add(self, slot: int, text: str) -> None:
-        """Index one document; raises ValueError if ``slot`` is negative or already indexed."""
+        """Index one document; raises ValueError if ``slot`` is out of range or already indexed."""
         self.add_many([slot], [text])
 
     def add_many(self, slots: Sequence[int], texts: Sequence[str]) -> None:
-        """Index several documents at once (much faster than repeated ``add``)."""
+        """Index several documents at once (much faster per document than ``add``)."""
         if len(slots) != len(texts):
             raise ValueError("slots and texts differ in length")
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("texts must be str")
         slots = [int(slot) for slot in slots]
         if not slots:
             return
-        if min(slots) < 0 or len(set(slots)) != len(slots):
-            raise ValueError("slots must be distinct non-negative integers")
+        if min(slots) < 0 or max(slots) > _MAX_SLOT or len(set(slots)) != len(slots):
+            raise ValueError(f"slots must be distinct integers in [0, {_MAX_SLOT}]")
         self._live = grown(self._live, max(slots) + 1)
         if self._live[slots].any():
             raise ValueError("slot already indexed")
-        term_lists = [self._tokenizer.terms(text) for text in texts]
-        self._bm25.add_batch(zip(slots, term_lists))
-        self._hash.add_batch((s, self._encoder.sparse(t)) for s, t in zip(slots, term_lists))
+        if len(slots) <= _SMALL_BATCH:
+            for slot, text in zip(slots, texts):
+                terms = self._tokenizer.terms(text)
+                self._bm25.add_one(slot, terms)
+                self._hash.add_one(slot, *self._encoder.query(terms))
+        else:
+            for start in range(0, len(slots), _CHUNK):
+                chunk = slice(start, start + _CHUNK)
+                batch = TermBatch([self._tokenizer.terms(text) for text in texts[chunk]])
+                slot_array = np.asarray(slots[chunk], dtype=np.int64)
+                self._bm25.add_batch(slot_array, batch)
+                self._hash.add_batch(slot_array, self._encoder.features(batch))
         self._live[slots] = True
         self._count += len(slots)
 
     def remove(self, slot: int, text: str) -> None:
-        """Purge a document from every structure; ``text`` must be the text it was added with.
+        """Purge a document from every structure; raises KeyError if ``slot`` is not indexed.
 
-        Raises KeyError if ``slot`` is not indexed.
+        ``text`` should be the indexed text (its terms locate the postings); if
+        it differs, the index falls back to sweeping every posting list.
         """
         if not 0 <= slot < len(self._live) or not self._live[slot]:
             raise KeyError(slot)
         terms = self._tokenizer.terms(text)
         self._bm25.remove(slot, terms)
-        self._hash.remove(slot, self._encoder.sparse(terms)[0])
+        self._hash.remove(slot, self._encoder.query(terms)[0])
+        # Caches would otherwise keep the purged document's words.
+        self._tokenizer.forget(text)
+        self._encoder.forget(terms)
         self._live[slot] = False
         self._count -= 1
 
     def search(self, query: str, limit: int, allowed: np.ndarray | None = None) -> list[Hit]:
-        """Top ``limit`` documents for ``query`` by weighted RRF of the enabled channels.
+        """Top ``limit`` documents for ``query``.
 
-        ``allowed`` is an optional bool mask indexed by slot; slots past its end
-        are excluded. Equal scores are ordered by slot ascending.
+        Each enabled channel's scores are scaled to a maximum of 1 over the
+        allowed documents, weighted and summed. ``allowed`` is an optional bool
+        mask indexed by slot; slots past its end are excluded. Equal scores
+        are ordered by slot ascending.
         """
-        masks = self._masks(allowed)
+        allowed = _checked_mask(allowed)
         terms = self._tokenizer.terms(query)
         if limit <= 0 or not terms or not self._count:
             return []
         config = self.config
-        depth = max(config.candidate_depth, limit)
-        rankings = []
+        channels = []
         if config.bm25_weight:
-            scores = np.zeros(len(self._live), dtype=np.float32)
-            self._bm25.accumulate(terms, scores)
-            rankings.append(("bm25", config.bm25_weight, top_slots(scores, depth, masks)[0]))
+            postings = self._bm25.contributions(terms)
+            channels.append(("bm25", config.bm25_weight, self._scores(postings, allowed)))
         if config.hash_weight:
-            scores = np.zeros(len(self._live), dtype=np.float32)
-            self._hash.accumulate(self._encoder.sparse(terms), scores)
-            rankings.append(("hash", config.hash_weight, top_slots(scores, depth, masks)[0]))
-        fused = reciprocal_rank_fusion(rankings, config.rrf_k, limit)
-        return [Hit(slot, score, channels) for slot, score, channels in fused]
+            postings = self._hash.contributions(*self._encoder.query(terms))
+            channels.append(("hash", config.hash_weight, self._scores(postings, allowed)))
+        slots, values = top_fused([(weight, scores) for _, weight, scores in channels], limit)
+        return [
+            Hit(slot, value, tuple(name for name, _, scores in channels if scores[slot] > 0))
+            for slot, value in zip(slots.tolist(), values.tolist())
+        ]
 
     def search_vector(
         self, vector: np.ndarray, limit: int, allowed: np.ndarray | None = None
     ) -> list[Hit]:
         """Top ``limit`` documents on the hash channel for a vector in ``encode``'s space.
 
-        Scores are the channel's raw similarity; ranking matches ``search``'s
-        hash channel for ``encode([query])[0]``.
+        Scores are the channel's raw similarity; for ``encode([query])[0]`` the
+        ranking equals that of ``search``'s hash channel.
         """
-        masks = self._masks(allowed)
+        allowed = _checked_mask(allowed)
         vector = np.asarray(vector, dtype=np.float32)
         if vector.shape != (self.config.hash_dim,):
             raise ValueError(f"vector must have shape ({self.config.hash_dim},)")
         if limit <= 0 or not self._count:
             return []
         buckets = np.flatnonzero(vector)
-        scores = np.zeros(len(self._live), dtype=np.float32)
-        self._hash.accumulate((buckets.tolist(), vector[buckets].tolist()), scores)
-        slots, values = top_slots(scores, limit, masks)
+        postings = self._hash.contributions(buckets, vector[buckets])
+        slots, values = top_fused([(1.0, self._scores(postings, allowed))], limit, normalise=False)
         return [Hit(s, v, ("hash",)) for s, v in zip(slots.tolist(), values.tolist())]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Dense L2-normalised float32 vectors (len(texts), hash_dim); all-zero for texts without terms."""
-        return self._encoder.dense([self._tokenizer.terms(text) for text in texts])
+        """Dense L2-normalised float32 vectors, shape (len(texts), hash_dim).
+
+        Texts without index terms (empty, stopwords only) get all-zero rows.
+        """
+        return self._encoder.dense(TermBatch([self._tokenizer.terms(text) for text in texts]))
 
     def resident_bytes(self) -> int:
         """Approximate RAM held by the index structures and caches."""
@@ -144,10 +171,18 @@ class HybridIndex:
             + self._encoder.cache_bytes()
         )
 
-    def _masks(self, allowed: np.ndarray | None) -> list[np.ndarray]:
-        if allowed is None:
-            return [self._live]
-        allowed = np.asarray(allowed)
-        if allowed.dtype != np.bool_ or allowed.ndim != 1:
-            raise TypeError("allowed must be a 1-D bool array")
-        return [self._live, allowed]
+    def _scores(self, postings: Postings, allowed: np.ndarray | None) -> np.ndarray:
+        # Postings hold live slots only (remove purges them), so no live mask is needed.
+        scores = sum_scores(postings, padded_size(len(self._live)))
+        if allowed is not None:
+            restrict(scores, allowed)
+        return scores
+
+
+def _checked_mask(allowed: np.ndarray | None) -> np.ndarray | None:
+    if allowed is None:
+        return None
+    allowed = np.asarray(allowed)
+    if allowed.dtype != np.bool_ or allowed.ndim != 1:
+        raise TypeError("allowed must be a 1-D bool array")
+    return allowed

@@ -1,11 +1,13 @@
-"""Append-friendly postings stored in numpy arrays that double when full."""
+"""Append-friendly inverted index whose postings live in capacity-doubling numpy arrays."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
-# Approximate CPython cost of one PostingList: the object plus two array headers.
-POSTING_LIST_OVERHEAD = 72 + 2 * 112
+# Approximate CPython cost of one posting list: the object and two array headers.
+_LIST_OVERHEAD = 72 + 2 * 112
 
 
 def grown(array: np.ndarray, needed: int) -> np.ndarray:
@@ -18,25 +20,28 @@ def grown(array: np.ndarray, needed: int) -> np.ndarray:
 
 
 class PostingList:
-    """(slot, value) pairs of one term; at most one pair per slot."""
+    """(slot, value) pairs of one key; at most one pair per slot."""
 
     __slots__ = ("slots", "values", "size")
 
-    def __init__(self, capacity: int = 4) -> None:
+    def __init__(self, capacity: int) -> None:
         self.slots = np.zeros(capacity, dtype=np.int32)
         self.values = np.zeros(capacity, dtype=np.float32)
         self.size = 0
 
     def append(self, slot: int, value: float) -> None:
         if self.size == len(self.slots):
-            self._reserve(self.size + 1)
+            self.slots = grown(self.slots, self.size + 1)
+            self.values = grown(self.values, self.size + 1)
         self.slots[self.size] = slot
         self.values[self.size] = value
         self.size += 1
 
     def extend(self, slots: np.ndarray, values: np.ndarray) -> None:
         end = self.size + len(slots)
-        self._reserve(end)
+        if end > len(self.slots):
+            self.slots = grown(self.slots, end)
+            self.values = grown(self.values, end)
         self.slots[self.size : end] = slots
         self.values[self.size : end] = values
         self.size = end
@@ -52,7 +57,7 @@ class PostingList:
         self.slots[last] = 0
         self.values[last] = 0.0
         self.size = last
-        if 8 < len(self.slots) >= 4 * self.size:
+        if len(self.slots) > 16 and len(self.slots) >= 4 * self.size:
             # Give memory back once a list has mostly been purged.
             self.slots = self.slots[: 2 * self.size].copy()
             self.values = self.values[: 2 * self.size].copy()
@@ -63,8 +68,78 @@ class PostingList:
         return self.slots[: self.size], self.values[: self.size]
 
     def nbytes(self) -> int:
-        return self.slots.nbytes + self.values.nbytes + POSTING_LIST_OVERHEAD
+        return self.slots.nbytes + self.values.nbytes + _LIST_OVERHEAD
 
-    def _reserve(self, needed: int) -> None:
-        self.slots = grown(self.slots, needed)
-        self.values = grown(self.values, needed)
+
+class InvertedIndex:
+    """Integer key -> PostingList, with per-slot posting counts so purges can be verified."""
+
+    def __init__(self) -> None:
+        self.lists: list[PostingList | None] = []
+        self._per_slot = np.zeros(1024, dtype=np.int32)
+
+    def get(self, key: int) -> PostingList | None:
+        return self.lists[key] if key < len(self.lists) else None
+
+    def add(self, keys: np.ndarray, slots: np.ndarray, values: np.ndarray) -> None:
+        """Append aligned (key, slot, value) postings, one numpy copy per distinct key."""
+        if not len(keys):
+            return
+        low, high = int(slots.min()), int(slots.max())
+        self._per_slot = grown(self._per_slot, high + 1)
+        self._per_slot[low : high + 1] += np.bincount(slots - low).astype(np.int32)
+        order = np.argsort(keys, kind="stable")
+        keys, slots, values = keys[order], slots[order], values[order]
+        starts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+        bounds = [0, *starts.tolist(), len(keys)]
+        top = int(keys[-1]) + 1
+        if top > len(self.lists):
+            self.lists.extend([None] * (top - len(self.lists)))
+        lists = self.lists
+        for key, start, end in zip(keys[bounds[:-1]].tolist(), bounds, bounds[1:]):
+            plist = lists[key]
+            if plist is None:
+                lists[key] = plist = PostingList(end - start)
+            plist.extend(slots[start:end], values[start:end])
+
+    def add_one(self, slot: int, keys: list[int], values: list[float]) -> None:
+        """Append one document's postings (distinct ``keys``) with scalar writes."""
+        self._per_slot = grown(self._per_slot, slot + 1)
+        self._per_slot[slot] += len(keys)
+        if keys and max(keys) >= len(self.lists):
+            self.lists.extend([None] * (max(keys) + 1 - len(self.lists)))
+        lists = self.lists
+        for key, value in zip(keys, values):
+            plist = lists[key]
+            if plist is None:
+                lists[key] = plist = PostingList(4)
+            plist.append(slot, value)
+
+    def remove(self, slot: int, keys: Iterable[int]) -> list[int]:
+        """Purge ``slot`` from the lists of ``keys``; return the keys whose lists emptied.
+
+        If those keys do not account for all of the slot's postings (the caller
+        passed different text than it indexed), every list is swept instead,
+        so a purge is complete either way.
+        """
+        emptied: list[int] = []
+        removed = sum(self._remove_from(key, slot, emptied) for key in set(keys))
+        if slot < len(self._per_slot) and removed != self._per_slot[slot]:
+            for key in range(len(self.lists)):
+                self._remove_from(key, slot, emptied)
+        if slot < len(self._per_slot):
+            self._per_slot[slot] = 0
+        return emptied
+
+    def _remove_from(self, key: int, slot: int, emptied: list[int]) -> bool:
+        plist = self.get(key)
+        if plist is None or not plist.remove(slot):
+            return False
+        if plist.size == 0:
+            self.lists[key] = None
+            emptied.append(key)
+        return True
+
+    def nbytes(self) -> int:
+        lists = sum(p.nbytes() for p in self.lists if p is not None)
+        return lists + 8 * len(self.lists) + self._per_slot.nbytes

@@ -14,6 +14,7 @@ _WORD = re.compile(r"[^\W_]+")
 # Distinct surface forms seen by a long-lived daemon are unbounded (ids, typos);
 # the cache is dropped wholesale past this size rather than tracking recency.
 _STEM_CACHE_LIMIT = 200_000
+_MISSING = object()
 
 
 class Tokenizer:
@@ -22,15 +23,15 @@ class Tokenizer:
     def __init__(self, stopwords: frozenset[str] = STOPWORDS) -> None:
         self._stopwords = stopwords
         self._stemmer = Stemmer.Stemmer("english")
-        self._cache: dict[str, str | None] = {}
+        self._cache: dict[str, str | None] = {}  # None marks a stopword
 
     def terms(self, text: str) -> list[str]:
         """Return the index terms of ``text`` in order (duplicates kept)."""
         cache = self._cache
         out = []
         for word in _WORD.findall(text.casefold()):
-            stem = cache.get(word, "")
-            if stem == "":
+            stem = cache.get(word, _MISSING)
+            if stem is _MISSING:
                 stem = None if word in self._stopwords else self._stemmer.stemWord(word)
                 if len(cache) >= _STEM_CACHE_LIMIT:
                     cache.clear()
@@ -38,6 +39,11 @@ class Tokenizer:
             if stem is not None:
                 out.append(stem)
         return out
+
+    def forget(self, text: str) -> None:
+        """Drop the words of ``text`` from the stem cache (part of a hard purge)."""
+        for word in _WORD.findall(text.casefold()):
+            self._cache.pop(word, None)
 
     def cache_bytes(self) -> int:
         """Rough memory held by the stem cache."""
