@@ -36,6 +36,8 @@ from .registry import Allocator, check_namespace
 _memory_decoder = msgspec.msgpack.Decoder(m.Memory)
 _encode = msgspec.msgpack.Encoder().encode
 MAX_TAGS = 64
+MAX_VECTOR_COMPONENTS = 256
+"""Recall by vector uses at most this many of the vector's largest components."""
 
 
 def _decode(raw: bytes) -> m.Memory:
@@ -62,7 +64,9 @@ class Engine:
         self.namespaces: dict[str, NamespaceState] = {}
         self._memories = env.dbs["memories"]
         self._idem = env.dbs["idempotency"]
-        self.encoder: EncoderIdentity = HybridIndex(retrieval).encoder_identity
+        self._encoder_index = HybridIndex(retrieval)
+        """An empty index used only for its stateless encoder (``encode``)."""
+        self.encoder: EncoderIdentity = self._encoder_index.encoder_identity
 
     # ------------------------------------------------------------------ start-up
 
@@ -283,6 +287,13 @@ class Engine:
             vector = np.frombuffer(args.vector, dtype="<f4")
             if not np.isfinite(vector).all():
                 raise InvalidArgumentError("vector has non-finite values")
+            if np.count_nonzero(vector) > MAX_VECTOR_COMPONENTS:
+                # Each nonzero component scans one posting list; keep the largest ones (a text's
+                # encoding has far fewer, so real queries are unaffected).
+                keep = np.argpartition(np.abs(vector), -MAX_VECTOR_COMPONENTS)[-MAX_VECTOR_COMPONENTS:]
+                trimmed = np.zeros_like(vector)
+                trimmed[keep] = vector[keep]
+                vector = trimmed
         elif len(args.query) > self.limits.max_text_bytes:
             raise TooLargeError(f"query is over {self.limits.max_text_bytes} characters")
         state = self._state(namespace)
@@ -301,6 +312,14 @@ class Engine:
             if i in found
         ]
         return m.RecallResult(hits=out, took_us=(time.perf_counter_ns() - started) // 1000)
+
+    def encode(self, args: m.EncodeArgs) -> m.EncodeResult:
+        self._check_batch(len(args.texts), "texts")
+        for i, text in enumerate(args.texts):
+            if len(text) > self.limits.max_text_bytes:
+                raise TooLargeError(f"texts[{i}] is over {self.limits.max_text_bytes} characters")
+        vectors = self._encoder_index.encode(args.texts).astype("<f4", copy=False)
+        return m.EncodeResult(dim=self.encoder.dim, vectors=[row.tobytes() for row in vectors])
 
     def history(self, namespace: str, args: m.HistoryArgs) -> m.HistoryResult:
         self._check_ids([args.id])

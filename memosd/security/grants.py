@@ -65,7 +65,7 @@ def required_right(op: Operation, args: object) -> str:
 
 def authorize(principal: Principal, op: Operation, namespace: str | None, args: object) -> None:
     """Raise FORBIDDEN unless ``principal`` may run ``op`` on ``namespace``."""
-    if op.name == "hello":
+    if op.name in ("hello", "encode"):  # touch no stored data
         return
     needed = _LEVEL[required_right(op, args)]
     # Without a namespace, an operation spans every namespace (stats of all, status): needs a "*" grant.

@@ -30,6 +30,7 @@ def build_handlers(engine: Engine, daemon: Any) -> dict[str, Handler]:
         "get": (engine.get, False),
         "list": (engine.list, False),
         "recall": (engine.recall, False),
+        "encode": (lambda ns, a: engine.encode(a), False),
         "update": (engine.update, True),
         "history": (engine.history, False),
         "forget": (engine.forget, True),

@@ -197,6 +197,15 @@ class Api(ABC):
                             filters=filters or m.Filters(), as_of=as_of, include_forgotten=include_forgotten)
         return self._exec(Call("recall", args, self._ns(namespace), lambda r: r.hits))
 
+    def encode(self, texts: Sequence[str]):
+        """Vectors of ``texts`` in the daemon encoder's space, as a float32 array (len(texts), dim)."""
+        def unwrap(result: m.EncodeResult):
+            if not result.vectors:
+                return np.zeros((0, result.dim), dtype=np.float32)
+            return np.frombuffer(b"".join(result.vectors), dtype="<f4").reshape(len(result.vectors), result.dim)
+
+        return self._exec(Call("encode", m.EncodeArgs(texts=list(texts)), None, unwrap))
+
     def export_page(self, *, cursor: int | None = None, limit: int = 500, namespace: str | None = None):
         """One page of every stored version (forgotten and superseded included)."""
         return self._exec(Call("export", m.ExportArgs(cursor=cursor, limit=limit), self._ns(namespace)))

@@ -182,6 +182,17 @@ class RecallArgs(Struct):
     include_forgotten: bool = False
 
 
+class EncodeArgs(Struct):
+    texts: list[str]
+
+
+class EncodeResult(ReplyStruct):
+    """One vector per text: raw little-endian float32 bytes of length ``dim * 4``."""
+
+    dim: int
+    vectors: list[bytes]
+
+
 class RecallHit(ReplyStruct):
     memory: Memory
     score: float
@@ -410,6 +421,8 @@ OPERATIONS: dict[str, Operation] = {
         Operation("list", ListArgs, ListResult, "Page through memories in id order with filters."),
         Operation("recall", RecallArgs, RecallResult,
                   "Ranked memories for a query text or vector (current versions unless as_of)."),
+        Operation("encode", EncodeArgs, EncodeResult,
+                  "Vectors of texts in the encoder's space (for recall by vector).", needs_namespace=False),
         Operation("update", UpdateArgs, UpdateResult,
                   "Supersede a memory with a new version; the old one keeps its history.", writes=True),
         Operation("history", HistoryArgs, HistoryResult, "Every version of a memory, oldest first."),
