@@ -77,7 +77,8 @@ def test_every_error_code_has_a_class_and_unknown_codes_degrade():
 def test_every_operation_decodes_its_empty_or_minimal_args():
     minimal = {"remember": {"items": []}, "get": {"ids": []}, "update": {"id": 1}, "history": {"id": 1},
                "forget": {"ids": []}, "unforget": {"ids": []}, "import": {"memories": []},
-               "keys_create": {"name": "k", "grants": []}, "keys_revoke": {"name": "k"}, "backup": {"dest": "/x"}}
+               "keys_create": {"name": "k", "grants": []}, "keys_revoke": {"name": "k"}, "backup": {"dest": "/x"},
+               "encode": {"texts": []}}
     for name in OPERATIONS:
         raw = msgspec.Raw(msgspec.msgpack.encode(minimal.get(name, {})))
         assert isinstance(codec.decode_args(name, raw), OPERATIONS[name].args)
