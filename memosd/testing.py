@@ -74,7 +74,8 @@ class DaemonProcess:
         return cmd
 
     def start(self) -> "DaemonProcess":
-        env = {**os.environ, **self.env}
+        # Each test daemon gets its own events socket unless the test chose one.
+        env = {**os.environ, "MEMOSD_EVENTS_PUB_ENDPOINT": f"ipc://{self.sock_dir}/events.sock", **self.env}
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()

@@ -92,11 +92,12 @@ def render() -> str:
 
 
 ERROR_MEANINGS = {
-    ErrorCode.MALFORMED: "The frame is not a decodable request (bad MessagePack, invalid UTF-8, not a map, "
-                         "wrong envelope types, wrong frame count).",
+    ErrorCode.MALFORMED: "The frame is not a decodable request envelope (bad MessagePack, invalid UTF-8 in "
+                         "the envelope, not a map, wrong envelope types, wrong frame count).",
     ErrorCode.UNSUPPORTED_VERSION: "The envelope's `v` is not a protocol version this daemon speaks.",
     ErrorCode.UNKNOWN_OP: "The operation name is not known; `details.known` lists the known ones.",
-    ErrorCode.INVALID_ARGUMENT: "An argument has the wrong type, an unknown name or an out-of-range value.",
+    ErrorCode.INVALID_ARGUMENT: "An argument has the wrong type, an unknown name, an out-of-range value or a "
+                                "string that is not valid UTF-8.",
     ErrorCode.INVALID_NAMESPACE: "The operation needs a namespace and none, or an invalid one, was given.",
     ErrorCode.TOO_LARGE: "The message, a batch, a text or a list is over a configured limit.",
     ErrorCode.NOT_FOUND: "No such memory in this namespace.",

@@ -36,6 +36,7 @@ from .registry import Allocator, check_namespace
 _memory_decoder = msgspec.msgpack.Decoder(m.Memory)
 _encode = msgspec.msgpack.Encoder().encode
 MAX_TAGS = 64
+MAX_IDEMPOTENCY_KEY_BYTES = 200
 MAX_VECTOR_COMPONENTS = 256
 """Recall by vector uses at most this many of the vector's largest components."""
 
@@ -123,6 +124,12 @@ class Engine:
             if not tag or len(tag) > 128:
                 raise InvalidArgumentError(f"{where}: tags must be 1-128 characters")
 
+    @staticmethod
+    def _check_idempotency_key(key: str | None, where: str) -> None:
+        # Bytes, not characters: the key becomes part of an LMDB key (at most 511 bytes).
+        if key is not None and not 0 < len(key.encode()) <= MAX_IDEMPOTENCY_KEY_BYTES:
+            raise InvalidArgumentError(f"{where} must be 1-{MAX_IDEMPOTENCY_KEY_BYTES} bytes of UTF-8")
+
     def _check_batch(self, count: int, what: str) -> None:
         if count == 0:
             raise InvalidArgumentError(f"{what} is empty")
@@ -186,8 +193,7 @@ class Engine:
             self._check_text(item.text, where)
             self._check_tags(item.tags, where + ".tags")
             self._check_time(item.event_time, where + ".event_time")
-            if item.idempotency_key is not None and not 0 < len(item.idempotency_key) <= 200:
-                raise InvalidArgumentError(f"{where}.idempotency_key must be 1-200 characters")
+            self._check_idempotency_key(item.idempotency_key, where + ".idempotency_key")
 
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.ensure(txn, name)
@@ -364,6 +370,7 @@ class Engine:
         if args.tags is not None:
             self._check_tags(args.tags, "tags")
         self._check_time(args.event_time, "event_time")
+        self._check_idempotency_key(args.idempotency_key, "idempotency_key")
 
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.find(txn, name)
@@ -374,9 +381,10 @@ class Engine:
             if earlier is not None:
                 return ns_id, None, None, m.UpdateResult(id=earlier, supersedes=args.id, created=False)
             if old.superseded_by is not None:
+                current = self._lineage(txn, ns_id, args.id)[-1]
                 raise ConflictError(
-                    f"memory {args.id} was already superseded by {old.superseded_by}",
-                    details={"current": old.superseded_by},
+                    f"memory {args.id} was superseded; the current version is {current.id}",
+                    details={"current": current.id},
                 )
             if old.forgotten_at is not None:
                 raise ConflictError(f"memory {args.id} is forgotten; unforget it first")
@@ -497,7 +505,7 @@ class Engine:
                 return None, 0
             purged = self._delete_prefix(txn, self._memories, keys.ns_prefix(ns_id))
             self._delete_prefix(txn, self._idem, keys.ns_prefix(ns_id))
-            self.allocator.drop(txn, name)
+            self.allocator.drop(txn, name, ns_id)
             return ns_id, purged
 
         def apply(result):

@@ -64,22 +64,39 @@ class Allocator:
         txn.put(name.encode(), msgspec.msgpack.encode(record), db=self.env.dbs["namespaces"])
         return ns_id
 
-    def drop(self, txn: lmdb.Transaction, name: str) -> None:
+    def drop(self, txn: lmdb.Transaction, name: str, ns_id: int) -> None:
         txn.delete(name.encode(), db=self.env.dbs["namespaces"])
+        txn.delete(self._high_water_key(ns_id), db=self.env.dbs["meta"])
 
-    def next_memory_id(self, txn: lmdb.Transaction, ns_id: int) -> int:
+    # Ids are never reused, even after a purge and a restart: the next id is kept durably in the
+    # meta sub-database, in the same transaction as the write that used it.
+
+    @staticmethod
+    def _high_water_key(ns_id: int) -> bytes:
+        return b"next_id:" + keys.ns_prefix(ns_id)
+
+    def _next(self, txn: lmdb.Transaction, ns_id: int) -> int:
         nxt = self._next_memory_id.get(ns_id)
         if nxt is None:
-            nxt = self._last_id(txn, ns_id) + 1
-        self._next_memory_id[ns_id] = nxt + 1
+            raw = txn.get(self._high_water_key(ns_id), db=self.env.dbs["meta"])
+            stored = keys.unpack_id(raw) if raw is not None else 1
+            nxt = max(stored, self._last_id(txn, ns_id) + 1)
+        return nxt
+
+    def _advance(self, txn: lmdb.Transaction, ns_id: int, nxt: int) -> None:
+        self._next_memory_id[ns_id] = nxt
+        txn.put(self._high_water_key(ns_id), keys.pack_id(nxt), db=self.env.dbs["meta"])
+
+    def next_memory_id(self, txn: lmdb.Transaction, ns_id: int) -> int:
+        nxt = self._next(txn, ns_id)
+        self._advance(txn, ns_id, nxt + 1)
         return nxt
 
     def note_id(self, ns_id: int, memory_id: int, txn: lmdb.Transaction) -> None:
         """Make sure ids allocated later are above an imported id."""
-        nxt = self._next_memory_id.get(ns_id)
-        if nxt is None:
-            nxt = self._last_id(txn, ns_id) + 1
-        self._next_memory_id[ns_id] = max(nxt, memory_id + 1)
+        nxt = self._next(txn, ns_id)
+        if memory_id + 1 > nxt:
+            self._advance(txn, ns_id, memory_id + 1)
 
     def _last_id(self, txn: lmdb.Transaction, ns_id: int) -> int:
         cursor = txn.cursor(db=self.env.dbs["memories"])

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Iterable
 
+import msgpack
 import msgspec
 import structlog
 import zmq
@@ -57,10 +58,23 @@ _probe = msgspec.msgpack.Decoder(_IdProbe)
 
 
 def _request_id(frame: bytes) -> int:
+    """The request id of a frame that failed to decode, or 0 when none can be read."""
     try:
         return _probe.decode(frame).id
     except codec.DECODE_ERRORS:
-        return 0
+        pass
+    # A truncated or otherwise broken frame: read the envelope's leading keys one by one.
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(frame) + 1)
+    unpacker.feed(frame)
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == "id":
+                value = unpacker.unpack()
+                return value if isinstance(value, int) and not isinstance(value, bool) else 0
+            unpacker.skip()
+    except (msgpack.OutOfData, msgpack.UnpackException, ValueError, TypeError):
+        pass
+    return 0
 
 
 class Server:
@@ -231,7 +245,7 @@ class Server:
                 return
             result = handler.call(env.ns, args)
         except MemosdError as err:
-            self._send_error(listener, identity, request_id, err, op, started)
+            self._send_error(listener, identity, request_id or _request_id(payload), err, op, started)
             return
         except Exception as exc:
             log.exception("request failed")

@@ -21,7 +21,13 @@ from typing import Any
 
 import lmdb
 
-from memosd_client.protocol.errors import InternalError, MemosdError, StorageFullError, UnavailableError
+from memosd_client.protocol.errors import (
+    InternalError,
+    InvalidArgumentError,
+    MemosdError,
+    StorageFullError,
+    UnavailableError,
+)
 
 from .environment import Environment
 
@@ -146,6 +152,9 @@ class WriterThread:
                         job.result = job.run(child)
                 except (lmdb.MapFullError, lmdb.DiskError):
                     raise
+                except lmdb.BadValsizeError as exc:
+                    # A key or value LMDB cannot hold: this job's input, not the store, is at fault.
+                    job.error = InvalidArgumentError(f"a key or value is too large for the store: {exc}")
                 except MemosdError as exc:
                     job.error = exc
                 except lmdb.Error:

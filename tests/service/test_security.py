@@ -89,7 +89,7 @@ def test_grants_decide_every_operation(secured):
         "import": m.ImportArgs(memories=[m.Memory(id=10**6, text="imp", created_at=1.0, valid_from=1.0,
                                                   lineage=10**6)]),
     }
-    assert set(reads) | set(writes) | {"hello", "purge"} >= {
+    assert set(reads) | set(writes) | {"hello", "encode", "purge"} >= {
         name for name, op in OPERATIONS.items() if not op.admin}
     for op, args in reads.items():
         assert attempt(writer, "alpha", op, args) == "ok", op

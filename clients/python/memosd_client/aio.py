@@ -11,12 +11,12 @@ import zmq
 import zmq.asyncio
 
 from .api import Api, Call
-from .client import configure_socket
+from .client import configure_socket, no_reply_error
 from .curve import CurveKeys, default_keys
 from .endpoints import default_endpoint
 from .protocol import codec
 from .protocol import messages as m
-from .protocol.errors import ConnectionFailedError, MalformedError, RequestTimeoutError
+from .protocol.errors import ConnectionFailedError, MalformedError
 
 
 class AsyncClient(Api):
@@ -102,8 +102,7 @@ class AsyncClient(Api):
                 return codec.reply_result(op, reply)
         finally:
             self._pending.pop(request_id, None)
-        raise RequestTimeoutError(f"no reply to {op!r} from {self.endpoint} within {self.timeout}s "
-                                  f"({attempts} attempt(s))")
+        raise no_reply_error(self.endpoint, op, self.timeout, attempts)
 
     def _exec(self, call: Call):
         async def run():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -14,17 +15,28 @@ from .curve import CurveKeys, default_keys
 from .endpoints import default_endpoint
 from .protocol import codec
 from .protocol import messages as m
-from .protocol.errors import ConnectionFailedError, MalformedError, RequestTimeoutError
+from .protocol.errors import ConnectionFailedError, MalformedError, MemosdError, RequestTimeoutError
 
 
 def configure_socket(sock: zmq.Socket, curve: CurveKeys | None = None) -> None:
-    """Options shared by both clients: fail fast instead of queueing to a daemon that is not there."""
+    """Options shared by both clients.
+
+    ZMQ_IMMEDIATE stays off: with it, libzmq discards replies still unread when
+    the daemon closes the connection (e.g. the reply to ``shutdown``).
+    """
     if curve is not None:
         curve.apply(sock)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.setsockopt(zmq.RECONNECT_IVL, 50)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+
+
+def no_reply_error(endpoint: str, op: str, timeout: float, attempts: int) -> MemosdError:
+    """The error for a request that got no reply: CONNECTION when an ipc socket file is missing
+    (nothing is listening), TIMEOUT otherwise."""
+    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):]):
+        return ConnectionFailedError(f"no memosd is listening at {endpoint}")
+    return RequestTimeoutError(f"no reply to {op!r} from {endpoint} within {timeout}s ({attempts} attempt(s))")
 
 
 class Client(Api):
@@ -88,19 +100,16 @@ class Client(Api):
         request_id = next(self._ids)
         frame = codec.encode_request(request_id, op, args, namespace)
         attempts = 1 + (self.retries if codec.operation(op).retry_safe else 0)
-        for attempt in range(attempts):
+        for _ in range(attempts):
             deadline = time.monotonic() + self.timeout
             if not self._send(frame, deadline):
-                if attempt + 1 == attempts:
-                    raise ConnectionFailedError(f"cannot reach memosd at {self.endpoint}")
                 continue
             reply = self._receive(request_id, deadline)
             if reply is not None:
                 return codec.reply_result(op, reply)
-        # The socket may still hold a late reply; start clean so it cannot be mistaken later.
+        # The socket may still hold a late reply or a queued request; start clean.
         self._connect()
-        raise RequestTimeoutError(f"no reply to {op!r} from {self.endpoint} within {self.timeout}s "
-                                  f"({attempts} attempt(s))")
+        raise no_reply_error(self.endpoint, op, self.timeout, attempts)
 
     def _send(self, frame: bytes, deadline: float) -> bool:
         while True:
