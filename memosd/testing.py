@@ -74,8 +74,11 @@ class DaemonProcess:
         return cmd
 
     def start(self) -> "DaemonProcess":
-        # Each test daemon gets its own events socket unless the test chose one.
+        # Each test daemon gets its own events socket unless the test chose one; a test that asks for
+        # tcp without CURVE means a trusted test network, so plain tcp clients get full rights.
         env = {**os.environ, "MEMOSD_EVENTS_PUB_ENDPOINT": f"ipc://{self.sock_dir}/events.sock", **self.env}
+        if self.tcp_endpoint:
+            env.setdefault("MEMOSD_SECURITY_TCP_WITHOUT_CURVE", "admin")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()

@@ -23,7 +23,7 @@ import aiomqtt
 import msgspec
 
 from memosd_client.protocol import messages as m
-from memosd_client.protocol.errors import InvalidArgumentError, MemosdError, TooLargeError
+from memosd_client.protocol.errors import InternalError, InvalidArgumentError, MemosdError, TooLargeError
 
 from ..logs import get_logger
 
@@ -54,7 +54,7 @@ def _parse_ingest(payload: bytes) -> m.RememberArgs:
         if isinstance(raw, list):
             return m.RememberArgs(items=msgspec.convert(raw, list[m.MemoryIn]))
         return m.RememberArgs(items=[msgspec.convert(raw, m.MemoryIn)])
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidArgumentError(f"bad ingest payload: {exc}") from None
 
 
@@ -110,6 +110,13 @@ class MqttBridge:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="memosd-mqtt")
+        self._task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.connected = False
+            self.last_error = repr(task.exception())
+            log.error("mqtt bridge stopped", error=self.last_error)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -140,6 +147,9 @@ class MqttBridge:
                 if self.connected:
                     log.warning("mqtt disconnected", error=str(exc))
                 self.last_error = str(exc)
+            except Exception as exc:  # a bug must cost a reconnect, never the bridge
+                log.exception("mqtt bridge failed; reconnecting")
+                self.last_error = repr(exc)
             self.connected = False
             self.reconnects += 1
             await asyncio.sleep(backoff)
@@ -148,8 +158,7 @@ class MqttBridge:
     async def _publish(self, client: aiomqtt.Client) -> None:
         prefix = self.settings.prefix
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            # Drain first: events queued while disconnected go out as soon as the connection is back.
             while self.queue:
                 event = self.queue[0]
                 topic = f"{prefix}/events/{event.namespace}/{event.kind}"
@@ -157,7 +166,10 @@ class MqttBridge:
                 # Only a published event leaves the queue: a broken connection resends it after reconnecting.
                 if self.queue and self.queue[0] is event:
                     self.queue.popleft()
-                self.published += 1
+                    self.published += 1
+            self._wake.clear()
+            if not self.queue:
+                await self._wake.wait()
 
     async def _ingest(self, client: aiomqtt.Client) -> None:
         prefix = self.settings.prefix
@@ -169,7 +181,12 @@ class MqttBridge:
                 if len(payload) > self.settings.max_payload:
                     raise TooLargeError(f"ingest payload over {self.settings.max_payload} bytes")
                 result = await self.remember(namespace, _parse_ingest(payload))
-            except MemosdError as err:
+            except aiomqtt.MqttError:
+                raise
+            except Exception as exc:
+                err = exc if isinstance(exc, MemosdError) else InternalError(f"ingest failed: {exc!r}")
+                if not isinstance(exc, MemosdError):
+                    log.exception("ingest failed", namespace=namespace)
                 self.ingest_errors += 1
                 body = m.ErrorBody(code=int(err.code), name=err.code.name, message=err.message, details=err.details)
                 await client.publish(f"{prefix}/ingest/{namespace}/error", self._encode(body), qos=1)

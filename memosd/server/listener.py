@@ -42,8 +42,10 @@ def bind_listener(
     # frames above it make libzmq drop the connection before buffering them.
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes * 2 + (1 << 20))
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-    sock.setsockopt(zmq.SNDHWM, 100_000)
-    sock.setsockopt(zmq.RCVHWM, 100_000)
+    # Replies waiting for a peer that does not read are capped per peer (ROUTER drops beyond it);
+    # with replies capped at max_message_bytes this bounds what one stalled client can pin.
+    sock.setsockopt(zmq.SNDHWM, 1000)
+    sock.setsockopt(zmq.RCVHWM, 10_000)
     use_curve = curve is not None and endpoint.startswith("tcp://")
     if use_curve:
         make_curve_server(sock, curve)

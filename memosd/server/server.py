@@ -72,7 +72,7 @@ def _request_id(frame: bytes) -> int:
                 value = unpacker.unpack()
                 return value if isinstance(value, int) and not isinstance(value, bool) else 0
             unpacker.skip()
-    except (msgpack.OutOfData, msgpack.UnpackException, ValueError, TypeError):
+    except Exception:  # whatever is wrong with the frame, an error reply must still go out
         pass
     return 0
 
@@ -91,6 +91,7 @@ class Server:
         *,
         max_message_bytes: int,
         ipc_mode: int = 0o660,
+        admin_ipc_mode: int = 0o600,
         metrics=None,
         backpressure: Backpressure | None = None,
         keys: KeyStore | None = None,
@@ -105,6 +106,7 @@ class Server:
         self.admin_endpoint = admin_endpoint
         self.max_message_bytes = max_message_bytes
         self.ipc_mode = ipc_mode
+        self.admin_ipc_mode = admin_ipc_mode
         self.backpressure = backpressure or Backpressure(max_inflight=1024, rate=0)
         self.keys = keys
         self.curve = curve
@@ -133,7 +135,8 @@ class Server:
 
     def _bind(self, endpoint: str, *, admin: bool) -> None:
         self.listeners.append(bind_listener(self.ctx, endpoint, admin=admin, max_message_bytes=self.max_message_bytes,
-                                            ipc_mode=self.ipc_mode, curve=self.curve))
+                                            ipc_mode=self.admin_ipc_mode if admin else self.ipc_mode,
+                                            curve=self.curve))
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -218,12 +221,14 @@ class Server:
             return
         request_id = 0
         op = "invalid"
+        structlog.contextvars.clear_contextvars()
         try:
             env = codec.decode_envelope(payload)
             request_id = env.id
             op = env.op
             # Request context for every log line this request causes (tasks inherit it).
-            structlog.contextvars.bind_contextvars(request_id=request_id, op=op, namespace=env.ns)
+            structlog.contextvars.bind_contextvars(request_id=request_id, op=op,
+                                                   namespace=env.ns[:128] if env.ns else None)
             if self.debug:
                 log.debug("request", principal=principal.name if principal else None)
             if principal is None:
@@ -244,6 +249,7 @@ class Server:
                 task.add_done_callback(self._inflight.discard)
                 return
             result = handler.call(env.ns, args)
+            reply = self._encode_result(request_id, result)
         except MemosdError as err:
             self._send_error(listener, identity, request_id or _request_id(payload), err, op, started)
             return
@@ -251,21 +257,31 @@ class Server:
             log.exception("request failed")
             self._send_error(listener, identity, request_id, InternalError(f"internal error: {exc!r}"), op, started)
             return
-        self._send(listener, identity, codec.encode_result(request_id, result))
+        self._send(listener, identity, reply)
         self._observe(op, "ok", started)
+
+    def _encode_result(self, request_id: int, result) -> bytes:
+        """Encode a reply, refusing one over the message limit: a reply is buffered per peer until
+        read, so an unbounded one would let a client that asks much and reads nothing grow the daemon."""
+        reply = codec.encode_result(request_id, result)
+        if len(reply) > self.max_message_bytes:
+            raise TooLargeError(f"the reply would be {len(reply)} bytes, over the limit of "
+                                f"{self.max_message_bytes}; ask for fewer or smaller results",
+                                details={"limit": self.max_message_bytes, "reply_bytes": len(reply)})
+        return reply
 
     async def _run_async(self, listener: Listener, identity: bytes, request_id: int, handler: Handler,
                          namespace: str | None, args, started: float) -> None:
         op = handler.op.name
         try:
-            result = await handler.call(namespace, args)
+            reply = self._encode_result(request_id, await handler.call(namespace, args))
         except MemosdError as err:
             self._send_error(listener, identity, request_id, err, op, started)
         except Exception as exc:
             log.exception("request failed")
             self._send_error(listener, identity, request_id, InternalError(f"internal error: {exc!r}"), op, started)
         else:
-            self._send(listener, identity, codec.encode_result(request_id, result))
+            self._send(listener, identity, reply)
             self._observe(op, "ok", started)
         finally:
             self.backpressure.end_write(identity)

@@ -163,7 +163,14 @@ def test_mqtt_events_out_and_ingest_in(tmp_path, broker):
                 sub.publish("memosd/ingest/bad namespace!", b'{"text": "x"}')
                 topic, payload = sub.next(topic_prefix="memosd/ingest/bad namespace!/")
                 assert json.loads(payload)["name"] == "INVALID_NAMESPACE"
-                assert client.stats().namespaces[0].memories == 2
+                # Pathologically deep nesting is a bad payload too, and the bridge keeps going.
+                sub.publish("memosd/ingest/agent-7", b"[" * 5000 + b"]" * 5000)
+                topic, payload = sub.next(topic_prefix="memosd/ingest/agent-7/")
+                assert topic == "memosd/ingest/agent-7/error"
+                sub.publish("memosd/ingest/agent-7", b'{"text": "still ingesting after the bad ones"}')
+                topic, payload = sub.next(topic_prefix="memosd/ingest/agent-7/")
+                assert topic == "memosd/ingest/agent-7/ack"
+                assert client.stats().namespaces[0].memories == 3
         finally:
             sub.close()
 

@@ -44,8 +44,9 @@ class AsyncClient(Api):
         self.auto_idempotency = auto_idempotency
         self._ctx = context or zmq.asyncio.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
+        self._curve = curve if curve is not None else default_keys()
         if self.endpoint.startswith("tcp://"):  # ipc access is controlled by file permissions
-            configure_socket(self._sock, curve if curve is not None else default_keys())
+            configure_socket(self._sock, self._curve)
         else:
             configure_socket(self._sock)
         self._sock.connect(self.endpoint)
@@ -71,15 +72,39 @@ class AsyncClient(Api):
         await self.close()
 
     async def _read_replies(self) -> None:
-        while True:
-            frame = await self._sock.recv()
-            try:
-                reply = codec.decode_reply(frame)
-            except MalformedError:
-                continue
-            fut = self._pending.get(reply.id)
-            if fut is not None and not fut.done():
-                fut.set_result(reply)
+        try:
+            while True:
+                frame = await self._sock.recv()
+                try:
+                    reply = codec.decode_reply(frame)
+                except MalformedError:
+                    continue
+                fut = self._pending.get(reply.id)
+                if fut is None and reply.id == 0 and len(self._pending) == 1:
+                    # A frame-level error the daemon could not attribute: with one request in
+                    # flight it can only be that one's.
+                    fut = next(iter(self._pending.values()))
+                if fut is not None and not fut.done():
+                    fut.set_result(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the socket broke: nobody waiting may hang on it
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionFailedError(f"reply reader failed: {exc!r}"))
+
+    def _reset_socket(self) -> None:
+        """Drop requests still queued for an absent daemon, so they cannot run after being reported failed."""
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        self._sock.close(linger=0)
+        self._sock = self._ctx.socket(zmq.DEALER)
+        if self.endpoint.startswith("tcp://"):
+            configure_socket(self._sock, self._curve)
+        else:
+            configure_socket(self._sock)
+        self._sock.connect(self.endpoint)
 
     async def request(self, op: str, args: m.Struct, namespace: str | None = None) -> Any:
         """Send one request and return its typed result (raises the reply's typed error)."""
@@ -89,7 +114,7 @@ class AsyncClient(Api):
             self._reader = asyncio.create_task(self._read_replies())
         request_id = next(self._ids)
         frame = codec.encode_request(request_id, op, args, namespace)
-        attempts = 1 + (self.retries if codec.operation(op).retry_safe else 0)
+        attempts = 1 + (self.retries if codec.retry_safe(op, args) else 0)
         fut = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         try:
@@ -102,6 +127,8 @@ class AsyncClient(Api):
                 return codec.reply_result(op, reply)
         finally:
             self._pending.pop(request_id, None)
+        if not self._pending:
+            self._reset_socket()
         raise no_reply_error(self.endpoint, op, self.timeout, attempts)
 
     def _exec(self, call: Call):

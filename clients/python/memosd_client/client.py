@@ -99,7 +99,7 @@ class Client(Api):
             raise ConnectionFailedError("client is closed")
         request_id = next(self._ids)
         frame = codec.encode_request(request_id, op, args, namespace)
-        attempts = 1 + (self.retries if codec.operation(op).retry_safe else 0)
+        attempts = 1 + (self.retries if codec.retry_safe(op, args) else 0)
         for _ in range(attempts):
             deadline = time.monotonic() + self.timeout
             if not self._send(frame, deadline):

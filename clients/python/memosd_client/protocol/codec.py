@@ -20,8 +20,9 @@ _reply_decoder = msgspec.msgpack.Decoder(Reply)
 _args_decoders = {name: msgspec.msgpack.Decoder(op.args) for name, op in OPERATIONS.items()}
 _result_decoders = {name: msgspec.msgpack.Decoder(op.result) for name, op in OPERATIONS.items()}
 
-DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
-"""What decoding untrusted bytes can raise (msgspec lets invalid UTF-8 through as UnicodeDecodeError)."""
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+"""What decoding untrusted bytes can raise (msgspec lets invalid UTF-8 through as UnicodeDecodeError,
+and very deep nesting as RecursionError)."""
 
 
 def encode(obj: object) -> bytes:
@@ -63,6 +64,17 @@ def decode_args(op: str, raw: msgspec.Raw) -> Struct:
 
 def operation(op: str) -> Operation:
     return OPERATIONS[op]
+
+
+def retry_safe(op: str, args: Struct) -> bool:
+    """Whether a client may resend this request after a timeout.
+
+    Purging a whole namespace is never resent: between two executions other
+    clients' acknowledged writes could land, and the second would delete them.
+    """
+    if op == "purge" and getattr(args, "all", False):
+        return False
+    return OPERATIONS[op].retry_safe
 
 
 # --------------------------------------------------------------------------- replies
