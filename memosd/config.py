@@ -35,7 +35,9 @@ class ServerConfig:
     admin_endpoint: str = field(default_factory=default_admin_endpoint)
     """Admin ROUTER endpoint (status, shutdown): a separate socket, never behind bulk work."""
     ipc_mode: int = 0o660
-    """File mode of ipc sockets: owner and group may connect."""
+    """File mode of the agent ipc sockets: owner and group may connect."""
+    admin_ipc_mode: int = 0o600
+    """File mode of the admin ipc socket: only the daemon's user (and root) may stop it or mint keys."""
 
 
 @dataclass(slots=True)
@@ -64,7 +66,7 @@ class LimitsConfig:
 class SecurityConfig:
     curve: bool = False
     """Require CURVE encryption and a known client key on every TCP endpoint."""
-    tcp_without_curve: str = "admin"
+    tcp_without_curve: str = "none"
     """Rights of TCP clients while curve is off (anyone who can reach the port): admin, write, read or none."""
 
 
@@ -102,6 +104,20 @@ class LogConfig:
 
 
 @dataclass(slots=True)
+class PluginsConfig:
+    """Plugin selection (entry-point names; see docs/plugins.md)."""
+
+    encoder: str = ""
+    """Dense encoder from memosd.encoders (e.g. hash-dense); empty: no dense channel, lexical retrieval only."""
+    backend: str = "numpy"
+    """Vector index from memosd.backends used by the dense channel."""
+    dense_weight: float = 1.0
+    """Weight of the dense channel's reciprocal rank in fusion (the lexical channels' weighs 1)."""
+    timeout_s: float = 5.0
+    """Longest one plugin call (import, encode, search) may run before the plugin is marked failed and bypassed."""
+
+
+@dataclass(slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreSection = field(default_factory=StoreSection)
@@ -110,6 +126,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -182,7 +199,7 @@ def load_config(
             continue
         rest = name[len("MEMOSD_"):].lower()
         section, _, key = rest.partition("_")
-        if section in ("server", "store", "limits", "security", "events", "metrics", "log") and key:
+        if section in ("server", "store", "limits", "security", "events", "metrics", "log", "plugins") and key:
             _apply(config, section, key, value, f"environment {name}")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")

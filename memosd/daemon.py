@@ -11,6 +11,7 @@ the event loop and the writer thread are alive.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import os
 import shutil
@@ -32,6 +33,8 @@ from .events.mqtt import MqttBridge, MqttSettings
 from .events.zmq_publisher import ZmqEventPublisher
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
+from .plugins.dense import DenseChannel
+from .plugins.registry import PluginRegistry
 from .security.curve import load_or_create_server_keys, start_authenticator
 from .security.grants import RIGHTS, Principal
 from .security.keys import KeyStore
@@ -63,7 +66,11 @@ class Daemon:
         ))
         self.writer = WriterThread(self.env)
         self.events = EventBus()
-        self.engine = Engine(self.env, self.writer, config.limits, events=self.events)
+        # Plugins load before anything depends on them; a broken one is recorded and bypassed here.
+        self.plugins = PluginRegistry(config.plugins)
+        self.plugins.load()
+        self.dense = DenseChannel(self.plugins, self.env, self.writer) if self.plugins.encoder else None
+        self.engine = Engine(self.env, self.writer, config.limits, events=self.events, dense=self.dense)
         self.metrics = Metrics()
         self.keys = KeyStore(self.env, self.writer)
         self.server_keys = load_or_create_server_keys(config.data_dir / "curve" / "server.json")
@@ -73,6 +80,7 @@ class Daemon:
             config.server.admin_endpoint,
             max_message_bytes=config.limits.max_message_bytes,
             ipc_mode=config.server.ipc_mode,
+            admin_ipc_mode=config.server.admin_ipc_mode,
             metrics=self.metrics,
             backpressure=Backpressure(config.limits.max_inflight_per_client, config.limits.rate_per_client),
             keys=self.keys,
@@ -85,6 +93,7 @@ class Daemon:
         self.mqtt: MqttBridge | None = None
         self.metrics_address: tuple[str, int] | None = None
         self._stop = asyncio.Event()
+        self._extended_at = 0.0
         self.loop_lag_ms = 0.0
 
     # ------------------------------------------------------------------ operations served by the daemon
@@ -100,7 +109,7 @@ class Daemon:
         return m.HelloResult(
             protocol=PROTOCOL_VERSION,
             server_version=__version__,
-            capabilities=CAPABILITIES,
+            capabilities=CAPABILITIES + (["recall.dense"] if self.dense and self.dense.enabled else []),
             limits=m.Limits(
                 max_message_bytes=limits.max_message_bytes,
                 max_batch=limits.max_batch,
@@ -136,6 +145,19 @@ class Daemon:
             mqtt=self.mqtt.state() if self.mqtt else {},
             ops={op: m.OpStats(count=c, errors=e, p50_ms=p50, p99_ms=p99)
                  for op, (c, e, p50, p99) in self.server.stats.summary().items()},
+            plugin_errors=self.plugins.errors(),
+            migration=self.dense.report() if self.dense else None,
+        )
+
+    def plugins_info(self) -> m.PluginsResult:
+        """Every discovered plugin with its status, and the dense channel's state."""
+        dense = self.dense
+        return m.PluginsResult(
+            plugins=self.plugins.infos(),
+            dense=bool(dense and dense.enabled),
+            encoder=dense.encoder.identity if dense else "",
+            backend=self.config.plugins.backend if dense else "",
+            migration=dense.report() if dense else None,
         )
 
     async def keys_create(self, args: m.KeysCreateArgs) -> m.KeysCreateResult:
@@ -215,7 +237,11 @@ class Daemon:
         self.config.limits = new.limits
         self.engine.limits = new.limits
         self.server.max_message_bytes = new.limits.max_message_bytes
-        restart_only = [name for name in ("server", "store") if getattr(new, name) != getattr(self.config, name)]
+        self.server.backpressure.max_inflight = new.limits.max_inflight_per_client
+        self.server.backpressure.rate = new.limits.rate_per_client
+        self.server.backpressure.burst = max(new.limits.rate_per_client, 1.0)
+        restart_only = [f.name for f in dataclasses.fields(new)
+                        if f.name not in ("log", "limits") and getattr(new, f.name) != getattr(self.config, f.name)]
         if restart_only:
             log.warning("changed settings need a restart to take effect", sections=restart_only)
         log.info("configuration reloaded")
@@ -242,6 +268,13 @@ class Daemon:
             self.metrics_address = self.metrics.serve(self.config.metrics.listen)
             log.info("metrics endpoint", address=f"http://{self.metrics_address[0]}:{self.metrics_address[1]}/metrics")
 
+    def _loading(self, loaded: int) -> None:
+        """Called while the store loads: a big store takes longer than systemd's start timeout."""
+        now = time.monotonic()
+        if now - self._extended_at > 5.0:
+            self._extended_at = now
+            self.notifier.send("EXTEND_TIMEOUT_USEC=30000000", f"STATUS=loading the store: {loaded:,} memories")
+
     def _status_line(self) -> str:
         namespaces, memories = self.engine.totals()
         return f"serving {memories} memories in {namespaces} namespaces"
@@ -253,13 +286,15 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.notifier.status("loading the store")
         loaded_started = time.monotonic()
-        loaded = self.engine.load()
+        loaded = self.engine.load(progress=self._loading)
         # Loaded state lives for the whole run: keep it out of the cyclic GC's scans (fewer long pauses).
         gc.collect()
         gc.freeze()
         log.info("store loaded", memories=loaded, namespaces=len(self.engine.namespaces),
                  seconds=round(time.monotonic() - loaded_started, 3), data_dir=str(self.config.data_dir))
         self.writer.start()
+        if self.dense is not None:
+            self.dense.start(loop)
         if self.config.security.curve:
             self.authenticator = start_authenticator(self.server.ctx, self.keys)
         elif any(e.startswith("tcp://") for e in self.config.server.endpoints):
@@ -278,12 +313,18 @@ class Daemon:
         await self._stop.wait()
         log.info("stopping")
         self.notifier.stopping()
+        if self.mqtt is not None:  # no new ingest while draining; events of the last writes may be lost
+            await self.mqtt.stop()
         await self.server.drain()
+        if self.dense is not None:
+            self.dense.stop()
         self.writer.stop()
+        if self.writer.alive:
+            # Closing LMDB under a live writer could damage it: leave that to the process exit.
+            log.error("the writer did not finish in time; exiting without closing the store")
+            raise SystemExit(1)
         for task in tasks:
             task.cancel()
-        if self.mqtt is not None:
-            await self.mqtt.stop()
         if self.publisher is not None:
             self.publisher.close()
         self.metrics.close()

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 import msgspec
+import zmq
 
 from memosd_client import AdminClient, Client
 from memosd_client.protocol import OPERATIONS
@@ -87,8 +88,11 @@ def cmd_serve(args) -> int:
     configure_logging(config.log.level, config.log.format)
     try:
         return serve(config, lambda: load_config(args.config, overrides=overrides))
-    except StoreError as exc:
+    except (StoreError, ConfigError, PermissionError) as exc:
         print(f"memosd: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    except zmq.ZMQError as exc:  # e.g. an endpoint already in use or not bindable
+        print(f"memosd: cannot listen: {exc}", file=sys.stderr)
         return ExitCode.ERROR
 
 
@@ -127,6 +131,12 @@ def health_checks(status) -> dict[str, dict]:
         # A broker outage degrades events but never the daemon: reported, not failed.
         checks["mqtt_connected"] = {"ok": True, "value": bool(status.mqtt.get("connected")),
                                     "queued": status.mqtt.get("queued", 0), "dropped": status.mqtt.get("dropped", 0)}
+    if status.plugin_errors or status.migration is not None:
+        # A failed plugin is bypassed and the daemon serves with its defaults: reported, not failed.
+        checks["plugins"] = {"ok": True, "value": [f"{p.group}:{p.name}" for p in status.plugin_errors],
+                             "errors": {p.name: p.error for p in status.plugin_errors}}
+        if status.migration is not None:
+            checks["plugins"]["embedding"] = status.migration.state
     return checks
 
 
@@ -441,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", parents=[common], help="list keys and the server's public key")
     revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key")
     revoke.add_argument("name")
-    p = add("top", "live view of requests, latency, tiers and namespaces")
+    p = add("top", "live view of requests, latency and namespaces")
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--once", action="store_true", help="print one frame and exit")
 
@@ -502,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .maintenance import add_maintenance_commands
 
     add_maintenance_commands(sub, common)
+    from ..plugins.cli import add_plugins_command
+
+    add_plugins_command(sub, common)
+    from ..reliability.cli import add_reliability_commands
+
+    add_reliability_commands(sub, common)
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import lmdb
 import msgspec
@@ -26,19 +26,28 @@ from memosd_client.protocol.errors import (
 
 from ..config import LimitsConfig
 from ..events import EventBus
+from ..plugins import vectors as vector_store
+from ..plugins.dense import DenseChannel
+from ..plugins.fusion import fuse_ranks
 from ..retrieval import EncoderIdentity, HybridIndex, RetrievalConfig
+from ..logs import get_logger
 from ..store import keys
 from ..store.environment import Environment
 from ..store.writer import WriterThread
-from .namespace import NamespaceState
-from .registry import Allocator, check_namespace
+from .namespace import TIERS, NamespaceState
+from .registry import MAX_MEMORY_ID, Allocator, check_namespace
 
 _memory_decoder = msgspec.msgpack.Decoder(m.Memory)
+log = get_logger("memosd.engine")
 _encode = msgspec.msgpack.Encoder().encode
 MAX_TAGS = 64
+MAX_VERSIONS = 100_000
+"""A lineage longer than this is treated as broken links, never followed further."""
 MAX_IDEMPOTENCY_KEY_BYTES = 200
 MAX_VECTOR_COMPONENTS = 256
 """Recall by vector uses at most this many of the vector's largest components."""
+DENSE_DEPTH = 50
+"""Each channel contributes at least this many candidates to rank fusion when a dense encoder is on."""
 
 
 def _decode(raw: bytes) -> m.Memory:
@@ -55,24 +64,31 @@ class Engine:
         limits: LimitsConfig,
         retrieval: RetrievalConfig | None = None,
         events: EventBus | None = None,
+        dense: DenseChannel | None = None,
     ):
         self.env = env
         self.events = events or EventBus()
         self.writer = writer
         self.limits = limits
         self.retrieval = retrieval
+        self.dense = dense
+        """The dense channel of a configured, loaded encoder plugin; None: lexical retrieval only."""
         self.allocator = Allocator(env)
         self.namespaces: dict[str, NamespaceState] = {}
         self._memories = env.dbs["memories"]
         self._idem = env.dbs["idempotency"]
+        self._vectors = env.dbs["vectors"]
         self._encoder_index = HybridIndex(retrieval)
         """An empty index used only for its stateless encoder (``encode``)."""
         self.encoder: EncoderIdentity = self._encoder_index.encoder_identity
 
     # ------------------------------------------------------------------ start-up
 
-    def load(self) -> int:
-        """Rebuild RAM state from the store; returns the number of versions loaded."""
+    def load(self, progress: Callable[[int], None] | None = None) -> int:
+        """Rebuild RAM state from the store; returns the number of versions loaded.
+
+        ``progress`` is called with the running count after each chunk.
+        """
         self._check_encoder()
         loaded = 0
         with self.env.read() as txn:
@@ -85,14 +101,24 @@ class Engine:
                     for key, raw in cursor:
                         if not key.startswith(prefix):
                             break
-                        chunk.append(_decode(raw))
+                        try:
+                            chunk.append(_decode(raw))
+                        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                            # One unreadable record must not keep the daemon from starting; it stays
+                            # in LMDB (export shows it) and is reported.
+                            log.error("unreadable record skipped", namespace=name, key=key.hex(), error=str(exc))
+                            continue
                         if len(chunk) == 4096:
                             state.add_many(chunk)
                             loaded += len(chunk)
                             chunk = []
+                            if progress is not None:
+                                progress(loaded)
                 state.add_many(chunk)
                 loaded += len(chunk)
                 self.namespaces[name] = state
+        if self.dense is not None:
+            self.dense.load(self.namespaces)
         return loaded
 
     def _check_encoder(self) -> None:
@@ -139,8 +165,8 @@ class Engine:
     def _check_ids(self, ids: list[int]) -> None:
         self._check_batch(len(ids), "ids")
         for memory_id in ids:
-            if memory_id < 1 or memory_id >= 1 << 63:
-                raise InvalidArgumentError(f"id {memory_id} is out of range")
+            if not 1 <= memory_id <= MAX_MEMORY_ID:
+                raise InvalidArgumentError(f"id {memory_id} is out of range (1..{MAX_MEMORY_ID})")
 
     def _check_filters(self, filters: m.Filters) -> None:
         self._check_time(filters.after, "filters.after")
@@ -240,6 +266,8 @@ class Engine:
             state.add_many(fresh)
             if fresh:
                 self.events.emit("remembered", name, [mem.id for mem in fresh])
+                if self.dense is not None:
+                    self.dense.embed_later(name, ns_id, fresh)
             return m.RememberResult(ids=ids, created=created)
 
         return await self.writer.submit(run, apply)
@@ -309,7 +337,7 @@ class Engine:
         if vector is not None:
             hits = state.index.search_vector(vector, args.k, mask)
         else:
-            hits = state.index.search(args.query, args.k, mask)
+            hits = self._search_text(state, args.query, args.k, mask)
         ids = [int(state.table.ids[h.slot]) for h in hits]
         found = self._read(state.ns_id, ids)
         out = [
@@ -318,6 +346,16 @@ class Engine:
             if i in found
         ]
         return m.RecallResult(hits=out, took_us=(time.perf_counter_ns() - started) // 1000)
+
+    def _search_text(self, state: NamespaceState, query: str, k: int, mask: np.ndarray):
+        """Lexical hits, rank-fused with the dense channel's when the namespace has one."""
+        if self.dense is None:
+            return state.index.search(query, k, mask)
+        depth = max(k, DENSE_DEPTH)
+        dense = self.dense.search(state, query, depth, mask)
+        if not dense:  # no usable dense channel here, or nothing similar: plain lexical scores
+            return state.index.search(query, k, mask)
+        return fuse_ranks(state.index.search(query, depth, mask), dense, k, self.dense.weight)
 
     def encode(self, args: m.EncodeArgs) -> m.EncodeResult:
         self._check_batch(len(args.texts), "texts")
@@ -339,23 +377,31 @@ class Engine:
         return m.HistoryResult(versions=versions)
 
     def _lineage(self, txn: lmdb.Transaction, ns_id: int, memory_id: int) -> list[m.Memory]:
-        """Every version linked to ``memory_id``, oldest first."""
+        """Every version linked to ``memory_id``, oldest first.
+
+        Links come from the store, and imports can bring arbitrary ones: a version seen twice (a
+        cycle) or a chain beyond MAX_VERSIONS ends the walk instead of looping.
+        """
         mem = self._load(txn, ns_id, memory_id)
         if mem is None:
             return []
-        chain = [mem]
+        seen = {mem.id}
+        earlier_part: list[m.Memory] = []
         earlier = mem
-        while earlier.supersedes is not None:
+        while earlier.supersedes is not None and earlier.supersedes not in seen and len(seen) < MAX_VERSIONS:
             prev = self._load(txn, ns_id, earlier.supersedes)
             if prev is None:
                 break
-            chain.insert(0, prev)
+            seen.add(prev.id)
+            earlier_part.append(prev)
             earlier = prev
+        chain = earlier_part[::-1] + [mem]
         later = mem
-        while later.superseded_by is not None:
+        while later.superseded_by is not None and later.superseded_by not in seen and len(seen) < MAX_VERSIONS:
             nxt = self._load(txn, ns_id, later.superseded_by)
             if nxt is None:
                 break
+            seen.add(nxt.id)
             chain.append(nxt)
             later = nxt
         return chain
@@ -420,6 +466,8 @@ class Engine:
                 state.supersede(closed.id, closed.valid_to)
                 state.add(new)
                 self.events.emit("updated", name, [new.id], supersedes=closed.id)
+                if self.dense is not None:
+                    self.dense.embed_later(name, ns_id, [new])
             return reply
 
         return await self.writer.submit(run, apply)
@@ -438,19 +486,21 @@ class Engine:
                     missing.append(memory_id)
                     continue
                 if (mem.forgotten_at is None) == forget:
-                    self._store(txn, ns_id, msgspec.structs.replace(mem, forgotten_at=now if forget else None))
-                changed.append(memory_id)
+                    mem = msgspec.structs.replace(mem, forgotten_at=now if forget else None)
+                    self._store(txn, ns_id, mem)
+                changed.append((memory_id, mem.forgotten_at))
             return ns_id, changed, missing
 
         def apply(result):
             ns_id, changed, missing = result
             state = self.namespaces.get(name)
             if state is not None and state.ns_id == ns_id:
-                for memory_id in changed:
-                    state.set_forgotten(memory_id, forget)
-            if changed:
-                self.events.emit("forgotten" if forget else "unforgotten", name, changed)
-            return m.ForgetResult(changed=changed, missing=missing)
+                for memory_id, forgotten_at in changed:
+                    state.set_forgotten(memory_id, forgotten_at)
+            ids = [memory_id for memory_id, _ in changed]
+            if ids:
+                self.events.emit("forgotten" if forget else "unforgotten", name, ids)
+            return m.ForgetResult(changed=ids, missing=missing)
 
         return await self.writer.submit(run, apply)
 
@@ -481,6 +531,7 @@ class Engine:
                     continue
                 for mem in versions:
                     txn.delete(keys.memory_key(ns_id, mem.id), db=self._memories)
+                    vector_store.delete_vector(txn, self._vectors, ns_id, mem.id)
                     if mem.idempotency_key is not None:
                         txn.delete(keys.idempotency_key(ns_id, mem.idempotency_key), db=self._idem)
                     removed[mem.id] = mem
@@ -490,8 +541,10 @@ class Engine:
             ns_id, removed, missing = result
             state = self.namespaces.get(name)
             if state is not None and state.ns_id == ns_id:
-                for mem in removed:
-                    state.remove(mem)
+                slots = [state.slot_of[mem.id] for mem in removed if mem.id in state.slot_of]
+                state.remove_many(removed)
+                if self.dense is not None:
+                    self.dense.forget_slots(ns_id, slots)
             if removed:
                 self.events.emit("purged", name, [mem.id for mem in removed])
             return m.PurgeResult(purged=len(removed), missing=missing)
@@ -505,6 +558,8 @@ class Engine:
                 return None, 0
             purged = self._delete_prefix(txn, self._memories, keys.ns_prefix(ns_id))
             self._delete_prefix(txn, self._idem, keys.ns_prefix(ns_id))
+            vector_store.delete_namespace(txn, self._vectors, ns_id)
+            vector_store.delete_record(txn, self.env.dbs["meta"], ns_id)
             self.allocator.drop(txn, name, ns_id)
             return ns_id, purged
 
@@ -513,6 +568,8 @@ class Engine:
             state = self.namespaces.get(name)
             if state is not None and state.ns_id == ns_id:
                 del self.namespaces[name]
+            if ns_id is not None and self.dense is not None:
+                self.dense.drop_namespace(ns_id)
             if ns_id is not None:
                 self.events.emit("namespace_purged", name, [], purged=purged)
             return m.PurgeResult(purged=purged)
@@ -541,11 +598,15 @@ class Engine:
         used, map_size = self.env.usage()
         return m.StatsResult(
             namespaces=[
-                m.NamespaceStats(name=s.name, index_bytes=s.resident_bytes(), **s.counts()) for s in states
+                m.NamespaceStats(name=s.name, index_bytes=s.resident_bytes() + self._dense_bytes(s), **s.counts())
+                for s in states
             ],
             store_bytes=used,
             map_bytes=map_size,
         )
+
+    def _dense_bytes(self, state: NamespaceState) -> int:
+        return 0 if self.dense is None else self.dense.resident_bytes(state.ns_id)
 
     def export(self, namespace: str, args: m.ExportArgs) -> m.ExportResult:
         self._check_limit(args.limit)
@@ -572,9 +633,7 @@ class Engine:
         name = check_namespace(namespace)
         self._check_batch(len(args.memories), "memories")
         for i, mem in enumerate(args.memories):
-            self._check_ids([mem.id])
-            self._check_text(mem.text, f"memories[{i}]")
-            self._check_tags(mem.tags, f"memories[{i}].tags")
+            self._check_imported(mem, f"memories[{i}]")
 
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.ensure(txn, name)
@@ -595,9 +654,30 @@ class Engine:
             state.add_many(fresh)
             if fresh:
                 self.events.emit("imported", name, [mem.id for mem in fresh])
+                if self.dense is not None:
+                    self.dense.embed_later(name, ns_id, fresh)
             return m.ImportResult(imported=len(fresh), skipped=len(args.memories) - len(fresh))
 
         return await self.writer.submit(run, apply)
+
+    def _check_imported(self, mem: m.Memory, where: str) -> None:
+        """An imported version is checked like a new one, plus its ids, links and times."""
+        self._check_ids([mem.id])
+        self._check_text(mem.text, where)
+        self._check_tags(mem.tags, where + ".tags")
+        self._check_idempotency_key(mem.idempotency_key, where + ".idempotency_key")
+        for field in ("created_at", "valid_from", "valid_to", "event_time", "forgotten_at"):
+            self._check_time(getattr(mem, field), f"{where}.{field}")
+        for field in ("supersedes", "superseded_by", "lineage"):
+            linked = getattr(mem, field)
+            if linked is not None and not 1 <= linked <= MAX_MEMORY_ID:
+                raise InvalidArgumentError(f"{where}.{field} {linked} is out of range")
+        if mem.id in (mem.supersedes, mem.superseded_by):
+            raise InvalidArgumentError(f"{where}: a version cannot supersede itself")
+        if (mem.valid_to is None) != (mem.superseded_by is None):
+            raise InvalidArgumentError(f"{where}: valid_to and superseded_by go together")
+        if mem.tier not in TIERS:
+            raise InvalidArgumentError(f"{where}.tier must be one of {', '.join(TIERS)}")
 
     def totals(self) -> tuple[int, int]:
         """(namespaces, stored versions) for status."""

@@ -12,10 +12,13 @@ import time
 import lmdb
 import msgspec
 
-from memosd_client.protocol.errors import InvalidNamespaceError
+from memosd_client.protocol.errors import ConflictError, InvalidNamespaceError
 
 from ..store import keys
 from ..store.environment import Environment
+
+MAX_MEMORY_ID = (1 << 62) - 1
+"""Ids stay well inside int64 (RAM columns, numpy) whatever an import brings."""
 
 NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 """No '/', '+' or '#': a namespace is one level of an MQTT topic and a ZeroMQ topic prefix."""
@@ -89,14 +92,14 @@ class Allocator:
 
     def next_memory_id(self, txn: lmdb.Transaction, ns_id: int) -> int:
         nxt = self._next(txn, ns_id)
+        if nxt > MAX_MEMORY_ID:
+            raise ConflictError("this namespace has used every memory id")
         self._advance(txn, ns_id, nxt + 1)
         return nxt
 
     def note_id(self, ns_id: int, memory_id: int, txn: lmdb.Transaction) -> None:
         """Make sure ids allocated later are above an imported id."""
-        nxt = self._next(txn, ns_id)
-        if memory_id + 1 > nxt:
-            self._advance(txn, ns_id, memory_id + 1)
+        self._advance(txn, ns_id, max(self._next(txn, ns_id), memory_id + 1))
 
     def _last_id(self, txn: lmdb.Transaction, ns_id: int) -> int:
         cursor = txn.cursor(db=self.env.dbs["memories"])

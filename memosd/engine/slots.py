@@ -32,7 +32,10 @@ class Interner:
 
 
 class SlotTable:
-    """Columns: id, valid_from, valid_to, event_time, session, source, tier, forgotten, present."""
+    """Columns: id, valid_from, valid_to, event_time, session, source, tier, forgotten_at, present.
+
+    Open-ended times (current versions, memories never forgotten) are +inf.
+    """
 
     COLUMNS = {
         "ids": np.int64,
@@ -42,7 +45,7 @@ class SlotTable:
         "session": np.int32,
         "source": np.int32,
         "tier": np.int8,
-        "forgotten": np.bool_,
+        "forgotten_at": np.float64,
         "present": np.bool_,
     }
 
@@ -71,7 +74,7 @@ class SlotTable:
 
     def refresh_current(self, slot: int) -> None:
         self.current[slot] = bool(
-            self.present[slot] and not self.forgotten[slot] and self.valid_to[slot] == INF
+            self.present[slot] and self.forgotten_at[slot] == INF and self.valid_to[slot] == INF
         )
 
     def nbytes(self) -> int:

@@ -44,14 +44,16 @@ class BM25Channel:
         counts = Counter(terms)
         self.index.add_one(slot, self.vocabulary.assign(counts), list(counts.values()))
 
-    def remove(self, slot: int, terms: list[str]) -> None:
-        """Purge ``slot`` from the postings, the vocabulary and the length statistics."""
-        term_ids = [self.vocabulary.get(term) for term in set(terms)]
-        emptied = self.index.remove(slot, [i for i in term_ids if i is not None])
+    def remove_many(self, docs: list[tuple[int, list[str]]]) -> None:
+        """Purge documents (slot, terms) from the postings, the vocabulary and the length statistics."""
+        lookup = self.vocabulary.get
+        emptied = self.index.remove_many(
+            (slot, [i for i in map(lookup, set(terms)) if i is not None]) for slot, terms in docs)
         self.vocabulary.release(emptied)
-        self.n_docs -= 1
-        self.total_len -= int(self.doc_len[slot])
-        self.doc_len[slot] = 0.0
+        for slot, _ in docs:
+            self.n_docs -= 1
+            self.total_len -= int(self.doc_len[slot])
+            self.doc_len[slot] = 0.0
 
     def contributions(self, terms: list[str]) -> Postings:
         """(slots, BM25 weights) of every posting of the query ``terms``."""

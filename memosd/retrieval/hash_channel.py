@@ -40,10 +40,10 @@ class HashChannel:
         stored = weights / math.sqrt(float(weights @ weights)) ** self.norm_exponent
         self.index.add_one(slot, buckets.tolist(), stored.tolist())
 
-    def remove(self, slot: int, buckets: np.ndarray) -> None:
-        """Purge ``slot`` from the postings."""
-        self.index.remove(slot, buckets.tolist())
-        self.n_docs -= 1
+    def remove_many(self, docs: list[tuple[int, np.ndarray]]) -> None:
+        """Purge documents (slot, buckets) from the postings."""
+        self.index.remove_many((slot, buckets.tolist()) for slot, buckets in docs)
+        self.n_docs -= len(docs)
 
     def contributions(self, buckets: np.ndarray, weights: np.ndarray) -> Postings:
         """(slots, q_b * idf_b * d_b) of every posting of the query vector's buckets."""

@@ -98,16 +98,25 @@ class HybridIndex:
         ``text`` should be the indexed text (its terms locate the postings); if
         it differs, the index falls back to sweeping every posting list.
         """
-        if not 0 <= slot < len(self._live) or not self._live[slot]:
-            raise KeyError(slot)
-        terms = self._tokenizer.terms(text)
-        self._bm25.remove(slot, terms)
-        self._hash.remove(slot, self._encoder.query(terms)[0])
-        # Caches would otherwise keep the purged document's words.
-        self._tokenizer.forget(text)
-        self._encoder.forget(terms)
-        self._live[slot] = False
-        self._count -= 1
+        self.remove_many([slot], [text])
+
+    def remove_many(self, slots: Sequence[int], texts: Sequence[str]) -> None:
+        """Purge several documents, touching each posting list once (a purge of thousands of
+        memories costs about one pass over the postings, not one per memory)."""
+        for slot in slots:
+            if not 0 <= slot < len(self._live) or not self._live[slot]:
+                raise KeyError(slot)
+        if len(set(slots)) != len(slots):
+            raise ValueError("duplicate slots")
+        term_lists = [self._tokenizer.terms(text) for text in texts]
+        self._bm25.remove_many(list(zip(slots, term_lists)))
+        self._hash.remove_many([(slot, self._encoder.query(terms)[0]) for slot, terms in zip(slots, term_lists)])
+        for slot, text, terms in zip(slots, texts, term_lists):
+            # Caches would otherwise keep the purged document's words.
+            self._tokenizer.forget(text)
+            self._encoder.forget(terms)
+            self._live[slot] = False
+        self._count -= len(slots)
 
     def search(self, query: str, limit: int, allowed: np.ndarray | None = None) -> list[Hit]:
         """Top ``limit`` documents for ``query``.

@@ -46,22 +46,25 @@ class PostingList:
         self.values[self.size : end] = values
         self.size = end
 
-    def remove(self, slot: int) -> bool:
-        """Delete the pair for ``slot``, wiping the vacated cell; False if absent."""
-        found = np.flatnonzero(self.slots[: self.size] == slot)
-        if not found.size:
-            return False
-        i, last = int(found[0]), self.size - 1
-        self.slots[i:last] = self.slots[i + 1 : self.size]
-        self.values[i:last] = self.values[i + 1 : self.size]
-        self.slots[last] = 0
-        self.values[last] = 0.0
-        self.size = last
+    def remove_many(self, slots: np.ndarray) -> np.ndarray:
+        """Delete the pairs of every slot in ``slots`` in one pass; return the slots removed."""
+        view = self.slots[: self.size]
+        drop = np.isin(view, slots)
+        removed = view[drop]
+        if not removed.size:
+            return removed
+        keep = ~drop
+        kept = self.size - removed.size
+        self.slots[:kept] = view[keep]
+        self.values[:kept] = self.values[: self.size][keep]
+        self.slots[kept : self.size] = 0
+        self.values[kept : self.size] = 0.0
+        self.size = kept
         if len(self.slots) > 16 and len(self.slots) >= 4 * self.size:
             # Give memory back once a list has mostly been purged.
             self.slots = self.slots[: 2 * self.size].copy()
             self.values = self.values[: 2 * self.size].copy()
-        return True
+        return removed
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         """The live slots and values (views, not copies)."""
@@ -116,29 +119,48 @@ class InvertedIndex:
             plist.append(slot, value)
 
     def remove(self, slot: int, keys: Iterable[int]) -> list[int]:
-        """Purge ``slot`` from the lists of ``keys``; return the keys whose lists emptied.
+        """Purge ``slot`` from the lists of ``keys``; return the keys whose lists emptied."""
+        return self.remove_many([(slot, keys)])
 
-        If those keys do not account for all of the slot's postings (the caller
-        passed different text than it indexed), every list is swept instead,
-        so a purge is complete either way.
+    def remove_many(self, docs: Iterable[tuple[int, Iterable[int]]]) -> list[int]:
+        """Purge several (slot, keys) documents, touching each posting list once.
+
+        If the keys do not account for all of a slot's postings (the caller
+        passed different text than it indexed), every list is swept for the
+        slots left over, so a purge is complete either way.
         """
+        by_key: dict[int, list[int]] = {}
+        slots: list[int] = []
+        for slot, keys in docs:
+            slots.append(slot)
+            for key in set(keys):
+                by_key.setdefault(key, []).append(slot)
+        if not slots:
+            return []
         emptied: list[int] = []
-        removed = sum(self._remove_from(key, slot, emptied) for key in set(keys))
-        if slot < len(self._per_slot) and removed != self._per_slot[slot]:
+        counted = np.zeros(max(slots) + 1, dtype=np.int64)
+        for key, key_slots in by_key.items():
+            removed = self._remove_from(key, np.asarray(key_slots, dtype=np.int32), emptied)
+            np.add.at(counted, removed, 1)
+        target = np.asarray(slots)
+        expected = self._per_slot[target] if len(self._per_slot) > target.max() else np.zeros(len(target))
+        leftover = target[counted[target] != expected]
+        if leftover.size:
             for key in range(len(self.lists)):
-                self._remove_from(key, slot, emptied)
-        if slot < len(self._per_slot):
-            self._per_slot[slot] = 0
+                self._remove_from(key, leftover.astype(np.int32), emptied)
+        known = target[target < len(self._per_slot)]
+        self._per_slot[known] = 0
         return emptied
 
-    def _remove_from(self, key: int, slot: int, emptied: list[int]) -> bool:
+    def _remove_from(self, key: int, slots: np.ndarray, emptied: list[int]) -> np.ndarray:
         plist = self.get(key)
-        if plist is None or not plist.remove(slot):
-            return False
+        if plist is None:
+            return slots[:0]
+        removed = plist.remove_many(slots)
         if plist.size == 0:
             self.lists[key] = None
             emptied.append(key)
-        return True
+        return removed
 
     def nbytes(self) -> int:
         lists = sum(p.nbytes() for p in self.lists if p is not None)

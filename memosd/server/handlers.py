@@ -44,6 +44,7 @@ def build_handlers(engine: Engine, daemon: Any) -> dict[str, Handler]:
         "backup": (lambda ns, a: daemon.backup(a), True),
         "keys_create": (lambda ns, a: daemon.keys_create(a), True),
         "keys_list": (lambda ns, a: daemon.keys_list(), False),
+        "plugins": (lambda ns, a: daemon.plugins_info(), False),
         "keys_revoke": (lambda ns, a: daemon.keys_revoke(a), True),
     }
     missing = set(OPERATIONS) - set(table)

@@ -25,6 +25,16 @@ class Listener:
         return self.endpoint.startswith("ipc://")
 
 
+def prepare_socket_dir(path: str) -> None:
+    """Create the directory of an ipc socket (owner and group only), and refuse one that another
+    user owns: in a shared directory such as /tmp, whoever owns it could swap the socket."""
+    os.makedirs(path, mode=0o750, exist_ok=True)
+    owner = os.stat(path).st_uid
+    if owner not in (os.getuid(), 0):
+        raise PermissionError(f"socket directory {path} belongs to uid {owner}, not to this user; "
+                              "refusing to listen there")
+
+
 def bind_listener(
     ctx: zmq.Context,
     endpoint: str,
@@ -50,7 +60,7 @@ def bind_listener(
     if use_curve:
         make_curve_server(sock, curve)
     if endpoint.startswith("ipc://"):
-        os.makedirs(os.path.dirname(endpoint[len("ipc://"):]) or ".", exist_ok=True)
+        prepare_socket_dir(os.path.dirname(endpoint[len("ipc://"):]) or ".")
     sock.bind(endpoint)
     actual = sock.getsockopt_string(zmq.LAST_ENDPOINT)
     if actual.startswith("ipc://"):

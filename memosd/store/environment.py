@@ -21,7 +21,7 @@ import msgspec
 SCHEMA_VERSION = 1
 """Version of the on-disk layout written by this memosd."""
 
-SUBDATABASES = (b"meta", b"namespaces", b"memories", b"idempotency", b"principals")
+SUBDATABASES = (b"meta", b"namespaces", b"memories", b"idempotency", b"principals", b"vectors")
 
 
 class StoreError(Exception):
@@ -89,11 +89,28 @@ class Environment:
 
     @staticmethod
     def _check_lmdb_file(data_file: Path) -> None:
-        # An LMDB meta page carries the magic 0xBEEFC0DE at offset 16; anything else is not ours.
+        # Pages 0 and 1 are LMDB's meta pages: the magic 0xBEEFC0DE at offset 16, the page size at
+        # 40, the last page in use at 136 and the transaction id at 144. LMDB maps the file and
+        # trusts the newest meta page, so a file cut short below its last page would make the first
+        # read past the end kill the daemon with SIGBUS: refuse it here with a message instead.
+        size = data_file.stat().st_size
         with open(data_file, "rb") as fh:
-            head = fh.read(24)
-        if len(head) < 20 or int.from_bytes(head[16:20], "little") != 0xBEEFC0DE:
-            raise StoreError(f"{data_file} is not an LMDB data file; refusing to touch it")
+            first = fh.read(152)
+            if not _has_magic(first):
+                raise StoreError(f"{data_file} is not an LMDB data file; refusing to touch it")
+            psize = int.from_bytes(first[40:44], "little") if len(first) == 152 else 0
+            second = b""
+            if psize in _PAGE_SIZES:
+                fh.seek(psize)
+                second = fh.read(152)
+        if len(second) < 152 or not _has_magic(second) or size < 2 * psize:
+            raise StoreError(f"{data_file} is truncated or damaged ({size:,} bytes; an LMDB meta page is missing "
+                             "or invalid); refusing to touch it: restore it from a backup")
+        newest = max((first, second), key=lambda meta: int.from_bytes(meta[144:152], "little"))
+        needed = (int.from_bytes(newest[136:144], "little") + 1) * psize
+        if size < needed:
+            raise StoreError(f"{data_file} is truncated: {size:,} bytes, but its last committed transaction "
+                             f"uses {needed:,}; refusing to touch it: restore it from a backup")
 
     def _check_schema(self, allow_older: bool) -> int:
         with self.env.begin(write=True, db=self.dbs["meta"]) as txn:
@@ -155,6 +172,15 @@ class Environment:
     def close(self) -> None:
         self.env.close()
         self._lock_file.close()
+
+
+_PAGE_SIZES = {1 << n for n in range(9, 17)}
+"""Page sizes LMDB can have written (512 bytes to 64 KiB: the OS page size where it was created)."""
+
+
+def _has_magic(page_head: bytes) -> bool:
+    """True when these first bytes of a page carry LMDB's meta page magic (LMDB checks the version)."""
+    return len(page_head) >= 20 and int.from_bytes(page_head[16:20], "little") == 0xBEEFC0DE
 
 
 class ReadTxn:

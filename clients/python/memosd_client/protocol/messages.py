@@ -198,6 +198,7 @@ class RecallHit(ReplyStruct):
     score: float
     rank: int
     matched: list[str]
+    """Channels that found it: bm25, hash, and dense when an encoder plugin is configured (docs/plugins.md)."""
 
 
 class RecallResult(ReplyStruct):
@@ -290,6 +291,50 @@ class StatusArgs(Struct):
     pass
 
 
+class PluginInfo(ReplyStruct):
+    """One discovered (or configured) plugin."""
+
+    name: str
+    group: str
+    """Entry-point group: memosd.encoders, memosd.backends or memosd.policies."""
+    status: Literal["loaded", "failed", "disabled"]
+    """loaded: in use; failed: bypassed after an error; disabled: installed but not selected in the config."""
+    version: str = ""
+    error: str | None = None
+    """Why it failed (at load or at run time)."""
+    target: str = ""
+    """The entry point's object reference (module:attribute)."""
+
+
+class MigrationInfo(ReplyStruct):
+    """Progress of embedding stored memories with the configured encoder."""
+
+    encoder: str
+    """name/version/dim of the configured encoder."""
+    state: Literal["idle", "running", "done", "stopped"]
+    """running: some namespaces are being (re-)embedded, their dense channel off until done;
+    stopped: the encoder failed, nothing more is embedded."""
+    namespaces_pending: int = 0
+    vectors_done: int = 0
+    vectors_total: int = 0
+    queued: int = 0
+    """New memories waiting for their vector (the dense channel's lag behind lexical recall)."""
+
+
+class PluginsArgs(Struct):
+    pass
+
+
+class PluginsResult(ReplyStruct):
+    plugins: list[PluginInfo]
+    dense: bool
+    """True when recall fuses a dense channel (a configured encoder loaded and healthy)."""
+    encoder: str = ""
+    """name/version/dim of the dense encoder in use; empty when none."""
+    backend: str = ""
+    migration: MigrationInfo | None = None
+
+
 class OpStats(ReplyStruct):
     """Per-operation counters since start, and latency over the most recent requests."""
 
@@ -321,6 +366,10 @@ class StatusResult(ReplyStruct):
     mqtt: dict[str, Any] = {}
     """MQTT bridge state (connected, queued, published, dropped, reconnects, ...); empty when MQTT is off."""
     ops: dict[str, OpStats] = {}
+    plugin_errors: list[PluginInfo] = []
+    """Plugins that failed to load or failed at run time (bypassed; the daemon serves with its defaults)."""
+    migration: MigrationInfo | None = None
+    """Re-embedding progress after an encoder change; None when no dense encoder is configured."""
 
 
 class Grant(Struct, frozen=True):
@@ -383,7 +432,7 @@ class BackupArgs(Struct):
     """Absolute path of a new (or empty) directory on the daemon's host."""
 
 
-class BackupResult(Struct):
+class BackupResult(ReplyStruct):
     """A finished backup: the directory ``path`` holds ``data.mdb`` and ``manifest.json`` (also returned here)."""
 
     path: str
@@ -449,6 +498,9 @@ OPERATIONS: dict[str, Operation] = {
         Operation("keys_create", KeysCreateArgs, KeysCreateResult,
                   "Create a CURVE client key with namespace grants (admin).",
                   needs_namespace=False, admin=True, retry_safe=False),
+        Operation("plugins", PluginsArgs, PluginsResult,
+                  "Installed plugins with their status and errors, and re-embedding progress (admin channel).",
+                  needs_namespace=False, admin=True),
         Operation("keys_list", KeysListArgs, KeysListResult, "List client keys and the server's public key (admin).",
                   needs_namespace=False, admin=True),
         Operation("keys_revoke", KeysRevokeArgs, KeysRevokeResult,

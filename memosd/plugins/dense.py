@@ -1,0 +1,396 @@
+"""The dense retrieval channel: per-namespace vector backends fed by a background embedder.
+
+Memories are embedded off the request path by one ``memosd-embed`` thread
+(lexical recall sees a write immediately; the dense channel a moment later).
+Vectors are stored through the writer thread and added to the namespace's
+backend in the write's ``apply`` step, on the event loop, in commit order.
+
+When a namespace's stored vectors come from another encoder (or from none),
+the thread re-embeds it in id order, persisting a cursor with each batch, so a
+killed daemon resumes where it stopped; the namespace's dense channel stays off
+until it is complete. All methods except the thread's run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from dataclasses import dataclass
+
+import lmdb
+import msgspec
+import numpy as np
+
+from memosd_client.protocol.messages import MigrationInfo
+
+from ..logs import get_logger
+from ..store import keys
+from ..store.environment import Environment
+from ..store.writer import WriterThread
+from . import vectors as vstore
+from .guard import PluginError
+from .registry import GuardedBackend, GuardedEncoder, PluginRegistry
+
+log = get_logger("memosd.dense")
+
+BATCH = 64
+"""Texts per encoder call: bounds how long a recall's query waits behind background work."""
+COMMIT = 512
+"""Texts whose vectors share one write commit (a durable commit costs an fsync)."""
+LOAD_CHUNK = 4096
+
+
+@dataclass(slots=True)
+class Space:
+    """One namespace's vectors in RAM."""
+
+    name: str
+    backend: GuardedBackend
+    ready: bool
+    """All of the namespace's memories have been embedded by the current encoder at least once."""
+
+
+@dataclass(slots=True)
+class _Work:
+    name: str
+    ns_id: int
+    ids: list[int]
+    texts: list[str]
+
+
+class DenseChannel:
+    """Embeds, stores, loads and searches dense vectors for every namespace."""
+
+    def __init__(self, registry: PluginRegistry, env: Environment, writer: WriterThread):
+        self.registry = registry
+        self.encoder: GuardedEncoder = registry.encoder
+        self.weight = max(float(registry.config.dense_weight), 0.0)
+        """Fusion weight of the dense channel's ranks (see fusion.fuse_ranks)."""
+        self.env = env
+        self.writer = writer
+        self.namespaces: dict = {}
+        self.spaces: dict[int, Space] = {}
+        self._meta = env.dbs["meta"]
+        self._vectors = env.dbs["vectors"]
+        self._memories = env.dbs["memories"]
+        self._migrating: dict[int, str] = {}
+        self._cursors: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._migrated_total = 0
+        self._migrations_started = False
+        self._queue: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._queued = 0
+        """Texts put on the queue and not yet stored (or dropped); updated under ``_lock``."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="memosd-embed", daemon=True)
+
+    @property
+    def enabled(self) -> bool:
+        """The encoder is loaded and has not failed."""
+        return self.encoder.ok
+
+    # ------------------------------------------------------------------ start-up (before the writer runs)
+
+    def load(self, namespaces: dict) -> int:
+        """Load stored vectors of this encoder, plan migrations and backfills; returns vectors loaded.
+
+        Runs before the writer thread starts, so it writes directly (like the engine's start-up checks).
+        """
+        self.namespaces = namespaces
+        identity = self.encoder.identity
+        loaded = 0
+        with self.env.env.begin(write=True) as txn:
+            txn.put(b"dense_encoder", msgspec.msgpack.encode(identity), db=self._meta)
+            for name, state in namespaces.items():
+                record = vstore.get_record(txn, self._meta, state.ns_id)
+                if record is None or record.encoder != identity:
+                    # Never mix encoders: the old vectors go in the same transaction as the new record.
+                    vstore.delete_namespace(txn, self._vectors, state.ns_id)
+                    fresh = not state.slot_of
+                    record = vstore.DenseRecord(identity, 0, complete=fresh)
+                    vstore.put_record(txn, self._meta, state.ns_id, record)
+                    if not fresh:
+                        log.info("namespace needs (re-)embedding", namespace=name, encoder=identity,
+                                 memories=len(state.slot_of))
+                loaded += self._load_space(txn, name, state, record)
+        return loaded
+
+    def _load_space(self, txn: lmdb.Transaction, name: str, state, record: vstore.DenseRecord) -> int:
+        space = Space(name, self.registry.backend(self.encoder.dim), record.complete)
+        self.spaces[state.ns_id] = space
+        have: set[int] = set()
+        slots: list[int] = []
+        rows: list[np.ndarray] = []
+
+        def flush() -> None:
+            if slots:
+                space.backend.add(np.asarray(slots), np.stack(rows))
+                slots.clear()
+                rows.clear()
+
+        try:
+            for memory_id, vector in vstore.iter_vectors(txn, self._vectors, state.ns_id, self.encoder.dim):
+                slot = state.slot_of.get(memory_id)
+                if slot is None:
+                    continue
+                have.add(memory_id)
+                slots.append(slot)
+                rows.append(vector)
+                if len(slots) == LOAD_CHUNK:
+                    flush()
+            flush()
+        except PluginError:
+            return len(have)
+        if not record.complete:
+            self._migrating[state.ns_id] = name
+            self._cursors[state.ns_id] = record.cursor
+        # Memories written just before a crash (or while the encoder was off) have no vector yet.
+        missing = [i for i in state.slot_of if i not in have and (record.complete or i <= record.cursor)]
+        for start in range(0, len(missing), BATCH):
+            ids = sorted(missing[start:start + BATCH])
+            texts = [msgspec.msgpack.decode(txn.get(keys.memory_key(state.ns_id, i), db=self._memories))["text"]
+                     for i in ids]
+            self._put(_Work(name, state.ns_id, ids, texts))
+        return len(have)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._migrations_started = bool(self._migrating)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # ------------------------------------------------------------------ engine hooks (event loop)
+
+    def embed_later(self, name: str, ns_id: int, mems) -> None:
+        """Queue fresh memories for embedding (remember, update, import)."""
+        if not mems or not self.enabled:
+            return
+        for start in range(0, len(mems), BATCH):
+            part = mems[start:start + BATCH]
+            self._put(_Work(name, ns_id, [mem.id for mem in part], [mem.text for mem in part]))
+
+    def _put(self, work: _Work) -> None:
+        with self._lock:
+            self._queued += len(work.ids)
+        self._queue.put(work)
+
+    def delete_vectors(self, txn: lmdb.Transaction, ns_id: int, memory_ids) -> None:
+        """Inside a purge's write: its vectors go with it (whatever the encoder, or none)."""
+        for memory_id in memory_ids:
+            vstore.delete_vector(txn, self._vectors, ns_id, memory_id)
+
+    def delete_namespace(self, txn: lmdb.Transaction, ns_id: int) -> None:
+        """Inside a namespace purge's write."""
+        vstore.delete_namespace(txn, self._vectors, ns_id)
+        vstore.delete_record(txn, self._meta, ns_id)
+
+    def forget_slots(self, ns_id: int, slots: list[int]) -> None:
+        """After a purge commits: drop the purged versions from the backend."""
+        space = self.spaces.get(ns_id)
+        if space is not None and slots:
+            try:
+                space.backend.remove(np.asarray(slots))
+            except PluginError:
+                pass  # reported by the backend's record; the namespace's dense channel is off now
+
+    def drop_namespace(self, ns_id: int) -> None:
+        self.spaces.pop(ns_id, None)
+        with self._lock:
+            self._migrating.pop(ns_id, None)
+
+    def search(self, state, query: str, depth: int, mask: np.ndarray) -> list[tuple[int, float]] | None:
+        """(slot, similarity) best first, or None when the namespace has no usable dense channel."""
+        space = self.spaces.get(state.ns_id)
+        if space is None or not space.ready or not space.backend.ok or not self.enabled or not query.strip():
+            return None
+        try:
+            vector = self.encoder.encode_query(query)
+            if not vector.any():
+                return None
+            found, scores = space.backend.search(vector, depth, mask)
+        except PluginError:
+            return None  # logged and recorded by the guard; lexical recall goes on
+        return [(slot, score) for slot, score in zip(found.tolist(), scores.tolist()) if score > 0]
+
+    def report(self) -> MigrationInfo:
+        """Re-embedding progress (vectors counted as memories whose id the cursor has passed)."""
+        with self._lock:
+            pending = dict(self._migrating)
+            cursors = dict(self._cursors)
+        done = total = self._migrated_total
+        for ns_id in pending:
+            state = self.namespaces.get(pending[ns_id])
+            if state is None or state.ns_id != ns_id:
+                continue
+            n = state.table.size
+            ids = state.table.ids[:n][state.table.present[:n]]
+            total += len(ids)
+            done += int(np.count_nonzero(ids <= cursors.get(ns_id, 0)))
+        if not self.enabled:
+            phase = "stopped"
+        elif pending:
+            phase = "running"
+        else:
+            phase = "done" if self._migrations_started else "idle"
+        return MigrationInfo(encoder=self.encoder.identity, state=phase, namespaces_pending=len(pending),
+                             vectors_done=done, vectors_total=total, queued=self._queued)
+
+    def resident_bytes(self, ns_id: int) -> int:
+        space = self.spaces.get(ns_id)
+        return 0 if space is None else space.backend.nbytes
+
+    # ------------------------------------------------------------------ the embedding thread
+
+    def _main(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                if not self.enabled:
+                    self._done(self._take(timeout=0.5))  # the encoder failed: queued work is dropped, not kept
+                    continue
+                work = self._take(timeout=0.05 if self._migrating else 0.5)
+                if work:
+                    try:
+                        self._embed(work)
+                    finally:
+                        self._done(work)
+                elif self._migrating:
+                    self._migrate_step()
+            except PluginError:
+                continue  # the encoder is marked failed; the loop idles until shutdown
+            except Exception as exc:  # noqa: BLE001 - a store error must not end dense retrieval for good
+                if self._stopping.is_set():
+                    return
+                log.error("embedding failed", error=repr(exc))
+                self._stopping.wait(1.0)
+
+    def _take(self, timeout: float) -> list[_Work]:
+        try:
+            items = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        count = len(items[0].ids)
+        while count < COMMIT:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+            count += len(items[-1].ids)
+        return items
+
+    def _done(self, works: list[_Work]) -> None:
+        with self._lock:
+            self._queued -= sum(len(work.ids) for work in works)
+
+    def _embed(self, works: list[_Work]) -> None:
+        # Each work holds at most BATCH texts (one encoder call); they share one commit.
+        self._store([(work, self.encoder.encode(work.texts)) for work in works], None)
+
+    def _migrate_step(self) -> None:
+        with self._lock:
+            ns_id, name = next(iter(self._migrating.items()))
+        after = self._cursors.get(ns_id, 0)
+        ids: list[int] = []
+        texts: list[str] = []
+        prefix = keys.ns_prefix(ns_id)
+        with self.env.read() as txn:
+            cursor = txn.cursor(db=self._memories)
+            if cursor.set_range(keys.memory_key(ns_id, after + 1)):
+                for key, raw in cursor:
+                    if not key.startswith(prefix) or len(ids) == COMMIT:
+                        break
+                    ids.append(keys.split_memory_key(key)[1])
+                    texts.append(msgspec.msgpack.decode(raw)["text"])
+        at_end = len(ids) < COMMIT
+        works = [_Work(name, ns_id, ids[i:i + BATCH], texts[i:i + BATCH]) for i in range(0, len(ids), BATCH)]
+        batches = [(work, self.encoder.encode(work.texts)) for work in works]
+        if not batches:  # nothing (left) to embed: the step only marks the namespace complete
+            batches = [(_Work(name, ns_id, [], []), np.zeros((0, self.encoder.dim), np.float32))]
+        last = ids[-1] if ids else after
+        kept = self._store(batches, (last, at_end))
+        with self._lock:
+            if kept is None or at_end:
+                self._migrating.pop(ns_id, None)
+                if kept is not None:
+                    self._migrated_total += self._count(name, ns_id)
+                    log.info("namespace embedded", namespace=name, encoder=self.encoder.identity)
+            self._cursors[ns_id] = last
+
+    def _count(self, name: str, ns_id: int) -> int:
+        state = self.namespaces.get(name)
+        return len(state.slot_of) if state is not None and state.ns_id == ns_id else 0
+
+    def _store(self, batches: list[tuple[_Work, np.ndarray]], migration: tuple[int, bool] | None):
+        """Write vectors (and a migration's cursor, which then covers one namespace) in one commit.
+
+        Returns None when a migrating namespace is gone (purged) or belongs to another encoder now.
+        """
+        future = asyncio.run_coroutine_threadsafe(self._write(batches, migration), self._loop)
+        return future.result(timeout=120)
+
+    async def _write(self, batches: list[tuple[_Work, np.ndarray]], migration: tuple[int, bool] | None):
+        identity = self.encoder.identity
+
+        def ours(txn: lmdb.Transaction, work: _Work) -> vstore.DenseRecord | None:
+            """The namespace's record if its vectors are this encoder's (created for a new namespace)."""
+            record = vstore.get_record(txn, self._meta, work.ns_id)
+            if record is None:
+                raw = txn.get(work.name.encode(), db=self.env.dbs["namespaces"])
+                if raw is None or msgspec.msgpack.decode(raw)["id"] != work.ns_id:
+                    return None  # purged meanwhile
+                # A namespace created since start: nothing to migrate, its vectors are all ours.
+                record = vstore.DenseRecord(identity, 0, True)
+                vstore.put_record(txn, self._meta, work.ns_id, record)
+            return record if record.encoder == identity else None
+
+        def run(txn: lmdb.Transaction):
+            kept: list[list[int] | None] = []
+            record = None
+            for work, vectors in batches:
+                record = ours(txn, work)
+                rows = None
+                if record is not None:
+                    rows = []
+                    for row, memory_id in enumerate(work.ids):
+                        if txn.get(keys.memory_key(work.ns_id, memory_id), db=self._memories) is not None:
+                            vstore.put_vector(txn, self._vectors, work.ns_id, memory_id, vectors[row])
+                            rows.append(row)
+                kept.append(rows)
+            if migration is not None:
+                if record is None:
+                    return None
+                last, at_end = migration
+                work = batches[0][0]
+                vstore.put_record(txn, self._meta, work.ns_id,
+                                  vstore.DenseRecord(identity, max(last, record.cursor), record.complete or at_end))
+            return kept
+
+        def apply(kept):
+            if kept is None:
+                return None
+            for (work, vectors), rows in zip(batches, kept):
+                if rows is not None:
+                    self._index(work, vectors, rows, complete=migration is not None and migration[1])
+            return kept
+
+        return await self.writer.submit(run, apply)
+
+    def _index(self, work: _Work, vectors: np.ndarray, rows: list[int], complete: bool) -> None:
+        """Add committed vectors to the namespace's backend (on the event loop, in commit order)."""
+        state = self.namespaces.get(work.name)
+        if state is None or state.ns_id != work.ns_id:
+            return
+        space = self.spaces.get(work.ns_id)
+        if space is None:
+            space = self.spaces[work.ns_id] = Space(work.name, self.registry.backend(self.encoder.dim), True)
+        pairs = [(state.slot_of[work.ids[row]], row) for row in rows if work.ids[row] in state.slot_of]
+        if pairs:
+            try:
+                space.backend.add(np.asarray([s for s, _ in pairs]), vectors[[r for _, r in pairs]])
+            except PluginError:
+                pass  # recorded by the backend's guard
+        if complete:
+            space.ready = True
