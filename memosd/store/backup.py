@@ -186,6 +186,8 @@ def _fsync_dir(path: Path) -> None:
 
 def check_destination(dest: Path) -> None:
     """Raise :class:`DestinationError` unless ``dest`` is absent or an empty directory."""
+    if "\0" in str(dest):
+        raise DestinationError("backup destination contains a NUL byte")
     if not dest.is_absolute():
         raise DestinationError(f"backup destination {str(dest)!r} must be an absolute path")
     if dest.is_dir():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -134,7 +135,10 @@ class WriterThread:
                     return
             except lmdb.Error as exc:
                 # Disk full and other I/O failures surface here; the txn was aborted, nothing applied.
-                self._fail(group, StorageFullError(f"the store could not commit: {exc}"))
+                # LMDB reports a short write on a full disk as EIO, so say what the disk says.
+                free = shutil.disk_usage(self.env.path).free
+                self._fail(group, StorageFullError(f"the store could not commit ({free:,} bytes free on its disk): {exc}",
+                                                   details={"disk_free_bytes": free}))
                 return
         self.commits += 1
         self.jobs += len(group)
