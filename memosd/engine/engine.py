@@ -338,7 +338,10 @@ class Engine:
             hits = state.index.search_vector(vector, args.k, mask)
         else:
             hits = self._search_text(state, args.query, args.k, mask)
-        ids = [int(state.table.ids[h.slot]) for h in hits]
+        # Slots are reused after purges and renumbered at start: equal scores are ordered by id.
+        id_of = state.table.ids
+        hits = sorted(hits, key=lambda h: (-h.score, int(id_of[h.slot])))
+        ids = [int(id_of[h.slot]) for h in hits]
         found = self._read(state.ns_id, ids)
         out = [
             m.RecallHit(memory=found[i], score=float(h.score), rank=rank, matched=list(h.channels))

@@ -100,6 +100,8 @@ class NamespaceState:
             texts.append(mem.text)
         if slots:
             self.index.remove_many(slots, texts)
+            for slot in slots:
+                t.release(slot)
 
     # ------------------------------------------------------------------ reads
 

@@ -6,6 +6,8 @@ numpy arrays grown by doubling, so filters are vectorised and appends are cheap.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 INF = np.inf
@@ -51,6 +53,7 @@ class SlotTable:
 
     def __init__(self, capacity: int = 1024):
         self.size = 0
+        self.free: list[int] = []
         self.capacity = capacity
         for name, dtype in self.COLUMNS.items():
             setattr(self, name, np.zeros(capacity, dtype=dtype))
@@ -58,11 +61,19 @@ class SlotTable:
         """present & not superseded & not forgotten: the default recall mask, kept up to date."""
 
     def append(self) -> int:
+        """A slot for a new row: the lowest purged one if any (so RAM does not grow with the
+        number of versions ever purged), else a new one at the end."""
+        if self.free:
+            return heapq.heappop(self.free)
         if self.size == self.capacity:
             self._grow()
         slot = self.size
         self.size += 1
         return slot
+
+    def release(self, slot: int) -> None:
+        """Give a purged row's slot back for reuse."""
+        heapq.heappush(self.free, slot)
 
     def _grow(self) -> None:
         self.capacity *= 2
