@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+
+from ..cli.output import progress_printer
 
 
 def _int_list(text: str) -> list[int]:
@@ -21,18 +22,6 @@ def _int_list(text: str) -> list[int]:
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
-
-
-def _stderr_say():
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    started = time.perf_counter()
-
-    def say(message: str) -> None:
-        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {message}", highlight=False)
-
-    return say
 
 
 def _print_json(obj) -> None:
@@ -72,7 +61,7 @@ def cmd_bench(args) -> int:
         opts.queries = args.queries
     if args.queries is not None and args.queries < 1:
         raise ValueError("--queries must be positive")
-    result = run_bench(opts, _stderr_say())
+    result = run_bench(opts, progress_printer())
     if args.json:
         _print_json(result)
     else:
@@ -101,7 +90,7 @@ def cmd_eval_locomo(args) -> int:
     ks = args.k
     daemon = None
     endpoint = args.endpoint
-    say = _stderr_say()
+    say = progress_printer()
     if endpoint is None:
         say("starting a daemon on a temporary store")
         daemon = DaemonProcess(extra_args=["--no-fsync"] if args.no_fsync else [])

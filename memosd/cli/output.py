@@ -63,6 +63,22 @@ def memory_line(mem: Memory) -> str:
     return f"{mem.id}\t{fmt_time(mem.event_time or mem.created_at)}{session}{extra}\t{mem.text}"
 
 
+def progress_printer():
+    """A ``say(message)`` that prints progress to stderr with the seconds since it was made,
+    keeping stdout clean for tables and JSON."""
+    import time
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {message}", highlight=False)
+
+    return say
+
+
 def parse_time(value: str) -> float:
     """Accept epoch seconds or an ISO 8601 date/time (UTC when no zone is given)."""
     try:

@@ -12,26 +12,14 @@ import json
 import os
 import platform
 import sys
-import time
 
+from ..cli.output import progress_printer
 from . import SUITES
 
 QUICK = {"cycles": 3, "load_seconds": 5.0, "seed_memories": 500, "cases": 2_000, "soak_seconds": 10.0,
          "window": 2_000}
 FULL = {"cycles": 20, "load_seconds": 30.0, "seed_memories": 2_000, "cases": 20_000, "soak_seconds": 120.0,
         "window": 5_000}
-
-
-def _say():
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    started = time.perf_counter()
-
-    def say(message: str) -> None:
-        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {message}", highlight=False)
-
-    return say
 
 
 def _positive(kind):
@@ -74,7 +62,7 @@ def cmd_reliability(args) -> int:
         if getattr(args, key) is not None:
             plan[key] = getattr(args, key)
     names = list(SUITES) if args.suite == "all" else [args.suite]
-    say = _say()
+    say = progress_printer()
     results = []
     for name in names:
         say(f"{name}: starting")
