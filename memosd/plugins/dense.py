@@ -59,6 +59,10 @@ class _Work:
     texts: list[str]
 
 
+class _Stopped(Exception):
+    """The daemon is stopping: the embedding thread ends without touching the store again."""
+
+
 class DenseChannel:
     """Embeds, stores, loads and searches dense vectors for every namespace."""
 
@@ -160,8 +164,15 @@ class DenseChannel:
         self._migrations_started = bool(self._migrating)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop embedding; waits briefly so no store read is in flight when the store closes.
+
+        The thread checks the flag before each store access; one stuck in a plugin call (or waiting
+        for the event loop that calls this) is left behind: it is a daemon thread.
+        """
         self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     # ------------------------------------------------------------------ engine hooks (event loop)
 
@@ -259,6 +270,8 @@ class DenseChannel:
                         self._done(work)
                 elif self._migrating:
                     self._migrate_step()
+            except _Stopped:
+                return
             except PluginError:
                 continue  # the encoder is marked failed; the loop idles until shutdown
             except Exception as exc:  # noqa: BLE001 - a store error must not end dense retrieval for good
@@ -290,6 +303,8 @@ class DenseChannel:
         self._store([(work, self.encoder.encode(work.texts)) for work in works], None)
 
     def _migrate_step(self) -> None:
+        if self._stopping.is_set():
+            return
         with self._lock:
             ns_id, name = next(iter(self._migrating.items()))
         after = self._cursors.get(ns_id, 0)
@@ -328,6 +343,8 @@ class DenseChannel:
 
         Returns None when a migrating namespace is gone (purged) or belongs to another encoder now.
         """
+        if self._stopping.is_set():
+            raise _Stopped
         future = asyncio.run_coroutine_threadsafe(self._write(batches, migration), self._loop)
         return future.result(timeout=120)
 
