@@ -88,6 +88,8 @@ class DaemonCollector:
             events.add_metric([sink.name, "published"], getattr(sink, "published", 0))
             events.add_metric([sink.name, "dropped"], getattr(sink, "dropped", 0))
         yield events
+        yield GaugeMetricFamily("memosd_plugin_errors", "Plugins that failed and are bypassed",
+                                value=len(d.plugins.errors()))
         if d.mqtt is not None:
             yield GaugeMetricFamily("memosd_mqtt_connected", "1 while connected to the MQTT broker",
                                     value=1 if d.mqtt.connected else 0)

@@ -559,8 +559,8 @@ class Engine:
             ns_id = self.allocator.find(txn, name)
             if ns_id is None:
                 return None, 0
-            purged = self._delete_prefix(txn, self._memories, keys.ns_prefix(ns_id))
-            self._delete_prefix(txn, self._idem, keys.ns_prefix(ns_id))
+            purged = keys.delete_prefix(txn, self._memories, keys.ns_prefix(ns_id))
+            keys.delete_prefix(txn, self._idem, keys.ns_prefix(ns_id))
             vector_store.delete_namespace(txn, self._vectors, ns_id)
             vector_store.delete_record(txn, self.env.dbs["meta"], ns_id)
             self.allocator.drop(txn, name, ns_id)
@@ -578,17 +578,6 @@ class Engine:
             return m.PurgeResult(purged=purged)
 
         return await self.writer.submit(run, apply)
-
-    @staticmethod
-    def _delete_prefix(txn: lmdb.Transaction, db, prefix: bytes) -> int:
-        cursor = txn.cursor(db=db)
-        count = 0
-        if cursor.set_range(prefix):
-            while cursor.key().startswith(prefix):
-                count += 1
-                if not cursor.delete():
-                    break
-        return count
 
     # ------------------------------------------------------------------ stats / export / import
 

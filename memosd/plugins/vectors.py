@@ -59,15 +59,7 @@ def delete_vector(txn: lmdb.Transaction, db, ns_id: int, memory_id: int) -> None
 
 def delete_namespace(txn: lmdb.Transaction, db, ns_id: int) -> int:
     """Delete every vector of a namespace; returns how many."""
-    prefix = keys.ns_prefix(ns_id)
-    cursor = txn.cursor(db=db)
-    count = 0
-    if cursor.set_range(prefix):
-        while cursor.key().startswith(prefix):
-            count += 1
-            if not cursor.delete():
-                break
-    return count
+    return keys.delete_prefix(txn, db, keys.ns_prefix(ns_id))
 
 
 def iter_vectors(txn: lmdb.Transaction, db, ns_id: int, dim: int) -> Iterator[tuple[int, np.ndarray]]:

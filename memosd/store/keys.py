@@ -26,6 +26,18 @@ def split_memory_key(key: bytes) -> tuple[int, int]:
     return _NS_ID.unpack(key)
 
 
+def delete_prefix(txn, db, prefix: bytes) -> int:
+    """Delete every key of ``db`` starting with ``prefix`` (a namespace's range); returns how many."""
+    cursor = txn.cursor(db=db)
+    count = 0
+    if cursor.set_range(prefix):
+        while cursor.key().startswith(prefix):
+            count += 1
+            if not cursor.delete():
+                break
+    return count
+
+
 def idempotency_key(ns_id: int, key: str) -> bytes:
     return _NS.pack(ns_id) + key.encode("utf-8")
 

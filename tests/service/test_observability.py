@@ -49,6 +49,7 @@ def test_metrics_endpoint_counts_requests_and_sizes(daemon):
     assert samples[("memosd_resident_bytes", ())] > 0
     assert samples[("memosd_lmdb_used_bytes", ())] > 0
     assert samples[("memosd_writer_jobs_total", ())] >= samples[("memosd_writer_commits_total", ())] >= 2
+    assert samples[("memosd_plugin_errors", ())] == 0
 
 
 def test_status_reports_per_operation_latency(daemon):
