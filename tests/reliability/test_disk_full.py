@@ -7,10 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from filling import remember_batches
 
-from memosd.reliability.common import new_daemon, unique_token
-from memosd_client import MemoryIn
-from memosd_client.protocol.errors import StorageFullError
+from memosd.reliability.common import new_daemon
 
 NS = "disk-full"
 FS_BYTES = 4 << 20
@@ -34,18 +33,6 @@ def small_fs(tmp_path):
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def remember_batches(client, acked: dict[int, str], batches: int) -> StorageFullError | None:
-    """Write up to ``batches`` batches; stop at the first refusal and return it."""
-    for _ in range(batches):
-        items = [MemoryIn(text=f"on a small disk {' '.join(['words'] * 30)} {unique_token()}") for _ in range(20)]
-        try:
-            ids = client.remember_many(items).ids
-        except StorageFullError as err:
-            return err
-        acked.update({memory_id: item.text for memory_id, item in zip(ids, items)})
-    return None
-
-
 def assert_all_there(client, acked: dict[int, str]) -> None:
     ids = sorted(acked)
     for start in range(0, len(ids), 1000):
@@ -64,7 +51,7 @@ def test_disk_full_is_a_typed_error_and_service_resumes_when_space_is_freed(smal
     daemon = new_daemon(small_fs / "store")
     with daemon:
         with daemon.client(NS, timeout=30.0) as client:
-            err = remember_batches(client, acked, 2000)
+            err = remember_batches(client, acked, 2000, "on a small disk")
             assert err is not None, "the disk never filled up"
             # It really was the disk: almost no space left, and the map nowhere near its size.
             assert shutil.disk_usage(small_fs).free < 256 << 10
@@ -79,7 +66,7 @@ def test_disk_full_is_a_typed_error_and_service_resumes_when_space_is_freed(smal
             assert client.recall(token, k=1)[0].memory.text.endswith(token)
 
             filler.unlink()
-            assert remember_batches(client, acked, 10) is None  # writes work again, without a restart
+            assert remember_batches(client, acked, 10, "on a small disk") is None  # writes work again, without a restart
             assert_all_there(client, acked)
         assert daemon.stop() == 0
         daemon.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from filling import remember_batches
 
 from memosd.reliability.common import new_daemon, unique_token
 from memosd_client import MemoryIn
@@ -14,14 +15,10 @@ SMALL_MAP = {"MEMOSD_STORE_MAP_SIZE": str(1 << 20), "MEMOSD_STORE_MAX_MAP_SIZE":
 
 def fill(client, acked: dict[int, str]) -> StorageFullError:
     """Write batches until the daemon refuses one; every acknowledged text goes into ``acked``."""
-    for _ in range(2000):
-        items = [MemoryIn(text=f"filler {' '.join(['words'] * 30)} {unique_token()}") for _ in range(20)]
-        try:
-            ids = client.remember_many(items).ids
-        except StorageFullError as err:
-            return err
-        acked.update({memory_id: item.text for memory_id, item in zip(ids, items)})
-    pytest.fail("the store never filled up")
+    err = remember_batches(client, acked, 2000, "filler")
+    if err is None:
+        pytest.fail("the store never filled up")
+    return err
 
 
 def assert_all_there(client, acked: dict[int, str]) -> None:
