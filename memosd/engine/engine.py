@@ -8,9 +8,8 @@ memory is recallable the moment its write is acknowledged.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import lmdb
 import msgspec
@@ -34,27 +33,19 @@ from ..logs import get_logger
 from ..store import keys
 from ..store.environment import Environment
 from ..store.writer import WriterThread
-from .namespace import TIERS, NamespaceState
-from .registry import MAX_MEMORY_ID, Allocator, check_namespace
+from .namespace import NamespaceState
+from .records import Records, decode_memory, encode_memory
+from .registry import Allocator, check_namespace
+from .validation import Validation
 
-_memory_decoder = msgspec.msgpack.Decoder(m.Memory)
 log = get_logger("memosd.engine")
-_encode = msgspec.msgpack.Encoder().encode
-MAX_TAGS = 64
-MAX_VERSIONS = 100_000
-"""A lineage longer than this is treated as broken links, never followed further."""
-MAX_IDEMPOTENCY_KEY_BYTES = 200
 MAX_VECTOR_COMPONENTS = 256
 """Recall by vector uses at most this many of the vector's largest components."""
 DENSE_DEPTH = 50
 """Each channel contributes at least this many candidates to rank fusion when a dense encoder is on."""
 
 
-def _decode(raw: bytes) -> m.Memory:
-    return _memory_decoder.decode(raw)
-
-
-class Engine:
+class Engine(Validation, Records):
     """Executes operations for the server. All public methods run on the event loop thread."""
 
     def __init__(
@@ -102,7 +93,7 @@ class Engine:
                         if not key.startswith(prefix):
                             break
                         try:
-                            chunk.append(_decode(raw))
+                            chunk.append(decode_memory(raw))
                         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                             # One unreadable record must not keep the daemon from starting; it stays
                             # in LMDB (export shows it) and is reported.
@@ -130,48 +121,6 @@ class Engine:
             # The built-in encoder is recomputed from text at load, so a change only needs recording.
             self.env.put_meta("encoder", identity)
 
-    # ------------------------------------------------------------------ validation
-
-    def _check_text(self, text: str, where: str) -> None:
-        if not text.strip():
-            raise InvalidArgumentError(f"{where}: text is empty")
-        if len(text) * 4 > self.limits.max_text_bytes and len(text.encode()) > self.limits.max_text_bytes:
-            raise TooLargeError(f"{where}: text is over {self.limits.max_text_bytes} bytes")
-
-    @staticmethod
-    def _check_time(value: float | None, where: str) -> None:
-        if value is not None and not math.isfinite(value):
-            raise InvalidArgumentError(f"{where}: must be a finite number of seconds")
-
-    def _check_tags(self, tags: list[str], where: str) -> None:
-        if len(tags) > MAX_TAGS:
-            raise TooLargeError(f"{where}: at most {MAX_TAGS} tags")
-        for tag in tags:
-            if not tag or len(tag) > 128:
-                raise InvalidArgumentError(f"{where}: tags must be 1-128 characters")
-
-    @staticmethod
-    def _check_idempotency_key(key: str | None, where: str) -> None:
-        # Bytes, not characters: the key becomes part of an LMDB key (at most 511 bytes).
-        if key is not None and not 0 < len(key.encode()) <= MAX_IDEMPOTENCY_KEY_BYTES:
-            raise InvalidArgumentError(f"{where} must be 1-{MAX_IDEMPOTENCY_KEY_BYTES} bytes of UTF-8")
-
-    def _check_batch(self, count: int, what: str) -> None:
-        if count == 0:
-            raise InvalidArgumentError(f"{what} is empty")
-        if count > self.limits.max_batch:
-            raise TooLargeError(f"{what} has {count} entries; the limit is {self.limits.max_batch}")
-
-    def _check_ids(self, ids: list[int]) -> None:
-        self._check_batch(len(ids), "ids")
-        for memory_id in ids:
-            if not 1 <= memory_id <= MAX_MEMORY_ID:
-                raise InvalidArgumentError(f"id {memory_id} is out of range (1..{MAX_MEMORY_ID})")
-
-    def _check_filters(self, filters: m.Filters) -> None:
-        self._check_time(filters.after, "filters.after")
-        self._check_time(filters.before, "filters.before")
-
     # ------------------------------------------------------------------ helpers
 
     def _state(self, namespace: str) -> NamespaceState | None:
@@ -182,32 +131,6 @@ class Engine:
         if state is None or state.ns_id != ns_id:
             state = self.namespaces[name] = NamespaceState(name, ns_id, self.retrieval)
         return state
-
-    def _read(self, ns_id: int, ids: Iterable[int]) -> dict[int, m.Memory]:
-        found: dict[int, m.Memory] = {}
-        with self.env.read() as txn:
-            for memory_id in ids:
-                raw = txn.get(keys.memory_key(ns_id, memory_id), db=self._memories)
-                if raw is not None:
-                    found[memory_id] = _decode(raw)
-        return found
-
-    def _load(self, txn: lmdb.Transaction, ns_id: int, memory_id: int) -> m.Memory | None:
-        raw = txn.get(keys.memory_key(ns_id, memory_id), db=self._memories)
-        return None if raw is None else _decode(raw)
-
-    def _store(self, txn: lmdb.Transaction, ns_id: int, mem: m.Memory) -> None:
-        txn.put(keys.memory_key(ns_id, mem.id), _encode(mem), db=self._memories)
-
-    def _idem_lookup(self, txn: lmdb.Transaction, ns_id: int, key: str | None) -> int | None:
-        if key is None:
-            return None
-        raw = txn.get(keys.idempotency_key(ns_id, key), db=self._idem)
-        return None if raw is None else keys.unpack_id(raw)
-
-    def _idem_store(self, txn: lmdb.Transaction, ns_id: int, key: str | None, memory_id: int) -> None:
-        if key is not None:
-            txn.put(keys.idempotency_key(ns_id, key), keys.pack_id(memory_id), db=self._idem)
 
     # ------------------------------------------------------------------ remember
 
@@ -282,10 +205,6 @@ class Engine:
             memories=[found[i] for i in args.ids if i in found],
             missing=[i for i in args.ids if i not in found],
         )
-
-    def _check_limit(self, limit: int) -> None:
-        if not 1 <= limit <= self.limits.max_list:
-            raise InvalidArgumentError(f"limit must be between 1 and {self.limits.max_list}")
 
     def list(self, namespace: str, args: m.ListArgs) -> m.ListResult:
         self._check_limit(args.limit)
@@ -378,36 +297,6 @@ class Engine:
         if not versions:
             raise NotFoundError(f"no memory {args.id} in namespace {namespace!r}")
         return m.HistoryResult(versions=versions)
-
-    def _lineage(self, txn: lmdb.Transaction, ns_id: int, memory_id: int) -> list[m.Memory]:
-        """Every version linked to ``memory_id``, oldest first.
-
-        Links come from the store, and imports can bring arbitrary ones: a version seen twice (a
-        cycle) or a chain beyond MAX_VERSIONS ends the walk instead of looping.
-        """
-        mem = self._load(txn, ns_id, memory_id)
-        if mem is None:
-            return []
-        seen = {mem.id}
-        earlier_part: list[m.Memory] = []
-        earlier = mem
-        while earlier.supersedes is not None and earlier.supersedes not in seen and len(seen) < MAX_VERSIONS:
-            prev = self._load(txn, ns_id, earlier.supersedes)
-            if prev is None:
-                break
-            seen.add(prev.id)
-            earlier_part.append(prev)
-            earlier = prev
-        chain = earlier_part[::-1] + [mem]
-        later = mem
-        while later.superseded_by is not None and later.superseded_by not in seen and len(seen) < MAX_VERSIONS:
-            nxt = self._load(txn, ns_id, later.superseded_by)
-            if nxt is None:
-                break
-            seen.add(nxt.id)
-            chain.append(nxt)
-            later = nxt
-        return chain
 
     # ------------------------------------------------------------------ update / forget / purge
 
@@ -618,7 +507,7 @@ class Engine:
                     if len(out) == args.limit:
                         next_cursor = keys.split_memory_key(key)[1]
                         break
-                    out.append(_decode(raw))
+                    out.append(decode_memory(raw))
         return m.ExportResult(memories=out, next_cursor=next_cursor)
 
     async def import_(self, namespace: str, args: m.ImportArgs) -> m.ImportResult:
@@ -634,7 +523,7 @@ class Engine:
                 key = keys.memory_key(ns_id, mem.id)
                 if txn.get(key, db=self._memories) is not None:
                     continue
-                txn.put(key, _encode(mem), db=self._memories)
+                txn.put(key, encode_memory(mem), db=self._memories)
                 self._idem_store(txn, ns_id, mem.idempotency_key, mem.id)
                 self.allocator.note_id(ns_id, mem.id, txn)
                 fresh.append(mem)
@@ -651,25 +540,6 @@ class Engine:
             return m.ImportResult(imported=len(fresh), skipped=len(args.memories) - len(fresh))
 
         return await self.writer.submit(run, apply)
-
-    def _check_imported(self, mem: m.Memory, where: str) -> None:
-        """An imported version is checked like a new one, plus its ids, links and times."""
-        self._check_ids([mem.id])
-        self._check_text(mem.text, where)
-        self._check_tags(mem.tags, where + ".tags")
-        self._check_idempotency_key(mem.idempotency_key, where + ".idempotency_key")
-        for field in ("created_at", "valid_from", "valid_to", "event_time", "forgotten_at"):
-            self._check_time(getattr(mem, field), f"{where}.{field}")
-        for field in ("supersedes", "superseded_by", "lineage"):
-            linked = getattr(mem, field)
-            if linked is not None and not 1 <= linked <= MAX_MEMORY_ID:
-                raise InvalidArgumentError(f"{where}.{field} {linked} is out of range")
-        if mem.id in (mem.supersedes, mem.superseded_by):
-            raise InvalidArgumentError(f"{where}: a version cannot supersede itself")
-        if (mem.valid_to is None) != (mem.superseded_by is None):
-            raise InvalidArgumentError(f"{where}: valid_to and superseded_by go together")
-        if mem.tier not in TIERS:
-            raise InvalidArgumentError(f"{where}.tier must be one of {', '.join(TIERS)}")
 
     def totals(self) -> tuple[int, int]:
         """(namespaces, stored versions) for status."""
