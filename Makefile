@@ -18,10 +18,12 @@ system-deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; }
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+PLUGINS := plugins/example-encoder plugins/memosd-ann
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test]' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
 serve: setup

@@ -1,0 +1,211 @@
+"""memosd-ann: an HNSW (faiss) vector backend with exact re-ranking.
+
+Entry point ``hnsw`` in ``memosd.backends``. The graph only proposes
+candidates; every returned score is the exact inner product of the stored
+float32 vectors, ordered best first with equal scores by key ascending (the
+same contract as memosd's built-in ``numpy`` backend). Small indexes and
+filtered searches that allow few keys are answered by exact brute force, so
+results stay correct where a graph index would lose recall.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import faiss
+import numpy as np
+
+__all__ = ["HnswBackend"]
+__version__ = "0.1.0"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+class HnswBackend:
+    """faiss ``IndexHNSWFlat`` (inner product) + exact re-ranking.
+
+    Internally every vector gets a sequential *slot* (faiss's own id). Replacing
+    a key appends a new slot and retires the old one; removing retires it. Retired
+    slots are excluded with a bitmap selector during the graph search and the
+    graph is rebuilt from the live vectors once they are over half of all slots.
+
+    Tunables (constructor keywords, or ``MEMOSD_ANN_*`` environment variables):
+    ``m`` graph degree (16), ``ef_construction`` (128), ``ef_search`` (256; at
+    least ``candidates``), ``oversample`` candidates per result (4, at least 40
+    candidates), ``exact_below`` brute-force when at most this many vectors
+    could be returned (10,000), ``exact_fraction`` brute-force too when a
+    filter allows at most this fraction of the live vectors (0.05),
+    ``compact_below`` rebuild the graph without retired slots only up to this
+    many live vectors (4,096).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        m: int | None = None,
+        ef_construction: int | None = None,
+        ef_search: int | None = None,
+        oversample: int | None = None,
+        exact_below: int | None = None,
+        exact_fraction: float | None = None,
+        compact_below: int | None = None,
+    ) -> None:
+        self.dim = int(dim)
+        self.m = m if m is not None else _env_int("MEMOSD_ANN_M", 16)
+        self.ef_construction = ef_construction if ef_construction is not None else _env_int("MEMOSD_ANN_EF_CONSTRUCTION", 128)
+        self.ef_search = ef_search if ef_search is not None else _env_int("MEMOSD_ANN_EF_SEARCH", 256)
+        self.oversample = oversample if oversample is not None else _env_int("MEMOSD_ANN_OVERSAMPLE", 4)
+        self.exact_below = exact_below if exact_below is not None else _env_int("MEMOSD_ANN_EXACT_BELOW", 10_000)
+        if exact_fraction is None:
+            raw = os.environ.get("MEMOSD_ANN_EXACT_FRACTION", "")
+            exact_fraction = float(raw) if raw.strip() else 0.05
+        self.exact_fraction = exact_fraction
+        self.compact_below = compact_below if compact_below is not None else _env_int("MEMOSD_ANN_COMPACT_BELOW", 4096)
+        self._lock = threading.RLock()
+        self._reset()
+
+    # -- storage -------------------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._index = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
+        self._index.hnsw.efConstruction = self.ef_construction
+        self._key_of_slot = np.empty(0, dtype=np.int64)  # -1: retired slot
+        self._slot_of_key = np.full(64, -1, dtype=np.int64)  # -1: key absent
+        self._live = 0
+        self._live_bitmap: np.ndarray | None = None  # packed bitmap of live slots, cached until a mutation
+
+    def _vectors(self) -> np.ndarray:
+        """Zero-copy view of faiss's stored float32 vectors, indexed by slot (valid until the next add)."""
+        n = self._index.ntotal
+        if n == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        storage = faiss.downcast_index(self._index.storage)
+        return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
+
+    def __len__(self) -> int:
+        return self._live
+
+    @property
+    def nbytes(self) -> int:
+        n = self._index.ntotal
+        # vectors + HNSW links (~2*M neighbours on level 0, int32) + slot/key maps.
+        return n * self.dim * 4 + n * (2 * self.m * 4 + 16) + self._key_of_slot.nbytes + self._slot_of_key.nbytes
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace ``vectors`` under ``keys`` (the last one wins for a repeated key)."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
+        if len(keys) == 0:
+            return
+        if (keys < 0).any():
+            raise ValueError("keys must be non-negative")
+        with self._lock:
+            # A key repeated within the batch: keep its last vector only.
+            _, last = np.unique(keys[::-1], return_index=True)
+            if len(last) != len(keys):
+                pick = np.sort(len(keys) - 1 - last)
+                keys, vectors = keys[pick], vectors[pick]
+            top = int(keys.max())
+            if top >= len(self._slot_of_key):
+                grown = np.full(max(top + 1, 2 * len(self._slot_of_key)), -1, dtype=np.int64)
+                grown[: len(self._slot_of_key)] = self._slot_of_key
+                self._slot_of_key = grown
+            old = self._slot_of_key[keys]
+            replaced = old[old >= 0]
+            self._key_of_slot[replaced] = -1
+            start = self._index.ntotal
+            self._index.add(vectors)
+            self._key_of_slot = np.concatenate([self._key_of_slot, keys])
+            self._slot_of_key[keys] = np.arange(start, start + len(keys), dtype=np.int64)
+            self._live += len(keys) - len(replaced)
+            self._live_bitmap = None
+            self._maybe_compact()
+
+    def remove(self, keys: np.ndarray) -> None:
+        """Drop these keys; unknown keys are ignored."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        with self._lock:
+            keys = np.unique(keys[(keys >= 0) & (keys < len(self._slot_of_key))])
+            slots = self._slot_of_key[keys]
+            slots = slots[slots >= 0]
+            if len(slots) == 0:
+                return
+            self._key_of_slot[slots] = -1
+            self._slot_of_key[keys] = -1
+            self._live -= len(slots)
+            self._live_bitmap = None
+            self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        """Rebuild the graph from the live vectors once retired slots are the majority.
+
+        Only while the rebuild is cheap (at most ``compact_below`` live vectors, ~1 s): memosd
+        calls a backend under a timeout, so a large index keeps its retired slots (excluded from
+        every search, but still holding memory) rather than rebuilding inside one call.
+        """
+        total = self._index.ntotal
+        retired = total - self._live
+        if retired < 1024 or retired * 2 < total or self._live > self.compact_below:
+            return
+        live_slots = np.flatnonzero(self._key_of_slot >= 0)
+        keys = self._key_of_slot[live_slots]
+        vectors = np.array(self._vectors()[live_slots])  # copy: the old index is freed below
+        self._reset()
+        if len(keys):
+            self.add(keys, vectors)
+
+    # -- search --------------------------------------------------------------------------------------------
+
+    def search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``k`` (keys, exact scores) by inner product; equal scores by key ascending."""
+        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(self.dim)
+        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+        with self._lock:
+            if k <= 0 or self._live == 0:
+                return empty
+            live = self._key_of_slot >= 0
+            if allowed is not None:
+                allowed = np.asarray(allowed, dtype=bool).reshape(-1)
+                ok = live & (self._key_of_slot < len(allowed))
+                ok[ok] = allowed[self._key_of_slot[ok]]
+                count = int(np.count_nonzero(ok))
+                if count == 0:
+                    return empty
+                if count <= max(self.exact_below, k) or count <= self.exact_fraction * self._live:
+                    return self._exact(query, k, np.flatnonzero(ok))
+                bitmap = np.packbits(ok, bitorder="little")
+            else:
+                if self._live <= max(self.exact_below, k):
+                    return self._exact(query, k, np.flatnonzero(live))
+                bitmap = None
+                if self._live < self._index.ntotal:
+                    if self._live_bitmap is None:
+                        self._live_bitmap = np.packbits(live, bitorder="little")
+                    bitmap = self._live_bitmap
+            candidates = max(self.oversample * k, 40)
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(self.ef_search, candidates)
+            if bitmap is not None:
+                selector = faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bitmap))
+                params.sel = selector
+            _, found = self._index.search(query[None, :], candidates, params=params)
+            slots = found[0]
+            slots = slots[slots >= 0]
+            return self._exact(query, k, slots)
+
+    def _exact(self, query: np.ndarray, k: int, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``k`` among ``slots`` (all live), ties by key ascending."""
+        keys = self._key_of_slot[slots]
+        scores = self._vectors()[slots] @ query
+        if len(scores) > k:
+            # Keep every score tied with the k-th so the key tie-break is exact.
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = scores >= kth
+            keys, scores = keys[keep], scores[keep]
+        order = np.lexsort((keys, -scores))[:k]
+        return keys[order], scores[order].astype(np.float32, copy=False)
