@@ -69,22 +69,17 @@ class Records:
         if mem is None:
             return []
         seen = {mem.id}
-        earlier_part: list[m.Memory] = []
-        earlier = mem
-        while earlier.supersedes is not None and earlier.supersedes not in seen and len(seen) < MAX_VERSIONS:
-            prev = self._load(txn, ns_id, earlier.supersedes)
-            if prev is None:
+        earlier = self._follow(txn, ns_id, mem, "supersedes", seen)
+        return earlier[::-1] + [mem] + self._follow(txn, ns_id, mem, "superseded_by", seen)
+
+    def _follow(self, txn: lmdb.Transaction, ns_id: int, start: m.Memory, link: str, seen: set[int]) -> list[m.Memory]:
+        """Versions reached from ``start`` along ``link`` (supersedes or superseded_by), nearest first."""
+        found: list[m.Memory] = []
+        current = start
+        while (nxt := getattr(current, link)) is not None and nxt not in seen and len(seen) < MAX_VERSIONS:
+            current = self._load(txn, ns_id, nxt)
+            if current is None:
                 break
-            seen.add(prev.id)
-            earlier_part.append(prev)
-            earlier = prev
-        chain = earlier_part[::-1] + [mem]
-        later = mem
-        while later.superseded_by is not None and later.superseded_by not in seen and len(seen) < MAX_VERSIONS:
-            nxt = self._load(txn, ns_id, later.superseded_by)
-            if nxt is None:
-                break
-            seen.add(nxt.id)
-            chain.append(nxt)
-            later = nxt
-        return chain
+            seen.add(current.id)
+            found.append(current)
+        return found

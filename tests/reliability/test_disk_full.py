@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from filling import remember_batches
+from filling import assert_all_there, remember_batches
 
 from memosd.reliability.common import new_daemon
 
@@ -31,15 +31,6 @@ def small_fs(tmp_path):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def assert_all_there(client, acked: dict[int, str]) -> None:
-    ids = sorted(acked)
-    for start in range(0, len(ids), 1000):
-        got = client.get_many(ids[start:start + 1000])
-        assert got.missing == []
-        assert {mem.id: mem.text for mem in got.memories} == {i: acked[i] for i in ids[start:start + 1000]}
-    assert sum(1 for _ in client.export()) == len(acked)  # the refused commit left nothing behind
 
 
 def test_disk_full_is_a_typed_error_and_service_resumes_when_space_is_freed(small_fs):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from filling import remember_batches
+from filling import assert_all_there, remember_batches
 
 from memosd.reliability.common import new_daemon, unique_token
 from memosd_client import MemoryIn
@@ -19,16 +19,6 @@ def fill(client, acked: dict[int, str]) -> StorageFullError:
     if err is None:
         pytest.fail("the store never filled up")
     return err
-
-
-def assert_all_there(client, acked: dict[int, str]) -> None:
-    """Every acknowledged memory reads back as written, and the store holds nothing else."""
-    ids = sorted(acked)
-    for start in range(0, len(ids), 1000):
-        got = client.get_many(ids[start:start + 1000])
-        assert got.missing == []
-        assert {mem.id: mem.text for mem in got.memories} == {i: acked[i] for i in ids[start:start + 1000]}
-    assert sum(1 for _ in client.export()) == len(acked)  # a refused batch left no part of itself behind
 
 
 def test_full_map_refuses_writes_keeps_reads_and_recovers_with_a_larger_ceiling(tmp_path):
