@@ -10,10 +10,17 @@ from .api import (
     ENCODERS,
     GROUPS,
     POLICIES,
+    Consolidation,
     ConsolidationPolicy,
     Encoder,
+    EntityMention,
     Fact,
+    PageView,
+    TurnView,
     VectorBackend,
 )
 
-__all__ = ["BACKENDS", "ENCODERS", "GROUPS", "POLICIES", "ConsolidationPolicy", "Encoder", "Fact", "VectorBackend"]
+__all__ = [
+    "BACKENDS", "ENCODERS", "GROUPS", "POLICIES", "Consolidation", "ConsolidationPolicy", "Encoder",
+    "EntityMention", "Fact", "PageView", "TurnView", "VectorBackend",
+]

@@ -87,27 +87,75 @@ class VectorBackend(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class TurnView:
+    """One memory of a page, as a consolidation policy sees it."""
+
+    id: int
+    text: str
+    session: str | None
+    source: str | None
+    event_time: float | None
+    """Seconds since the epoch (UTC) the turn is about: its session's date in a conversation."""
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PageView:
+    """A closed page of related consecutive turns handed to a policy (oldest turn first)."""
+
+    namespace: str
+    page_id: int
+    turns: tuple[TurnView, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Fact:
     """One consolidated fact and the memories it was derived from."""
 
     text: str
     sources: tuple[int, ...]
-    """Ids of the memories (turns) the fact came from: its provenance."""
+    """Ids of the memories (turns) the fact came from: its provenance. Must be ids of the page's turns."""
+    event_time: float | None = None
+    """When the fact happened, if the policy resolved it (e.g. "yesterday" on the session's date)."""
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityMention:
+    """An entity (person, place, thing) named in the page, and the turns that name it."""
+
+    name: str
+    sources: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Consolidation:
+    """What a policy makes of one page: the long-term knowledge memosd stores with provenance."""
+
+    summary: str
+    """A short summary of the page (a few hundred characters at most)."""
+    keywords: tuple[str, ...] = ()
+    facts: tuple[Fact, ...] = ()
+    entities: tuple[EntityMention, ...] = ()
+    usage: dict[str, int] = field(default_factory=dict)
+    """Resource accounting the policy wants reported, e.g. {"prompt_tokens": 812, "completion_tokens": 96}."""
 
 
 @runtime_checkable
 class ConsolidationPolicy(Protocol):
-    """Condenses a page of turns into facts (short-term -> mid/long-term memory).
+    """Condenses a closed page of turns into long-term knowledge (mid-term -> long-term memory).
 
-    The tiers work calls ``consolidate`` off the request path, with a timeout,
-    and falls back to its default policy when a plugin fails; memosd itself
-    does not call policies yet.
+    memosd's scheduler calls ``consolidate`` on a worker thread, off the
+    request path, under a timeout. A policy that raises, hangs or returns
+    something invalid (a source that is not one of the page's turns, text
+    over the limits) is counted as failed and the built-in ``extractive``
+    policy consolidates the page instead. Output must be deterministic for
+    the same page when the policy can make it so.
     """
 
     name: str
     version: str
 
-    def consolidate(self, turns: Sequence[tuple[int, str]]) -> list[Fact]:
-        """Facts for ``turns`` ((memory id, text) pairs, oldest first), each naming its sources."""
+    def consolidate(self, page: PageView) -> Consolidation:
+        """Knowledge for ``page``; every fact and entity names its sources among the page's turn ids."""
         ...
