@@ -85,6 +85,19 @@ def test_recall_at_10_vs_exact_on_embedding_shaped_data():
     assert recall >= 0.98, recall
 
 
+def test_ef_search_grows_with_the_index_unless_pinned(monkeypatch):
+    backend = HnswBackend(8)
+    for live, ef in [(5_000, 256), (100_000, 256), (200_000, 320), (1_000_000, 512), (10_000_000, 1024)]:
+        backend._live = live
+        assert backend.effective_ef_search(10) == ef
+    assert backend.effective_ef_search(300) == 1200  # never below the candidates it must return
+    backend = HnswBackend(8, ef_search=100)
+    backend._live = 1_000_000
+    assert backend.effective_ef_search(10) == 100
+    monkeypatch.setenv("MEMOSD_ANN_EF_SEARCH", "384")
+    assert HnswBackend(8).effective_ef_search(10) == 384
+
+
 @pytest.mark.parametrize("graph", [False, True])
 @pytest.mark.parametrize("compact_below", [4096, 0])
 def test_removed_and_replaced_keys(graph, compact_below):

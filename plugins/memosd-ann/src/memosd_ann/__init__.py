@@ -10,6 +10,7 @@ results stay correct where a graph index would lose recall.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 
@@ -18,6 +19,11 @@ import numpy as np
 
 __all__ = ["HnswBackend"]
 __version__ = "0.1.0"
+
+
+EF_BASE = 256
+"""Default ``efSearch`` up to ``EF_BASE_SIZE`` live vectors; it doubles with every tenfold growth past that."""
+EF_BASE_SIZE = 100_000
 
 
 def _env_int(name: str, default: int) -> int:
@@ -34,13 +40,14 @@ class HnswBackend:
     graph is rebuilt from the live vectors once they are over half of all slots.
 
     Tunables (constructor keywords, or ``MEMOSD_ANN_*`` environment variables):
-    ``m`` graph degree (16), ``ef_construction`` (128), ``ef_search`` (256; at
-    least ``candidates``), ``oversample`` candidates per result (4, at least 40
-    candidates), ``exact_below`` brute-force when at most this many vectors
-    could be returned (10,000), ``exact_fraction`` brute-force too when a
-    filter allows at most this fraction of the live vectors (0.05),
-    ``compact_below`` rebuild the graph without retired slots only up to this
-    many live vectors (4,096).
+    ``m`` graph degree (16), ``ef_construction`` (128), ``ef_search`` (default
+    None: 256 up to 100k live vectors, doubling per tenfold growth, see
+    :meth:`effective_ef_search`; a number pins it, at least ``candidates``),
+    ``oversample`` candidates per result (4, at least 40 candidates),
+    ``exact_below`` brute-force when at most this many vectors could be
+    returned (10,000), ``exact_fraction`` brute-force too when a filter allows
+    at most this fraction of the live vectors (0.05), ``compact_below`` rebuild
+    the graph without retired slots only up to this many live vectors (4,096).
     """
 
     def __init__(
@@ -58,7 +65,8 @@ class HnswBackend:
         self.dim = int(dim)
         self.m = m if m is not None else _env_int("MEMOSD_ANN_M", 16)
         self.ef_construction = ef_construction if ef_construction is not None else _env_int("MEMOSD_ANN_EF_CONSTRUCTION", 128)
-        self.ef_search = ef_search if ef_search is not None else _env_int("MEMOSD_ANN_EF_SEARCH", 256)
+        # None: scaled with the index size (see effective_ef_search); a number pins it.
+        self.ef_search = ef_search if ef_search is not None else _env_int("MEMOSD_ANN_EF_SEARCH", 0) or None
         self.oversample = oversample if oversample is not None else _env_int("MEMOSD_ANN_OVERSAMPLE", 4)
         self.exact_below = exact_below if exact_below is not None else _env_int("MEMOSD_ANN_EXACT_BELOW", 10_000)
         if exact_fraction is None:
@@ -189,7 +197,7 @@ class HnswBackend:
                     bitmap = self._live_bitmap
             candidates = max(self.oversample * k, 40)
             params = faiss.SearchParametersHNSW()
-            params.efSearch = max(self.ef_search, candidates)
+            params.efSearch = self.effective_ef_search(k)
             if bitmap is not None:
                 selector = faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bitmap))
                 params.sel = selector
@@ -197,6 +205,21 @@ class HnswBackend:
             slots = found[0]
             slots = slots[slots >= 0]
             return self._exact(query, k, slots)
+
+    def effective_ef_search(self, k: int) -> int:
+        """The HNSW ``efSearch`` a graph search for ``k`` results uses at the current size.
+
+        A pinned ``ef_search`` is used as is (at least the candidate count). Otherwise
+        ``EF_BASE`` (256) up to ``EF_BASE_SIZE`` (100k) live vectors, doubling with every
+        tenfold growth past that (512 at 1M), rounded up to a multiple of 32: a fixed beam
+        finds a shrinking share of the true neighbours as the graph grows (recall@10 with
+        256: 0.996 at 100k, 0.966 at 1M; 512 at 1M: 0.992 -- see the README).
+        """
+        candidates = max(self.oversample * k, 40)
+        if self.ef_search is not None:
+            return max(self.ef_search, candidates)
+        growth = 2.0 ** math.log10(max(1.0, self._live / EF_BASE_SIZE))
+        return max(candidates, math.ceil(EF_BASE * growth / 32) * 32)
 
     def _exact(self, query: np.ndarray, k: int, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top ``k`` among ``slots`` (all live), ties by key ascending."""
