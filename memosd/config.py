@@ -111,8 +111,8 @@ class PluginsConfig:
     """Dense encoder from memosd.encoders (e.g. hash-dense); empty: no dense channel, lexical retrieval only."""
     backend: str = "numpy"
     """Vector index from memosd.backends used by the dense channel."""
-    dense_weight: float = 1.0
-    """Weight of the dense channel's reciprocal rank in fusion (the lexical channels' weighs 1)."""
+    dense_weight: float = 0.5
+    """Weight of the dense channel in score fusion: minmax(lexical) + dense_weight * minmax(cosine)."""
     timeout_s: float = 5.0
     """Longest one plugin call (import, encode, search) may run before the plugin is marked failed and bypassed."""
 

@@ -27,7 +27,7 @@ from ..config import LimitsConfig
 from ..events import EventBus
 from ..plugins import vectors as vector_store
 from ..plugins.dense import DenseChannel
-from ..plugins.fusion import fuse_ranks
+from ..plugins.fusion import fuse_scores
 from ..retrieval import EncoderIdentity, HybridIndex, RetrievalConfig
 from ..logs import get_logger
 from ..store import keys
@@ -277,7 +277,7 @@ class Engine(Validation, Records):
         dense = self.dense.search(state, query, depth, mask)
         if not dense:  # no usable dense channel here, or nothing similar: plain lexical scores
             return state.index.search(query, k, mask)
-        return fuse_ranks(state.index.search(query, depth, mask), dense, k, self.dense.weight)
+        return fuse_scores(state.index.search(query, depth, mask), dense, k, self.dense.weight)
 
     def encode(self, args: m.EncodeArgs) -> m.EncodeResult:
         self._check_batch(len(args.texts), "texts")

@@ -70,7 +70,7 @@ class DenseChannel:
         self.registry = registry
         self.encoder: GuardedEncoder = registry.encoder
         self.weight = max(float(registry.config.dense_weight), 0.0)
-        """Fusion weight of the dense channel's ranks (see fusion.fuse_ranks)."""
+        """Fusion weight of the dense channel's min-max scaled similarities (see fusion.fuse_scores)."""
         self.env = env
         self.writer = writer
         self.namespaces: dict = {}

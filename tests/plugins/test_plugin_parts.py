@@ -10,7 +10,7 @@ import pytest
 from memosd.config import PluginsConfig
 from memosd.plugins import BACKENDS, ENCODERS, Encoder, VectorBackend
 from memosd.plugins.builtin import HashDenseEncoder, NumpyBackend
-from memosd.plugins.fusion import fuse_ranks
+from memosd.plugins.fusion import fuse_scores
 from memosd.plugins.guard import PluginError, Worker, check_vectors
 from memosd.plugins.registry import PluginRegistry
 from memosd.retrieval import Hit
@@ -43,14 +43,15 @@ def test_numpy_backend_replace_remove_mask_and_ties():
     assert backend.search(np.array([1, 0], np.float32), 3, allowed)[0].tolist() == [3]
 
 
-def test_rank_fusion_reports_channels_and_is_stable():
-    lexical = [Hit(4, 2.0, ("bm25",)), Hit(9, 1.0, ("bm25", "hash"))]
-    dense = [(9, 0.9), (1, 0.8)]
-    fused = fuse_ranks(lexical, dense, 3)
-    assert [h.slot for h in fused] == [9, 4, 1]
+def test_score_fusion_reports_channels_and_is_stable():
+    lexical = [Hit(4, 2.0, ("bm25",)), Hit(9, 1.5, ("bm25", "hash")), Hit(7, 1.0, ("hash",))]
+    dense = [(9, 0.9), (1, 0.8), (4, 0.1)]
+    fused = fuse_scores(lexical, dense, 4, 1.0)
+    # 9: 0.5 + 1.0, 4: 1.0 + 0.0, 1: 0.875, 7: 0.0 (each list min-max scaled).
+    assert [h.slot for h in fused] == [9, 4, 1, 7]
     assert fused[0].channels == ("bm25", "hash", "dense") and fused[2].channels == ("dense",)
     # Equal fused scores: lexical order first, then slot.
-    assert [h.slot for h in fuse_ranks([Hit(8, 1.0, ("bm25",))], [(2, 0.5)], 2)] == [8, 2]
+    assert [h.slot for h in fuse_scores([Hit(8, 1.0, ("bm25",))], [(2, 0.5)], 2, 1.0)] == [8, 2]
 
 
 def test_worker_reports_errors_and_hangs():
