@@ -50,6 +50,9 @@ class HybridIndex:
         self._hash = HashChannel(self.config.hash_norm_exponent)
         self._live = np.zeros(1024, dtype=bool)
         self._count = 0
+        self._with_hash = bool(self.config.hash_weight)
+        """A zero hash weight skips the hash channel's postings entirely (the memory tiers keep
+        hashed vectors per page instead, under the residency budget)."""
 
     def __len__(self) -> int:
         return self._count
@@ -81,14 +84,16 @@ class HybridIndex:
             for slot, text in zip(slots, texts):
                 terms = self._tokenizer.terms(text)
                 self._bm25.add_one(slot, terms)
-                self._hash.add_one(slot, *self._encoder.query(terms))
+                if self._with_hash:
+                    self._hash.add_one(slot, *self._encoder.query(terms))
         else:
             for start in range(0, len(slots), _CHUNK):
                 chunk = slice(start, start + _CHUNK)
                 batch = TermBatch([self._tokenizer.terms(text) for text in texts[chunk]])
                 slot_array = np.asarray(slots[chunk], dtype=np.int64)
                 self._bm25.add_batch(slot_array, batch)
-                self._hash.add_batch(slot_array, self._encoder.features(batch))
+                if self._with_hash:
+                    self._hash.add_batch(slot_array, self._encoder.features(batch))
         self._live[slots] = True
         self._count += len(slots)
 
@@ -110,7 +115,8 @@ class HybridIndex:
             raise ValueError("duplicate slots")
         term_lists = [self._tokenizer.terms(text) for text in texts]
         self._bm25.remove_many(list(zip(slots, term_lists)))
-        self._hash.remove_many([(slot, self._encoder.query(terms)[0]) for slot, terms in zip(slots, term_lists)])
+        if self._with_hash:
+            self._hash.remove_many([(slot, self._encoder.query(terms)[0]) for slot, terms in zip(slots, term_lists)])
         for slot, text, terms in zip(slots, texts, term_lists):
             # Caches would otherwise keep the purged document's words.
             self._tokenizer.forget(text)
@@ -144,6 +150,34 @@ class HybridIndex:
             for slot, value in zip(slots.tolist(), values.tolist())
         ]
 
+    def fused_scores(self, query: str) -> np.ndarray:
+        """Every slot's fused score for ``query`` as ``search`` ranks them (each channel scaled to
+        a maximum of 1, then weighted and summed); padded past the highest slot."""
+        terms = self._tokenizer.terms(query)
+        total = np.zeros(padded_size(len(self._live)), dtype=np.float32)
+        if not terms or not self._count:
+            return total
+        channels = [(self.config.bm25_weight, self._bm25.contributions(terms))]
+        if self._with_hash and self.config.hash_weight:
+            channels.append((self.config.hash_weight, self._hash.contributions(*self._encoder.query(terms))))
+        for weight, postings in channels:
+            scores = self._scores(postings, None)
+            top = scores.max()
+            if weight and top > 0:
+                total += (weight / top) * scores
+        return total
+
+    def bm25_scores(self, query: str, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Raw BM25 score of every slot for ``query`` (float32, zero where disallowed or unmatched).
+
+        The array is padded past the highest slot (see ranking.padded_size).
+        """
+        allowed = _checked_mask(allowed)
+        terms = self._tokenizer.terms(query)
+        if not terms or not self._count:
+            return np.zeros(padded_size(len(self._live)), dtype=np.float32)
+        return self._scores(self._bm25.contributions(terms), allowed)
+
     def search_vector(
         self, vector: np.ndarray, limit: int, allowed: np.ndarray | None = None
     ) -> list[Hit]:
@@ -153,6 +187,8 @@ class HybridIndex:
         ranking equals that of ``search``'s hash channel.
         """
         allowed = _checked_mask(allowed)
+        if not self._with_hash:
+            raise ValueError("this index has no hash channel (hash_weight = 0)")
         vector = np.asarray(vector, dtype=np.float32)
         if vector.shape != (self.config.hash_dim,):
             raise ValueError(f"vector must have shape ({self.config.hash_dim},)")
