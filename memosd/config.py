@@ -118,6 +118,59 @@ class PluginsConfig:
 
 
 @dataclass(slots=True)
+class TiersConfig:
+    """Memory tiers, residency budget and the background scheduler (see docs/tiers.md)."""
+
+    stm_capacity: int = 8
+    """Newest turns kept per (namespace, session) in short-term memory before they are paged."""
+    stm_idle_s: float = 900.0
+    """A session with no new turn for this long has its short-term turns paged too."""
+    page_max_turns: int = 8
+    """A page closes when it holds this many turns."""
+    page_min_turns: int = 3
+    """Below this size a page takes the next turn of its session without the similarity test."""
+    page_gap_s: float = 1800.0
+    """A turn more than this much later than the page's last turn (event time, else write time) starts a new page."""
+    page_continuity: float = 0.02
+    """A turn joins a page of page_min_turns or more only if its cosine to the page's turns is at least this."""
+    page_close_s: float = 3600.0
+    """An open page whose session got no new turn for this long is closed (and can be consolidated)."""
+    heat_half_life_s: float = 86400.0
+    """Heat halves every this many seconds without a hit."""
+    heat_size_weight: float = 0.25
+    """Weight of ln(1 + turns) in a page's heat."""
+    cold_heat: float = 0.1
+    """A consolidated page whose heat falls below this is demoted to long-term; a hit above hot_heat promotes it back."""
+    hot_heat: float = 1.0
+    budget_bytes: int = 256 * 1024 * 1024
+    """RAM allowed for evictable per-page vectors over all namespaces; 0 = no limit."""
+    min_available_bytes: int = 256 * 1024 * 1024
+    """If the machine's available memory falls below this, pages are evicted down to half the budget."""
+    policy: str = "extractive"
+    """Consolidation policy: the built-in "extractive" or a memosd.policies plugin (falls back to extractive)."""
+    policy_timeout_s: float = 180.0
+    """Longest one plugin policy call may take before the page is consolidated with the built-in policy."""
+    consolidate: bool = True
+    """Turn closed pages into long-term knowledge in the background."""
+    tick_s: float = 0.25
+    """Scheduler period; each tick does a bounded amount of work."""
+    tick_turns: int = 2048
+    """Most short-term turns paged per tick."""
+    tick_pages: int = 16
+    """Most pages consolidated per tick."""
+    candidate_pages: int = 8
+    """Pages taken from the coarse index per query (the fine stage also takes the pages of the best lexical hits)."""
+    candidate_lexical: int = 20
+    """Best lexical hits whose pages join the fine stage."""
+    page_weight: float = 0.4
+    """Weight of a turn's page score (coarse) in its final score."""
+    neighbor_weight: float = 0.15
+    """Weight of the adjacent turns' scores in a turn's final score (conversation context)."""
+    knowledge_weight: float = 0.0
+    """Weight of consolidated facts' scores on their source turns."""
+
+
+@dataclass(slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreSection = field(default_factory=StoreSection)
@@ -127,6 +180,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    tiers: TiersConfig = field(default_factory=TiersConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -199,7 +253,7 @@ def load_config(
             continue
         rest = name[len("MEMOSD_"):].lower()
         section, _, key = rest.partition("_")
-        if section in ("server", "store", "limits", "security", "events", "metrics", "log", "plugins") and key:
+        if section in ("server", "store", "limits", "security", "events", "metrics", "log", "plugins", "tiers") and key:
             _apply(config, section, key, value, f"environment {name}")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")

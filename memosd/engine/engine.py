@@ -23,17 +23,20 @@ from memosd_client.protocol.errors import (
     TooLargeError,
 )
 
-from ..config import LimitsConfig
+from ..config import LimitsConfig, TiersConfig
 from ..events import EventBus
 from ..plugins import vectors as vector_store
 from ..plugins.dense import DenseChannel
 from ..plugins.fusion import fuse_scores
 from ..retrieval import EncoderIdentity, HybridIndex, RetrievalConfig
+from ..retrieval.ranking import padded_size
 from ..logs import get_logger
 from ..store import keys
 from ..store.environment import Environment
 from ..store.writer import WriterThread
-from .namespace import NamespaceState
+from ..tiers.manager import TierManager
+from ..tiers.search import TwoStage
+from .namespace import TIER_NAMES, NamespaceState
 from .records import Records, decode_memory, encode_memory
 from .registry import Allocator, check_namespace
 from .validation import Validation
@@ -56,6 +59,7 @@ class Engine(Validation, Records):
         retrieval: RetrievalConfig | None = None,
         events: EventBus | None = None,
         dense: DenseChannel | None = None,
+        tiers: TierManager | None = None,
     ):
         self.env = env
         self.events = events or EventBus()
@@ -64,6 +68,8 @@ class Engine(Validation, Records):
         self.retrieval = retrieval
         self.dense = dense
         """The dense channel of a configured, loaded encoder plugin; None: lexical retrieval only."""
+        self.tiers = tiers or TierManager(env, TiersConfig(), retrieval)
+        """Pages, residency and knowledge of every namespace (the scheduler works on it in the background)."""
         self.allocator = Allocator(env)
         self.namespaces: dict[str, NamespaceState] = {}
         self._memories = env.dbs["memories"]
@@ -84,7 +90,9 @@ class Engine(Validation, Records):
         loaded = 0
         with self.env.read() as txn:
             for name, ns_id in Allocator.all_namespaces(txn, self.env.dbs["namespaces"]):
-                state = NamespaceState(name, ns_id, self.retrieval)
+                state = NamespaceState(name, ns_id, self.tiers, self.retrieval)
+                pages, facts = self.tiers.read_pages(txn, ns_id)
+                page_of_id = state.tiers.load_pages(pages)
                 cursor = txn.cursor(db=self._memories)
                 prefix = keys.ns_prefix(ns_id)
                 chunk: list[m.Memory] = []
@@ -100,12 +108,13 @@ class Engine(Validation, Records):
                             log.error("unreadable record skipped", namespace=name, key=key.hex(), error=str(exc))
                             continue
                         if len(chunk) == 4096:
-                            state.add_many(chunk)
+                            state.add_many(chunk, page_of_id)
                             loaded += len(chunk)
                             chunk = []
                             if progress is not None:
                                 progress(loaded)
-                state.add_many(chunk)
+                state.add_many(chunk, page_of_id)
+                state.tiers.finish_load(facts)
                 loaded += len(chunk)
                 self.namespaces[name] = state
         if self.dense is not None:
@@ -129,7 +138,7 @@ class Engine(Validation, Records):
     def _ensure_state(self, name: str, ns_id: int) -> NamespaceState:
         state = self.namespaces.get(name)
         if state is None or state.ns_id != ns_id:
-            state = self.namespaces[name] = NamespaceState(name, ns_id, self.retrieval)
+            state = self.namespaces[name] = NamespaceState(name, ns_id, self.tiers, self.retrieval)
         return state
 
     # ------------------------------------------------------------------ remember
@@ -200,7 +209,7 @@ class Engine(Validation, Records):
     def get(self, namespace: str, args: m.GetArgs) -> m.GetResult:
         self._check_ids(args.ids)
         state = self._state(namespace)
-        found = {} if state is None else self._read(state.ns_id, args.ids)
+        found = {} if state is None else self._tiered(state, self._read(state.ns_id, args.ids))
         return m.GetResult(
             memories=[found[i] for i in args.ids if i in found],
             missing=[i for i in args.ids if i not in found],
@@ -218,7 +227,7 @@ class Engine(Validation, Records):
             include_superseded=args.include_superseded,
         )
         ids, next_cursor = state.ids_in_order(mask, args.cursor, args.limit)
-        found = self._read(state.ns_id, ids)
+        found = self._tiered(state, self._read(state.ns_id, ids))
         return m.ListResult(memories=[found[i] for i in ids if i in found], next_cursor=next_cursor)
 
     def recall(self, namespace: str, args: m.RecallArgs) -> m.RecallResult:
@@ -253,15 +262,19 @@ class Engine(Validation, Records):
         if state is None:
             return m.RecallResult(hits=[], took_us=(time.perf_counter_ns() - started) // 1000)
         mask = state.mask(args.filters, as_of=args.as_of, include_forgotten=args.include_forgotten)
+        search = TwoStage(state.tiers, self.tiers.hash_weight)
+        faults = state.tiers.counters.faults
         if vector is not None:
-            hits = state.index.search_vector(vector, args.k, mask)
+            hits = search.search_vector(vector, args.k, mask, padded_size(state.table.size))
         else:
-            hits = self._search_text(state, args.query, args.k, mask)
+            hits = self._search_text(state, search, args.query, args.k, mask)
+        if state.tiers.counters.faults != faults:
+            self.tiers.enforce_budget()  # pages faulted in for this query: back under the budget now
         # Slots are reused after purges and renumbered at start: equal scores are ordered by id.
         id_of = state.table.ids
         hits = sorted(hits, key=lambda h: (-h.score, int(id_of[h.slot])))
         ids = [int(id_of[h.slot]) for h in hits]
-        found = self._read(state.ns_id, ids)
+        found = self._tiered(state, self._read(state.ns_id, ids))
         out = [
             m.RecallHit(memory=found[i], score=float(h.score), rank=rank, matched=list(h.channels))
             for rank, (i, h) in enumerate(zip(ids, hits), start=1)
@@ -269,15 +282,28 @@ class Engine(Validation, Records):
         ]
         return m.RecallResult(hits=out, took_us=(time.perf_counter_ns() - started) // 1000)
 
-    def _search_text(self, state: NamespaceState, query: str, k: int, mask: np.ndarray):
-        """Lexical hits, rank-fused with the dense channel's when the namespace has one."""
+    def _search_text(self, state: NamespaceState, search: TwoStage, query: str, k: int, mask: np.ndarray):
+        """Two-stage hits across the tiers, score-fused with the dense channel's when the namespace has one."""
+        bm25 = state.index.bm25_scores(query, mask)
         if self.dense is None:
-            return state.index.search(query, k, mask)
+            return search.search(query, k, mask, bm25)
         depth = max(k, DENSE_DEPTH)
         dense = self.dense.search(state, query, depth, mask)
-        if not dense:  # no usable dense channel here, or nothing similar: plain lexical scores
-            return state.index.search(query, k, mask)
-        return fuse_scores(state.index.search(query, depth, mask), dense, k, self.dense.weight)
+        if not dense:  # no usable dense channel here, or nothing similar: the tiers' scores alone
+            return search.search(query, k, mask, bm25)
+        return fuse_scores(search.search(query, depth, mask, bm25), dense, k, self.dense.weight)
+
+    @staticmethod
+    def _tiered(state: NamespaceState, found: dict[int, m.Memory]) -> dict[int, m.Memory]:
+        """Memories with their current tier (kept in RAM by the tiers, not rewritten into records)."""
+        tiers, slot_of = state.table.tier, state.slot_of
+        for memory_id, mem in found.items():
+            slot = slot_of.get(memory_id)
+            if slot is not None:
+                tier = TIER_NAMES[tiers[slot]]
+                if tier != mem.tier:
+                    found[memory_id] = msgspec.structs.replace(mem, tier=tier)
+        return found
 
     def encode(self, args: m.EncodeArgs) -> m.EncodeResult:
         self._check_batch(len(args.texts), "texts")
@@ -427,6 +453,10 @@ class Engine(Validation, Records):
                     if mem.idempotency_key is not None:
                         txn.delete(keys.idempotency_key(ns_id, mem.idempotency_key), db=self._idem)
                     removed[mem.id] = mem
+            if removed:
+                state = self.namespaces.get(name)
+                self.tiers.purge_in_txn(txn, state.tiers if state is not None and state.ns_id == ns_id else None,
+                                        ns_id, list(removed))
             return ns_id, list(removed.values()), missing
 
         def apply(result):
@@ -452,6 +482,7 @@ class Engine(Validation, Records):
             keys.delete_prefix(txn, self._idem, keys.ns_prefix(ns_id))
             vector_store.delete_namespace(txn, self._vectors, ns_id)
             vector_store.delete_record(txn, self.env.dbs["meta"], ns_id)
+            self.tiers.drop_namespace_in_txn(txn, ns_id)
             self.allocator.drop(txn, name, ns_id)
             return ns_id, purged
 
@@ -460,6 +491,8 @@ class Engine(Validation, Records):
             state = self.namespaces.get(name)
             if state is not None and state.ns_id == ns_id:
                 del self.namespaces[name]
+            if ns_id is not None:
+                self.tiers.forget_namespace(ns_id)
             if ns_id is not None and self.dense is not None:
                 self.dense.drop_namespace(ns_id)
             if ns_id is not None:

@@ -7,6 +7,7 @@ another namespace's data.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -17,20 +18,25 @@ from ..retrieval import HybridIndex, RetrievalConfig
 from .slots import INF, Interner, SlotTable
 
 TIERS = {"stm": 0, "mtm": 1, "ltm": 2}
+TIER_NAMES = tuple(TIERS)
 
 
 class NamespaceState:
     """Everything the engine keeps in RAM for one namespace."""
 
-    def __init__(self, name: str, ns_id: int, retrieval: RetrievalConfig | None = None):
+    def __init__(self, name: str, ns_id: int, tiers, retrieval: RetrievalConfig | None = None):
+        """``tiers`` is the TierManager that gives this namespace its TierState."""
         self.name = name
         self.ns_id = ns_id
         self.table = SlotTable()
-        self.index = HybridIndex(retrieval)
+        # The lexical index keeps BM25 over every turn; the hashed n-gram vectors live with the
+        # tiers, per page, under the residency budget.
+        self.index = HybridIndex(dataclasses.replace(retrieval or RetrievalConfig(), hash_weight=0.0))
         self.slot_of: dict[int, int] = {}
         self.sessions = Interner()
         self.sources = Interner()
         self.tag_slots: dict[str, set[int]] = {}
+        self.tiers = tiers.create(name, ns_id, self.table, self.slot_of, self.sessions)
         self._bytes: int | None = None
         self._bytes_at = 0.0
 
@@ -40,10 +46,15 @@ class NamespaceState:
         """Index one stored version (new, imported or loaded at start)."""
         self.add_many([mem])
 
-    def add_many(self, mems: list[Memory]) -> None:
-        """Index stored versions together: the hybrid index is much cheaper per document in batches."""
+    def add_many(self, mems: list[Memory], page_of_id: dict[int, int] | None = None) -> None:
+        """Index stored versions together: the hybrid index is much cheaper per document in batches.
+
+        ``page_of_id`` (at load) places memories in their stored pages; new ones join short-term memory.
+        """
         slots = [self._add_row(mem) for mem in mems]
         self.index.add_many(slots, [mem.text for mem in mems])
+        if mems:
+            self.tiers.add(slots, mems, page_of_id)
 
     def _add_row(self, mem: Memory) -> int:
         t = self.table
@@ -84,6 +95,9 @@ class NamespaceState:
         """Hard purge of several versions; the index is updated in one pass."""
         slots, texts = [], []
         t = self.table
+        known = [mem for mem in mems if mem.id in self.slot_of]
+        if known:
+            self.tiers.remove([self.slot_of[mem.id] for mem in known], known)
         for mem in mems:
             slot = self.slot_of.pop(mem.id, None)
             if slot is None:
@@ -190,6 +204,7 @@ class NamespaceState:
     def resident_bytes(self) -> int:
         now = time.monotonic()
         if self._bytes is None or now - self._bytes_at > self.BYTES_REFRESH_S:
-            self._bytes = self.table.nbytes() + self.index.resident_bytes() + 64 * len(self.slot_of)
+            self._bytes = (self.table.nbytes() + self.index.resident_bytes() + 64 * len(self.slot_of)
+                           + self.tiers.always_resident_bytes() + self.tiers.block_bytes)
             self._bytes_at = now
         return self._bytes

@@ -16,10 +16,11 @@ INF = np.inf
 class Interner:
     """Maps strings (sessions, sources, tags) to small ints for vectorised filters."""
 
-    __slots__ = ("codes",)
+    __slots__ = ("codes", "values")
 
     def __init__(self) -> None:
         self.codes: dict[str, int] = {}
+        self.values: list[str] = []
 
     def code(self, value: str | None) -> int:
         if value is None:
@@ -27,7 +28,12 @@ class Interner:
         got = self.codes.get(value)
         if got is None:
             got = self.codes[value] = len(self.codes)
+            self.values.append(value)
         return got
+
+    def value(self, code: int) -> str | None:
+        """The string of a code (None for -1, the code of None)."""
+        return self.values[code] if 0 <= code < len(self.values) else None
 
     def lookup(self, value: str) -> int | None:
         return self.codes.get(value)

@@ -20,7 +20,7 @@ from memosd_client.protocol.messages import PluginInfo
 
 from ..config import PluginsConfig
 from ..logs import get_logger
-from .api import BACKENDS, ENCODERS, GROUPS
+from .api import BACKENDS, ENCODERS, GROUPS, POLICIES
 from .builtin import NumpyBackend
 from .guard import PluginError, Worker, check_search, check_vectors
 
@@ -29,6 +29,7 @@ log = get_logger("memosd.plugins")
 BUILTINS = {
     (ENCODERS, "hash-dense"): "memosd.plugins.builtin:HashDenseEncoder",
     (BACKENDS, "numpy"): "memosd.plugins.builtin:NumpyBackend",
+    (POLICIES, "extractive"): "memosd.tiers.extractive:ExtractivePolicy",
 }
 """memosd's own plugins, also declared as entry points in its pyproject; listed here so a stale
 install (entry points not regenerated) still finds them."""
@@ -245,6 +246,36 @@ class PluginRegistry:
         if not record.ok:
             self._backend_record, self._backend_worker, self._backend_factory = None, None, NumpyBackend
             log.warning("using the built-in numpy backend instead", failed=name)
+
+    def use_builtin(self, group: str, name: str) -> None:
+        """Show a built-in the daemon uses without loading it through the registry as loaded."""
+        record = self.records.get((group, name))
+        if record is not None:
+            record.status = "loaded"
+
+    def load_policy(self, name: str, timeout_s: float):
+        """(policy, its worker) for a memosd.policies plugin, or (None, None) when it cannot be used.
+
+        The policy is constructed on its own worker thread under ``timeout_s``; the caller runs
+        ``consolidate`` on the same worker and falls back to the built-in policy on any failure.
+        """
+        record, ep = self._selected(POLICIES, name)
+        if ep is None:
+            return None, None
+        worker = Worker(f"policy-{name}", timeout_s)
+        try:
+            policy = worker.call(lambda: ep.load()())
+            for attr in ("name", "version"):
+                if not isinstance(getattr(policy, attr, None), str):
+                    raise PluginError(f"policy {name} has no valid {attr!r} (str)")
+            if not callable(getattr(policy, "consolidate", None)):
+                raise PluginError(f"policy {name} has no consolidate(page) method")
+        except PluginError as exc:
+            record.fail(f"load: {exc}")
+            return None, None
+        record.version, record.status = str(policy.version), "loaded"
+        log.info("consolidation policy loaded", plugin=name, version=record.version)
+        return policy, worker
 
     # ------------------------------------------------------------------ use
 

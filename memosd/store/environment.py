@@ -21,7 +21,8 @@ import msgspec
 SCHEMA_VERSION = 1
 """Version of the on-disk layout written by this memosd."""
 
-SUBDATABASES = (b"meta", b"namespaces", b"memories", b"idempotency", b"principals", b"vectors")
+SUBDATABASES = (b"meta", b"namespaces", b"memories", b"idempotency", b"principals", b"vectors",
+                b"pages", b"knowledge")
 
 
 class StoreError(Exception):

@@ -1,0 +1,1 @@
+"""Memory tiers: pages, heat, residency, consolidation and the scheduler."""

@@ -1,0 +1,129 @@
+"""Fine structures: the hashed n-gram vectors of turns, kept per page so pages can leave RAM.
+
+A turn's vector is the hash encoder's (bucket, weight) cells divided by
+``norm ** norm_exponent`` (the flat index's hash channel stores exactly the
+same numbers). A query scores sum_b q_b * idf_b * d_b, with IDF from document
+frequencies over *all* turns of the namespace (resident or not), so a page's
+scores do not depend on what else happens to be in RAM: evicting pages never
+changes an answer, it only makes the next query that needs them fault them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..retrieval.hashing import HashEncoder
+from ..retrieval.term_batch import TermBatch
+from ..retrieval.tokenizer import Tokenizer
+
+_BLOCK_OVERHEAD = 3 * 112 + 64
+"""Bytes of Python and numpy headers per block, counted so many tiny blocks are not undercounted."""
+
+Row = tuple[np.ndarray, np.ndarray]
+"""One turn's (buckets int32, stored weights float32)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FineBlock:
+    """The vectors of one unit's turns as flat cells: cell i belongs to slot ``slots[i]``."""
+
+    slots: np.ndarray
+    buckets: np.ndarray
+    weights: np.ndarray
+
+    @staticmethod
+    def of(slots: Sequence[int], rows: Sequence[Row]) -> "FineBlock":
+        if not rows:
+            empty = np.zeros(0, dtype=np.int32)
+            return FineBlock(empty, empty, np.zeros(0, dtype=np.float32))
+        return FineBlock(
+            np.repeat(np.asarray(slots, dtype=np.int32), [len(b) for b, _ in rows]),
+            np.concatenate([b for b, _ in rows]),
+            np.concatenate([w for _, w in rows]),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return self.slots.nbytes + self.buckets.nbytes + self.weights.nbytes + _BLOCK_OVERHEAD
+
+
+class Featurizer:
+    """Text -> stored hash-channel rows, with the same tokenizer and encoder as the flat index."""
+
+    def __init__(self, hash_dim: int, bigram_weight: float, norm_exponent: float):
+        self.tokenizer = Tokenizer()
+        self.encoder = HashEncoder(hash_dim, bigram_weight)
+        self.dim = hash_dim
+        self.norm_exponent = norm_exponent
+
+    def rows(self, texts: Sequence[str]) -> list[Row]:
+        """Stored rows of ``texts`` (a text without terms gets an empty row)."""
+        if not texts:
+            return []
+        batch = TermBatch([self.tokenizer.terms(t) for t in texts])
+        rows, buckets, weights = self.encoder.features(batch)
+        norms = np.sqrt(np.bincount(rows, weights * weights, minlength=len(texts)))
+        stored = (weights / np.where(norms[rows] > 0, norms[rows], 1.0) ** self.norm_exponent).astype(np.float32)
+        bounds = np.searchsorted(rows, np.arange(len(texts) + 1))
+        buckets = buckets.astype(np.int32)
+        return [(buckets[a:b], stored[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def query(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(buckets, weights) of a query, unnormalised (as the flat hash channel queries)."""
+        return self.encoder.query(self.tokenizer.terms(text))
+
+    def forget(self, texts: Iterable[str]) -> None:
+        """Drop purged texts' words from the caches."""
+        for text in texts:
+            terms = self.tokenizer.terms(text)
+            self.tokenizer.forget(text)
+            self.encoder.forget(terms)
+
+
+class DocumentFrequencies:
+    """Per-bucket document counts over every turn of a namespace, for the IDF of fine scores."""
+
+    def __init__(self, dim: int):
+        self.df = np.zeros(dim, dtype=np.int64)
+        self.n_docs = 0
+
+    def add(self, rows: Iterable[Row], sign: int = 1) -> None:
+        for buckets, _ in rows:
+            self.df[buckets] += sign
+            self.n_docs += sign
+
+    def query_vector(self, buckets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Dense q_b * idf_b over all buckets (zero where the query has no weight)."""
+        out = np.zeros(len(self.df), dtype=np.float32)
+        if len(buckets):
+            df = self.df[buckets].astype(np.float64)
+            idf = np.log1p((self.n_docs - df + 0.5) / (df + 0.5))
+            # A bucket no resident or evicted turn has contributes nothing either way.
+            out[buckets] = (weights * np.where(df > 0, idf, 0.0)).astype(np.float32)
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return self.df.nbytes
+
+
+def score_blocks(blocks: Iterable[FineBlock], qvec: np.ndarray, size: int) -> np.ndarray:
+    """Sum of q·d per slot over the given blocks, as a float32 array of ``size`` slots."""
+    scores = np.zeros(size, dtype=np.float32)
+    blocks = [b for b in blocks if len(b.slots)]
+    if blocks:
+        slots = np.concatenate([b.slots for b in blocks])
+        buckets = np.concatenate([b.buckets for b in blocks])
+        weights = np.concatenate([b.weights for b in blocks])
+        np.add.at(scores, slots, qvec[buckets] * weights)
+    return scores
+
+
+def row_nbytes(row: Row) -> int:
+    return row[0].nbytes + row[1].nbytes + 2 * 112
+
+
+__all__ = ["DocumentFrequencies", "Featurizer", "FineBlock", "Row", "row_nbytes", "score_blocks"]

@@ -1,0 +1,198 @@
+"""The tiers of every namespace: loading them, keeping them consistent with purges, the budget.
+
+The scheduler (scheduler.py) drives page formation, consolidation, heat and
+eviction through this object; the engine calls it on load, purge and recall.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import lmdb
+import numpy as np
+import psutil
+
+from ..config import TiersConfig
+from ..logs import get_logger
+from ..retrieval import RetrievalConfig
+from ..store import keys
+from ..store.environment import Environment
+from . import records
+from .fine import Featurizer
+from .heat import heat
+from .records import FactRecord, PageRecord
+from .state import TIER_LTM, TIER_MTM, TierState
+
+log = get_logger("memosd.tiers")
+
+
+class TierManager:
+    """Owns one TierState per namespace and the shared residency budget."""
+
+    def __init__(self, env: Environment, cfg: TiersConfig, retrieval: RetrievalConfig | None = None):
+        self.env = env
+        self.cfg = cfg
+        retrieval = retrieval or RetrievalConfig()
+        self.hash_weight = retrieval.hash_weight
+        self.featurizer = Featurizer(retrieval.hash_dim, retrieval.bigram_weight, retrieval.hash_norm_exponent)
+        self.states: dict[int, TierState] = {}
+        self._pages = env.dbs["pages"]
+        self._knowledge = env.dbs["knowledge"]
+        self._memories = env.dbs["memories"]
+        self.load_room = [cfg.budget_bytes if cfg.budget_bytes > 0 else 1 << 62]
+        self.pressure_evictions = 0
+
+    # ------------------------------------------------------------------ namespaces
+
+    def create(self, name: str, ns_id: int, table, slot_of, sessions) -> TierState:
+        def load_texts(ids: Sequence[int]) -> dict[int, str]:
+            return self.read_texts(ns_id, ids)
+
+        state = TierState(name, ns_id, table, slot_of, sessions, self.cfg, self.featurizer, load_texts)
+        state.load_room = self.load_room
+        self.states[ns_id] = state
+        return state
+
+    def forget_namespace(self, ns_id: int) -> None:
+        self.states.pop(ns_id, None)
+
+    def read_texts(self, ns_id: int, ids: Sequence[int]) -> dict[int, str]:
+        from ..engine.records import decode_memory
+
+        out = {}
+        with self.env.read() as txn:
+            for memory_id in ids:
+                raw = txn.get(keys.memory_key(ns_id, memory_id), db=self._memories)
+                if raw is not None:
+                    out[memory_id] = decode_memory(raw).text
+        return out
+
+    def read_pages(self, txn: lmdb.Transaction, ns_id: int) -> tuple[list[PageRecord], dict[int, list[FactRecord]]]:
+        """A namespace's stored pages and facts (an unreadable record is skipped and logged)."""
+        pages, facts = [], {}
+        prefix = keys.ns_prefix(ns_id)
+        for db, decode, sink in ((self._pages, records.decode_page, pages), (self._knowledge, records.decode_fact, None)):
+            cursor = txn.cursor(db=db)
+            if not cursor.set_range(prefix):
+                continue
+            for key, raw in cursor:
+                if not key.startswith(prefix):
+                    break
+                try:
+                    record = decode(raw)
+                except Exception as exc:  # noqa: BLE001 - a damaged record must not stop the daemon
+                    log.error("unreadable tier record skipped", key=key.hex(), error=str(exc))
+                    continue
+                if sink is not None:
+                    sink.append(record)
+                else:
+                    facts.setdefault(record.page, []).append(record)
+        return pages, facts
+
+    def read_facts(self, ns_id: int, page_id: int) -> list[FactRecord]:
+        prefix = records.fact_prefix(ns_id, page_id)
+        out = []
+        with self.env.read() as txn:
+            cursor = txn.cursor(db=self._knowledge)
+            if cursor.set_range(prefix):
+                for key, raw in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    out.append(records.decode_fact(raw))
+        return out
+
+    # ------------------------------------------------------------------ purge, inside the write transaction
+
+    def purge_in_txn(self, txn: lmdb.Transaction, state: TierState | None, ns_id: int, ids: Sequence[int]) -> None:
+        """Remove purged memories from the stored pages that hold them and drop those pages' knowledge
+        (it may quote them); the scheduler consolidates the pages again."""
+        if state is None:
+            return
+        purged = set(ids)
+        for page_id in sorted(state.pages_holding(ids, state.slot_of)):
+            key = records.page_key(ns_id, page_id)
+            raw = txn.get(key, db=self._pages)
+            if raw is None:
+                continue
+            page = records.decode_page(raw)
+            keys.delete_prefix(txn, self._knowledge, records.fact_prefix(ns_id, page_id))
+            page.members = [i for i in page.members if i not in purged]
+            page.consolidated, page.policy, page.summary, page.keywords, page.entities, page.facts = (
+                False, "", "", [], [], 0)
+            if page.members:
+                txn.put(key, records.encode(page), db=self._pages)
+            else:
+                txn.delete(key, db=self._pages)
+
+    def drop_namespace_in_txn(self, txn: lmdb.Transaction, ns_id: int) -> None:
+        prefix = keys.ns_prefix(ns_id)
+        keys.delete_prefix(txn, self._pages, prefix)
+        keys.delete_prefix(txn, self._knowledge, prefix)
+
+    # ------------------------------------------------------------------ residency
+
+    def resident_bytes(self) -> int:
+        """Bytes of page vectors resident over all namespaces (what the budget limits)."""
+        return sum(state.block_bytes for state in self.states.values())
+
+    def target_bytes(self) -> int | None:
+        """How far eviction must go now: the budget, or half of it under memory pressure; None = no limit."""
+        budget = self.cfg.budget_bytes
+        if self.cfg.min_available_bytes > 0 and psutil.virtual_memory().available < self.cfg.min_available_bytes:
+            return (budget or self.resident_bytes()) // 2
+        return budget if budget > 0 else None
+
+    def enforce_budget(self, target: int | None = None, now: float | None = None) -> int:
+        """Evict the coldest resident pages until under ``target`` (default: target_bytes()); returns pages evicted."""
+        target = self.target_bytes() if target is None else target
+        if target is None:
+            return 0
+        excess = self.resident_bytes() - target
+        if excess <= 0:
+            return 0
+        now = time.time() if now is None else now
+        candidates = []
+        for state in self.states.values():
+            ids = list(state.blocks)
+            if not ids:
+                continue
+            pages = [state.pages[i] for i in ids]
+            values = heat([p.hits for p in pages], [p.touched_at for p in pages], [len(p.members) for p in pages],
+                          now, self.cfg.heat_half_life_s, self.cfg.heat_size_weight)
+            candidates.extend(zip(values.tolist(), [state.ns_id] * len(ids), ids))
+        candidates.sort()
+        evicted = 0
+        for _, ns_id, page_id in candidates:
+            if excess <= 0:
+                break
+            excess -= self.states[ns_id].evict(page_id)
+            evicted += 1
+        return evicted
+
+    # ------------------------------------------------------------------ heat and tiers
+
+    def retier(self, now: float) -> None:
+        """Demote consolidated pages that went cold to long-term memory (promotion happens on hits)."""
+        for state in self.states.values():
+            for page_id, page in state.pages.items():
+                slots = state.page_slots.get(page_id)
+                if not slots or not page.consolidated:
+                    continue
+                current = int(state.table.tier[slots[0]])
+                cold = state.page_heat(page, now) < self.cfg.cold_heat
+                if cold and current != TIER_LTM:
+                    state.set_tier(page_id, TIER_LTM)
+                    state.counters.demotions += 1
+                elif not cold and current == TIER_LTM and state.page_heat(page, now) >= self.cfg.hot_heat:
+                    state.set_tier(page_id, TIER_MTM)
+                    state.counters.promotions += 1
+
+    def heat_percentiles(self, state: TierState, now: float) -> list[float]:
+        """Heat at the 50th, 90th and 99th percentiles of a namespace's pages (empty without pages)."""
+        pages = list(state.pages.values())
+        if not pages:
+            return []
+        values = heat([p.hits for p in pages], [p.touched_at for p in pages], [len(p.members) for p in pages],
+                      now, self.cfg.heat_half_life_s, self.cfg.heat_size_weight)
+        return [round(float(v), 4) for v in np.percentile(values, [50, 90, 99])]

@@ -1,0 +1,103 @@
+"""Running consolidation policies off the request path, with a fallback that always answers.
+
+The built-in ``extractive`` policy runs in a separate process (a one-worker
+process pool): it is CPU-bound Python, and on the daemon's own interpreter it
+would hold the GIL against requests. A plugin policy (an LLM client, say)
+mostly waits on I/O and runs on its own guarded thread under
+``tiers.policy_timeout_s``; when it raises, hangs or returns something invalid
+the page is consolidated by the built-in policy instead, and the failure is
+counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from ..logs import get_logger
+from ..plugins.api import Consolidation, PageView
+from ..plugins.guard import PluginError, Worker
+from .extractive import ExtractivePolicy, consolidate_page
+
+log = get_logger("memosd.tiers.policy")
+
+MAX_SUMMARY = 2000
+MAX_FACTS = 256
+MAX_FACT_TEXT = 4000
+
+
+class InvalidConsolidation(ValueError):
+    """A policy's answer that memosd will not store."""
+
+
+def validate(result: object, page: PageView) -> Consolidation:
+    """Check a policy's answer against the page: types, sizes, and provenance among the page's turns."""
+    if not isinstance(result, Consolidation):
+        raise InvalidConsolidation(f"expected a Consolidation, got {type(result).__name__}")
+    ids = {turn.id for turn in page.turns}
+    if not isinstance(result.summary, str) or len(result.summary) > MAX_SUMMARY:
+        raise InvalidConsolidation(f"summary must be a str of at most {MAX_SUMMARY} characters")
+    if len(result.facts) > MAX_FACTS:
+        raise InvalidConsolidation(f"{len(result.facts)} facts; at most {MAX_FACTS}")
+    for fact in result.facts:
+        if not isinstance(fact.text, str) or not fact.text or len(fact.text) > MAX_FACT_TEXT:
+            raise InvalidConsolidation("a fact's text must be a non-empty str of at most 4000 characters")
+        if not fact.sources or not set(fact.sources) <= ids:
+            raise InvalidConsolidation(f"fact {fact.text[:40]!r} cites {list(fact.sources)}, not turns of the page")
+    for entity in result.entities:
+        if not isinstance(entity.name, str) or not set(entity.sources) <= ids:
+            raise InvalidConsolidation(f"entity {entity.name!r} cites turns outside the page")
+    if not all(isinstance(k, str) for k in result.keywords):
+        raise InvalidConsolidation("keywords must be strings")
+    return result
+
+
+class PolicyRunner:
+    """Consolidates pages with the configured policy, falling back to the built-in one."""
+
+    def __init__(self, name: str, registry=None, timeout_s: float = 180.0):
+        self.builtin = ExtractivePolicy()
+        self.builtin_name = f"{self.builtin.name}/{self.builtin.version}"
+        self.plugin = None
+        self.plugin_name = ""
+        self._worker: Worker | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        if name and name != self.builtin.name and registry is not None:
+            self.plugin, self._worker = registry.load_policy(name, timeout_s)
+            if self.plugin is not None:
+                self.plugin_name = f"{self.plugin.name}/{self.plugin.version}"
+        if registry is not None:
+            registry.use_builtin("memosd.policies", self.builtin.name)  # the fallback is always in use
+
+    @property
+    def name(self) -> str:
+        return self.plugin_name or self.builtin_name
+
+    async def consolidate(self, page: PageView) -> tuple[Consolidation, str, bool]:
+        """(result, name/version of the policy that produced it, whether the configured policy failed)."""
+        if self.plugin is not None and self._worker is not None:
+            try:
+                result = await asyncio.to_thread(self._worker.call, self.plugin.consolidate, page)
+                return validate(result, page), self.plugin_name, False
+            except (PluginError, InvalidConsolidation, Exception) as exc:  # noqa: BLE001 - any plugin failure
+                log.warning("consolidation policy failed; built-in policy used", policy=self.plugin_name,
+                            page=page.page_id, error=str(exc)[:500])
+        return validate(await self._builtin(page), page), self.builtin_name, self.plugin is not None
+
+    async def _builtin(self, page: PageView) -> Consolidation:
+        loop = asyncio.get_running_loop()
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return await loop.run_in_executor(self._pool, consolidate_page, page)
+        except BrokenProcessPool:
+            # The worker process died (OOM killer, say): go on in a thread and start a new pool next time.
+            self._pool = None
+            return await asyncio.to_thread(consolidate_page, page)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

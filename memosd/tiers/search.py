@@ -1,0 +1,174 @@
+"""Two-stage retrieval across the tiers.
+
+Stage 1 (coarse, always resident) picks the units worth a close look:
+the ``candidate_pages`` best units of the coarse index (pages and short-term
+rings, each one document of its turns), the units of the ``candidate_lexical``
+best lexical (BM25) hits, the units of the best knowledge facts, and every
+short-term ring (STM is always searched).
+
+Stage 2 (fine) scores the turns of those units with the hashed n-gram vectors
+(faulting non-resident pages in) and fuses, per turn:
+
+    final = bm25_n + hash_weight * hash_n
+          + page_weight * unit_n                      (the coarse score of the turn's page or ring)
+          + neighbor_weight * (base of the previous + base of the next turn of its unit)
+          + knowledge_weight * fact_n                 (best fact citing the turn)
+
+where ``_n`` means scaled to a maximum of 1 over what the query may see and
+``base`` is the first line. Turns outside the candidates keep their BM25 part.
+Which units are candidates never depends on what is resident, so eviction
+cannot change an answer.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..retrieval import Hit
+from ..retrieval.ranking import restrict, top_fused
+from .fine import score_blocks
+from .state import TierState
+
+KNOWLEDGE_FACTS = 10
+"""Facts taken from the knowledge index per query."""
+
+
+def _scaled(scores: np.ndarray) -> np.ndarray:
+    top = scores.max() if len(scores) else 0.0
+    return scores / top if top > 0 else scores
+
+
+def _top_keys(scores: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the best ``limit`` positive scores (ties: lowest index)."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > limit:
+        values = scores[positive]
+        floor = np.partition(values, len(values) - limit)[len(values) - limit]
+        positive = positive[values >= floor]  # the limit-th value and everything tied with it
+        positive = positive[np.lexsort((positive, -scores[positive]))[:limit]]
+    return positive
+
+
+class TwoStage:
+    """Runs one query against one namespace's tiers."""
+
+    def __init__(self, tiers: TierState, hash_weight: float):
+        self.tiers = tiers
+        self.hash_weight = hash_weight
+
+    def candidates(self, coarse: np.ndarray, lexical: np.ndarray, fact_units: set[int]) -> list[int]:
+        tiers, cfg = self.tiers, self.tiers.cfg
+        key_of = tiers.coarse.key_of
+        units = {key_of[d] for d in _top_keys(coarse, cfg.candidate_pages).tolist() if d in key_of} | fact_units
+        for slot in _top_keys(lexical, cfg.candidate_lexical).tolist():
+            units.add(int(tiers.unit_of[slot]))
+        units.update(-2 - code for code in tiers.rings)
+        units.discard(0)
+        return sorted(u for u in units if u < 0 or u in tiers.pages)
+
+    def search(self, query: str, k: int, allowed: np.ndarray, bm25: np.ndarray) -> list[Hit]:
+        """Best ``k`` turns for a text query; ``bm25`` is the lexical index's raw scores (padded)."""
+        tiers, cfg = self.tiers, self.tiers.cfg
+        tiers.refresh()
+        tiers.counters.queries += 1
+        size = len(bm25)
+        mask = np.zeros(size, dtype=bool)
+        mask[: len(allowed)] = allowed[:size]
+        lexical = _scaled(bm25)
+        coarse = self._coarse_scores(query)
+        fact_boost, fact_units = self._knowledge(query, size)
+        units = self.candidates(coarse, lexical, fact_units)
+        faults = tiers.counters.faults
+        blocks = [tiers.stm_block()] + [tiers.block(u) for u in units if u > 0]
+        if tiers.counters.faults != faults:
+            tiers.counters.fault_queries += 1
+        qvec = tiers.df.query_vector(*tiers.feat.query(query))
+        fine = score_blocks(blocks, qvec, size)
+        restrict(fine, mask)
+        fine = _scaled(fine)
+        base = lexical + self.hash_weight * fine
+        final = base.copy()
+        top_unit = coarse.max() if len(coarse) else 0.0
+        doc_of = tiers.coarse.slot_of
+        for unit in units:
+            members = tiers.unit_members(unit)
+            if not members:
+                continue
+            idx = np.asarray(members, dtype=np.int64)
+            if cfg.page_weight and top_unit > 0:
+                doc = doc_of.get(unit)
+                if doc is not None:
+                    final[idx] += cfg.page_weight * coarse[doc] / top_unit
+            if cfg.neighbor_weight and len(idx) > 1:
+                around = np.zeros(len(idx), dtype=np.float32)
+                around[1:] += base[idx[:-1]]
+                around[:-1] += base[idx[1:]]
+                final[idx] += cfg.neighbor_weight * around
+        if fact_boost is not None:
+            final += cfg.knowledge_weight * fact_boost
+        restrict(final, mask)
+        slots, values = top_fused([(1.0, final)], k, normalise=False)
+        hits = []
+        for slot, value in zip(slots.tolist(), values.tolist()):
+            channels = tuple(name for name, scores in (("bm25", bm25), ("hash", fine)) if scores[slot] > 0)
+            hits.append(Hit(slot, value, channels or ("page",)))
+        self._touch(hits)
+        return hits
+
+    def search_vector(self, vector: np.ndarray, k: int, allowed: np.ndarray, size: int) -> list[Hit]:
+        """Best ``k`` turns for a vector in the hash space: coarse by the units' hash documents, fine exact."""
+        tiers, cfg = self.tiers, self.tiers.cfg
+        tiers.refresh()
+        tiers.counters.queries += 1
+        buckets = np.flatnonzero(vector)
+        coarse = np.zeros(0, dtype=np.float32)
+        if len(tiers.coarse):
+            hits = tiers.coarse.index.search_vector(vector, cfg.candidate_pages)
+            coarse = np.zeros(max((h.slot for h in hits), default=-1) + 1, dtype=np.float32)
+            for hit in hits:
+                coarse[hit.slot] = hit.score
+        units = self.candidates(coarse, np.zeros(0, dtype=np.float32), set())
+        blocks = [tiers.stm_block()] + [tiers.block(u) for u in units if u > 0]
+        qvec = tiers.df.query_vector(buckets, vector[buckets].astype(np.float64))
+        scores = score_blocks(blocks, qvec, size)
+        mask = np.zeros(size, dtype=bool)
+        mask[: len(allowed)] = allowed[:size]
+        restrict(scores, mask)
+        slots, values = top_fused([(1.0, scores)], k, normalise=False)
+        hits = [Hit(s, v, ("hash",)) for s, v in zip(slots.tolist(), values.tolist())]
+        self._touch(hits)
+        return hits
+
+    def _coarse_scores(self, query: str) -> np.ndarray:
+        """Fused coarse score of every unit document (indexed by document slot)."""
+        coarse = self.tiers.coarse
+        if not len(coarse):
+            return np.zeros(0, dtype=np.float32)
+        return coarse.index.fused_scores(query)
+
+    def _knowledge(self, query: str, size: int) -> tuple[np.ndarray | None, set[int]]:
+        tiers, cfg = self.tiers, self.tiers.cfg
+        if not len(tiers.knowledge):
+            return None, set()
+        hits = tiers.knowledge.index.search(query, KNOWLEDGE_FACTS)
+        if not hits:
+            return None, set()
+        boost = np.zeros(size, dtype=np.float32) if cfg.knowledge_weight else None
+        units: set[int] = set()
+        top = hits[0].score
+        for hit in hits:
+            page_id, sources = tiers.fact_sources[tiers.knowledge.key_of[hit.slot]]
+            units.add(page_id)
+            if boost is None:
+                continue
+            for slot in (tiers.slot_of.get(i) for i in sources):
+                if slot is not None and slot < size:
+                    boost[slot] = max(boost[slot], hit.score / top)
+        return boost, units
+
+    def _touch(self, hits: list[Hit]) -> None:
+        tiers = self.tiers
+        pages = {int(tiers.unit_of[h.slot]) for h in hits}
+        tiers.touch((p for p in pages if p > 0), time.time())

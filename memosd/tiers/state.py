@@ -1,0 +1,427 @@
+"""One namespace's tiers in RAM: short-term rings, pages, their fine vectors, coarse and knowledge indexes.
+
+Every memory (stored version) of a namespace belongs to exactly one *unit*:
+its session's short-term ring (STM) or a page (MTM/LTM). Units are what the
+coarse index ranks and what the fine stage scores. Unit keys are ints: a page
+is its page id (> 0); a session's ring is -(2 + session code) (< 0).
+
+What is always resident: the slot table, the lexical (BM25) index over every
+turn, the rings with their vectors, the coarse index over units, the
+knowledge index, page records and document frequencies. What the budget
+governs: the fine vectors of pages (``blocks``), faulted in from the store on
+demand and evicted coldest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from memosd_client.protocol.messages import Memory
+
+from ..retrieval import HybridIndex, RetrievalConfig
+from ..retrieval.postings import grown
+from .fine import DocumentFrequencies, Featurizer, FineBlock, Row, row_nbytes
+from .heat import heat, touched
+from .records import FactRecord, PageRecord
+
+TIER_STM, TIER_MTM, TIER_LTM = 0, 1, 2
+
+TextLoader = Callable[[Sequence[int]], dict[int, str]]
+"""Memory ids -> their stored texts (read from the store), for faults and coarse documents."""
+
+
+def ring_unit(session_code: int) -> int:
+    return -(2 + session_code)
+
+
+class Counters:
+    """Lifetime counters of one namespace's tiers (reset at restart)."""
+
+    __slots__ = ("faults", "evictions", "promotions", "demotions", "pages_formed", "consolidated",
+                 "policy_failures", "fault_queries", "queries")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class DocTable:
+    """Documents of a small HybridIndex keyed by arbitrary ints, with reusable doc slots."""
+
+    def __init__(self, config: RetrievalConfig):
+        self.index = HybridIndex(config)
+        self.slot_of: dict[int, int] = {}
+        self.key_of: dict[int, int] = {}
+        self._free: list[int] = []
+
+    def put(self, key: int, text: str, old_text: str | None) -> None:
+        """Index ``text`` under ``key``, replacing its previous document (whose text was ``old_text``)."""
+        self.drop(key, old_text)
+        slot = self._free.pop() if self._free else len(self.slot_of)
+        self.index.add(slot, text)
+        self.slot_of[key] = slot
+        self.key_of[slot] = key
+
+    def drop(self, key: int, old_text: str | None) -> None:
+        slot = self.slot_of.pop(key, None)
+        if slot is None:
+            return
+        self.index.remove(slot, old_text if old_text is not None else "")
+        del self.key_of[slot]
+        self._free.append(slot)
+
+    def __len__(self) -> int:
+        return len(self.slot_of)
+
+
+class TierState:
+    """The tiers of one namespace. Runs on the event loop thread (the scheduler's decisions too)."""
+
+    def __init__(self, name: str, ns_id: int, table, slot_of: dict[int, int], sessions, cfg,
+                 featurizer: Featurizer, load_texts: TextLoader):
+        self.name = name
+        self.ns_id = ns_id
+        self.table = table
+        self.sessions = sessions
+        self.slot_of = slot_of
+        """The namespace's memory id -> slot map (shared, owned by NamespaceState)."""
+        self.cfg = cfg
+        self.feat = featurizer
+        self.load_texts = load_texts
+        self.df = DocumentFrequencies(featurizer.dim)
+        self.unit_of = np.zeros(1024, dtype=np.int64)
+        self.rings: dict[int, list[int]] = {}
+        self.stm_rows: dict[int, Row] = {}
+        self.stm_text: dict[int, str] = {}
+        self._stm_block: FineBlock | None = None
+        self.pages: dict[int, PageRecord] = {}
+        self.page_slots: dict[int, list[int]] = {}
+        self.open_page: dict[int, int] = {}
+        """Session code -> the page that session's next paged turn may join."""
+        self.blocks: dict[int, FineBlock] = {}
+        self.block_bytes = 0
+        self.next_page_id = 1
+        self.coarse = DocTable(RetrievalConfig())
+        self.knowledge = DocTable(RetrievalConfig(hash_weight=0.0))
+        self.fact_sources: dict[int, tuple[int, list[int]]] = {}
+        """Knowledge doc key -> (page id, source memory ids)."""
+        self.fact_text: dict[int, str] = {}
+        self.page_facts: dict[int, list[int]] = {}
+        self._next_fact_key = 0
+        self._ring_doc: dict[int, str] = {}
+        self._dirty_rings: set[int] = set()
+        self.dirty_heat: set[int] = set()
+        self._loading: dict[int, tuple[list, list, list]] = {}
+        self.pending: dict[int, int] = {}
+        """Memory id -> page id of page assignments submitted to the writer and not yet applied;
+        purges read it (on the writer thread) so a page being formed cannot keep a purged turn."""
+        self.counters = Counters()
+        self.load_room = [1 << 62]
+        """Bytes of page vectors a load may still make resident (a list shared by the manager)."""
+
+    # ------------------------------------------------------------------ membership
+
+    def load_pages(self, pages: Iterable[PageRecord]) -> dict[int, int]:
+        """Stored pages, before their memories are loaded; returns memory id -> page id."""
+        page_of_id = {}
+        for page in pages:
+            self.pages[page.id] = page
+            self.next_page_id = max(self.next_page_id, page.id + 1)
+            for memory_id in page.members:
+                page_of_id.setdefault(memory_id, page.id)  # a turn in two pages (never written) keeps the first
+        return page_of_id
+
+    def finish_load(self, facts: dict[int, list[FactRecord]]) -> None:
+        """After every memory is loaded: drop members that no longer exist, index pages and facts."""
+        for page_id in list(self.pages):
+            page = self.pages[page_id]
+            slots = self.page_slots.get(page_id, [])
+            if len(slots) != len(page.members):
+                present = {int(self.table.ids[s]) for s in slots}
+                page.members = [i for i in page.members if i in present]
+            if not page.members:
+                del self.pages[page_id]
+                continue
+            pending = self._loading.pop(page_id, None)
+            if pending is not None:  # members seen but the page never completed (purged members)
+                self._complete_load(page, *pending)
+            if not page.closed:
+                code = -1 if page.session is None else self.sessions.code(page.session)
+                self.open_page[code] = page_id
+            if page_id in facts:
+                self.install_knowledge(page, facts[page_id])
+        self._loading = {}
+
+    def _complete_load(self, page: PageRecord, texts: list[str], slots: list[int], rows: list[Row]) -> None:
+        self.coarse.put(page.id, "\n".join(texts), None)
+        if self.load_room[0] > 0:
+            self._set_block(page.id, FineBlock.of(slots, rows))
+            self.load_room[0] -= self.blocks[page.id].nbytes
+
+    def add(self, slots: Sequence[int], mems: Sequence[Memory], page_of_id: dict[int, int] | None = None) -> None:
+        """New (or loaded) versions: each joins its page (at load) or its session's ring."""
+        rows = self.feat.rows([mem.text for mem in mems])
+        self.df.add(rows)
+        self.unit_of = grown(self.unit_of, max(slots, default=-1) + 1)
+        for slot, mem, row in zip(slots, mems, rows):
+            page_id = page_of_id.get(mem.id) if page_of_id else None
+            if page_id is not None and page_id in self.pages:
+                page = self.pages[page_id]
+                self.page_slots.setdefault(page_id, []).append(slot)
+                self.unit_of[slot] = page_id
+                self.table.tier[slot] = self._page_tier(page)
+                texts, page_slots, page_rows = self._loading.setdefault(page_id, ([], [], []))
+                texts.append(mem.text)
+                page_slots.append(slot)
+                page_rows.append(row)
+                if len(texts) == len(page.members):
+                    self._complete_load(page, *self._loading.pop(page_id))
+                continue
+            code = int(self.table.session[slot])
+            self.rings.setdefault(code, []).append(slot)
+            self.stm_rows[slot] = row
+            self.stm_text[slot] = mem.text
+            self.unit_of[slot] = ring_unit(code)
+            self.table.tier[slot] = TIER_STM
+            self._dirty_rings.add(code)
+        self._stm_block = None
+
+    def remove(self, slots: Sequence[int], mems: Sequence[Memory]) -> set[int]:
+        """Purged versions leave their unit, the frequencies and the caches; returns the pages touched."""
+        texts = {mem.id: mem.text for mem in mems}
+        pages: set[int] = set()
+        for slot, mem in zip(slots, mems):
+            unit = int(self.unit_of[slot])
+            self.unit_of[slot] = 0
+            if unit < 0:
+                code = -unit - 2
+                ring = self.rings.get(code, [])
+                if slot in ring:
+                    ring.remove(slot)
+                self.stm_rows.pop(slot, None)
+                self.stm_text.pop(slot, None)
+                self._dirty_rings.add(code)
+            elif unit > 0 and unit in self.pages:
+                pages.add(unit)
+                members = self.page_slots.get(unit, [])
+                if slot in members:
+                    members.remove(slot)
+                page = self.pages[unit]
+                old_text = self._page_text(page, texts)
+                page.members = [i for i in page.members if i != mem.id]
+                if page.members:
+                    self._refresh_page_doc(page, old_text)
+                else:
+                    self.coarse.drop(unit, old_text)
+        for page_id in pages:
+            self._drop_block(page_id)
+            self.clear_knowledge(page_id)
+            page = self.pages[page_id]
+            page.consolidated, page.summary, page.keywords, page.entities, page.facts = False, "", [], [], 0
+            if not page.members:
+                del self.pages[page_id]
+                self.page_slots.pop(page_id, None)
+                self.dirty_heat.discard(page_id)
+                for code, open_id in list(self.open_page.items()):
+                    if open_id == page_id:
+                        del self.open_page[code]
+        self.df.add(self.feat.rows([mem.text for mem in mems]), sign=-1)
+        self.feat.forget(texts.values())
+        self._stm_block = None
+        return pages
+
+    def pages_holding(self, ids: Iterable[int], slot_of: dict[int, int]) -> set[int]:
+        """Pages that hold (or are being given) any of these memory ids. Safe from the writer thread."""
+        found = set()
+        for memory_id in ids:
+            page_id = self.pending.get(memory_id)
+            if page_id is None:
+                slot = slot_of.get(memory_id)
+                unit = int(self.unit_of[slot]) if slot is not None and slot < len(self.unit_of) else 0
+                page_id = unit if unit > 0 else None
+            if page_id is not None:
+                found.add(page_id)
+        return found
+
+    # ------------------------------------------------------------------ pages
+
+    def install_page(self, page: PageRecord, slots: list[int], rows: list[Row] | None, moved_from_stm: bool) -> None:
+        """Put a formed or extended page in place (after its record is committed)."""
+        old = self.pages.get(page.id)
+        old_text = None if old is None else self._page_text(old)
+        self.pages[page.id] = page
+        self.next_page_id = max(self.next_page_id, page.id + 1)
+        members = self.page_slots.setdefault(page.id, [])
+        for slot in slots:
+            if moved_from_stm:
+                code = int(self.table.session[slot])
+                ring = self.rings.get(code, [])
+                if slot in ring:
+                    ring.remove(slot)
+                self.stm_rows.pop(slot, None)
+                self.stm_text.pop(slot, None)
+                self._dirty_rings.add(code)
+            members.append(slot)
+            self.unit_of[slot] = page.id
+            self.table.tier[slot] = TIER_MTM
+        if rows is not None:
+            previous = self.blocks.get(page.id)
+            merged_slots = ([] if previous is None else [previous]) + [FineBlock.of(slots, rows)]
+            self._set_block(page.id, _concat(merged_slots))
+        else:
+            self._drop_block(page.id)
+        self._stm_block = None
+        self._refresh_page_doc(page, old_text)
+        code = -1 if page.session is None else self.sessions.code(page.session)
+        if not page.closed:
+            self.open_page[code] = page.id
+        elif self.open_page.get(code) == page.id:
+            del self.open_page[code]
+
+    def _refresh_page_doc(self, page: PageRecord, old_text: str | None) -> None:
+        if page.members:
+            self.coarse.put(page.id, self._page_text(page), old_text)
+
+    def _page_text(self, page: PageRecord, extra: dict[int, str] | None = None) -> str:
+        texts = self.load_texts(page.members)
+        if extra:
+            texts = {**extra, **texts}
+        return "\n".join(texts[i] for i in page.members if i in texts)
+
+    def _page_tier(self, page: PageRecord) -> int:
+        return TIER_LTM if page.consolidated and self.page_heat(page) < self.cfg.cold_heat else TIER_MTM
+
+    def page_heat(self, page: PageRecord, now: float | None = None) -> float:
+        import time
+
+        return float(heat(page.hits, page.touched_at, len(page.members), time.time() if now is None else now,
+                          self.cfg.heat_half_life_s, self.cfg.heat_size_weight))
+
+    def touch(self, page_ids: Iterable[int], now: float) -> None:
+        """A recall returned turns of these pages: one hit each (heat.py), promotion if they got hot."""
+        for page_id in page_ids:
+            page = self.pages.get(page_id)
+            if page is None:
+                continue
+            page.hits = touched(page.hits, page.touched_at, now, self.cfg.heat_half_life_s)
+            page.touched_at = now
+            self.dirty_heat.add(page_id)
+            if self.table.tier[self.page_slots[page_id][0]] == TIER_LTM and self.page_heat(page, now) >= self.cfg.hot_heat:
+                self.set_tier(page_id, TIER_MTM)
+                self.counters.promotions += 1
+
+    def set_tier(self, page_id: int, tier: int) -> None:
+        slots = self.page_slots.get(page_id)
+        if slots:
+            self.table.tier[np.asarray(slots, dtype=np.int64)] = tier
+
+    # ------------------------------------------------------------------ residency
+
+    def block(self, page_id: int) -> FineBlock:
+        """The page's fine vectors, faulted in from the store if they are not resident."""
+        block = self.blocks.get(page_id)
+        if block is None:
+            page = self.pages[page_id]
+            texts = self.load_texts(page.members)
+            slots_by_id = dict(zip(page.members, self.page_slots.get(page_id, [])))
+            ids = [i for i in page.members if i in texts and i in slots_by_id]
+            block = FineBlock.of([slots_by_id[i] for i in ids], self.feat.rows([texts[i] for i in ids]))
+            self._set_block(page_id, block)
+            self.counters.faults += 1
+        return block
+
+    def _set_block(self, page_id: int, block: FineBlock) -> None:
+        self._drop_block(page_id)
+        self.blocks[page_id] = block
+        self.block_bytes += block.nbytes
+
+    def _drop_block(self, page_id: int) -> bool:
+        block = self.blocks.pop(page_id, None)
+        if block is not None:
+            self.block_bytes -= block.nbytes
+        return block is not None
+
+    def evict(self, page_id: int) -> int:
+        """Drop a page's fine vectors from RAM (its text and record stay in the store); returns bytes freed."""
+        block = self.blocks.get(page_id)
+        if block is None:
+            return 0
+        self._drop_block(page_id)
+        self.counters.evictions += 1
+        return block.nbytes
+
+    def stm_block(self) -> FineBlock:
+        if self._stm_block is None:
+            slots = list(self.stm_rows)
+            self._stm_block = FineBlock.of(slots, [self.stm_rows[s] for s in slots])
+        return self._stm_block
+
+    # ------------------------------------------------------------------ knowledge
+
+    def install_knowledge(self, page: PageRecord, facts: list[FactRecord]) -> None:
+        """A page's consolidation is committed: index its facts (replacing earlier ones)."""
+        self.clear_knowledge(page.id)
+        self.pages[page.id] = page
+        keys = []
+        for fact in facts:
+            key = self._next_fact_key
+            self._next_fact_key += 1
+            text = fact_document(fact, page)
+            self.knowledge.put(key, text, None)
+            self.fact_text[key] = text
+            self.fact_sources[key] = (page.id, list(fact.sources))
+            keys.append(key)
+        self.page_facts[page.id] = keys
+
+    def clear_knowledge(self, page_id: int) -> None:
+        for key in self.page_facts.pop(page_id, []):
+            self.knowledge.drop(key, self.fact_text.pop(key, ""))
+            self.fact_sources.pop(key, None)
+
+    # ------------------------------------------------------------------ coarse documents
+
+    def refresh(self) -> None:
+        """Re-index the coarse documents of rings that changed (lazily, before a search or a tick)."""
+        for code in self._dirty_rings:
+            ring = self.rings.get(code, [])
+            old = self._ring_doc.pop(code, None)
+            if ring:
+                text = "\n".join(self.stm_text[s] for s in ring if s in self.stm_text)
+                self.coarse.put(ring_unit(code), text, old)
+                self._ring_doc[code] = text
+            else:
+                self.coarse.drop(ring_unit(code), old)
+                self.rings.pop(code, None)
+        self._dirty_rings.clear()
+
+    def unit_members(self, unit: int) -> list[int]:
+        return self.rings.get(-unit - 2, []) if unit < 0 else self.page_slots.get(unit, [])
+
+    # ------------------------------------------------------------------ accounting
+
+    def stm_bytes(self) -> int:
+        return sum(row_nbytes(row) for row in self.stm_rows.values()) + sum(len(t) + 49 for t in self.stm_text.values())
+
+    def always_resident_bytes(self) -> int:
+        """Coarse and knowledge indexes, frequencies, rings, page records: what eviction cannot drop."""
+        return (self.coarse.index.resident_bytes() + self.knowledge.index.resident_bytes() + self.df.nbytes
+                + self.unit_of.nbytes + self.stm_bytes() + 400 * len(self.pages)
+                + sum(len(t) + 49 for t in self.fact_text.values()))
+
+
+def fact_document(fact: FactRecord, page: PageRecord) -> str:
+    """The text a fact is found by: the fact, its resolved date, and its page's keywords."""
+    date = fact.meta.get("date") if isinstance(fact.meta, dict) else None
+    return " ".join(part for part in (fact.text, str(date) if date else "", " ".join(page.keywords)) if part)
+
+
+def _concat(blocks: list[FineBlock]) -> FineBlock:
+    if len(blocks) == 1:
+        return blocks[0]
+    return FineBlock(np.concatenate([b.slots for b in blocks]), np.concatenate([b.buckets for b in blocks]),
+                     np.concatenate([b.weights for b in blocks]))
