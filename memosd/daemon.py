@@ -23,7 +23,7 @@ import psutil
 
 from memosd_client.protocol import PROTOCOL_VERSION
 from memosd_client.protocol import messages as m
-from memosd_client.protocol.errors import UnsupportedVersionError
+from memosd_client.protocol.errors import NotFoundError, UnsupportedVersionError
 
 from . import __version__
 from .config import Config, ConfigError
@@ -43,6 +43,10 @@ from .server.handlers import build_handlers
 from .server.server import Server
 from .service.notify import Notifier, watchdog_interval
 from .store import Environment, StoreConfig, WriterThread
+from .tiers import report as tier_report
+from .tiers.manager import TierManager
+from .tiers.policy import PolicyRunner
+from .tiers.scheduler import Scheduler
 
 log = get_logger("memosd.daemon")
 
@@ -70,7 +74,11 @@ class Daemon:
         self.plugins = PluginRegistry(config.plugins)
         self.plugins.load()
         self.dense = DenseChannel(self.plugins, self.env, self.writer) if self.plugins.encoder else None
-        self.engine = Engine(self.env, self.writer, config.limits, events=self.events, dense=self.dense)
+        self.tiers = TierManager(self.env, config.tiers)
+        self.engine = Engine(self.env, self.writer, config.limits, events=self.events, dense=self.dense,
+                             tiers=self.tiers)
+        self.scheduler = Scheduler(self.tiers, self.writer,
+                                   PolicyRunner(config.tiers.policy, self.plugins, config.tiers.policy_timeout_s))
         self.metrics = Metrics()
         self.keys = KeyStore(self.env, self.writer)
         self.server_keys = load_or_create_server_keys(config.data_dir / "curve" / "server.json")
@@ -159,6 +167,23 @@ class Daemon:
             backend=self.config.plugins.backend if dense else "",
             migration=dense.report() if dense else None,
         )
+
+    def tiers_info(self, args: m.TiersArgs) -> m.TiersResult:
+        """``memosd tiers``: one namespace's tiers, or every namespace's."""
+        engine = self.engine
+        if args.namespace:
+            state = engine.namespaces.get(args.namespace)
+            states = [] if state is None else [state.tiers]
+        else:
+            states = [engine.namespaces[name].tiers for name in sorted(engine.namespaces)]
+        return tier_report.tiers_result(self.tiers, self.scheduler, states)
+
+    def page_info(self, namespace: str | None, args: m.PageArgs) -> m.PageResult:
+        """``memosd show page``: one page of a namespace."""
+        state = self.engine.namespaces.get(namespace or "")
+        if state is None:
+            raise NotFoundError(f"no page {args.page} in namespace {namespace!r}")
+        return tier_report.page_result(self.tiers, state.tiers, args.page)
 
     async def keys_create(self, args: m.KeysCreateArgs) -> m.KeysCreateResult:
         record, secret = await self.keys.create(args.name, args.grants)
@@ -295,6 +320,7 @@ class Daemon:
         self.writer.start()
         if self.dense is not None:
             self.dense.start(loop)
+        self.scheduler.start(loop)
         if self.config.security.curve:
             self.authenticator = start_authenticator(self.server.ctx, self.keys)
         elif any(e.startswith("tcp://") for e in self.config.server.endpoints):
@@ -316,6 +342,7 @@ class Daemon:
         if self.mqtt is not None:  # no new ingest while draining; events of the last writes may be lost
             await self.mqtt.stop()
         await self.server.drain()
+        await self.scheduler.stop()
         if self.dense is not None:
             self.dense.stop()
         self.writer.stop()

@@ -45,6 +45,8 @@ def build_handlers(engine: Engine, daemon: Any) -> dict[str, Handler]:
         "keys_create": (lambda ns, a: daemon.keys_create(a), True),
         "keys_list": (lambda ns, a: daemon.keys_list(), False),
         "plugins": (lambda ns, a: daemon.plugins_info(), False),
+        "tiers": (lambda ns, a: daemon.tiers_info(a), False),
+        "page": (daemon.page_info, False),
         "keys_revoke": (lambda ns, a: daemon.keys_revoke(a), True),
     }
     missing = set(OPERATIONS) - set(table)

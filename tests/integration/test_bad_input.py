@@ -272,6 +272,7 @@ def _templates() -> list[bytes]:
         "recall": m.RecallArgs(query="fuzz memory", k=3, filters=m.Filters(session="s")),
         "update": m.UpdateArgs(id=1, text="fuzz memory updated"),
         "history": m.HistoryArgs(id=1),
+        "page": m.PageArgs(page=1),
         "forget": m.IdsArgs(ids=[1]),
         "unforget": m.IdsArgs(ids=[1]),
         "purge": m.PurgeArgs(ids=[2]),

@@ -184,6 +184,10 @@ class AdminClient(Client):
     def status(self) -> m.StatusResult:
         return self.request("status", m.StatusArgs())
 
+    def tiers(self, namespace: str | None = None) -> m.TiersResult:
+        """Memory tiers of one namespace or of all: turns per tier, pages, residency, heat, faults."""
+        return self.request("tiers", m.TiersArgs(namespace=namespace))
+
     def shutdown(self) -> m.ShutdownResult:
         return self.request("shutdown", m.ShutdownArgs())
 

@@ -335,6 +335,102 @@ class PluginsResult(ReplyStruct):
     migration: MigrationInfo | None = None
 
 
+class TiersArgs(Struct):
+    namespace: str | None = None
+    """One namespace; all when omitted."""
+
+
+class NamespaceTiers(ReplyStruct):
+    """One namespace's tiers: where its memories live and what the scheduler did with them."""
+
+    name: str
+    stm: int
+    """Turns in short-term rings (always resident, always searched)."""
+    mtm: int
+    """Turns in mid-term pages."""
+    ltm: int
+    """Turns in consolidated pages that went cold (long-term)."""
+    pages: int
+    open_pages: int
+    consolidated_pages: int
+    facts: int
+    resident_pages: int
+    """Pages whose vectors are in RAM."""
+    resident_bytes: int
+    """RAM of the resident page vectors (what the budget limits)."""
+    fixed_bytes: int
+    """RAM that eviction cannot free: lexical, coarse and knowledge indexes, rings, page records."""
+    heat_p50: float = 0.0
+    heat_p90: float = 0.0
+    heat_p99: float = 0.0
+    faults: int = 0
+    """Pages faulted back in since start."""
+    fault_queries: int = 0
+    """Recalls that faulted at least one page in."""
+    queries: int = 0
+    evictions: int = 0
+    promotions: int = 0
+    demotions: int = 0
+    pages_formed: int = 0
+    consolidated: int = 0
+    """Pages consolidated since start."""
+    policy_failures: int = 0
+    """Consolidations where the configured policy failed and the built-in one was used."""
+
+
+class TiersResult(ReplyStruct):
+    namespaces: list[NamespaceTiers]
+    budget_bytes: int
+    """The configured residency budget (0 = unlimited)."""
+    resident_bytes: int
+    """Page vectors resident over all namespaces."""
+    backlog: int
+    """Short-term turns waiting to be paged plus closed pages waiting to be consolidated."""
+    policy: str
+    """The consolidation policy in use (name/version)."""
+    rss_bytes: int = 0
+
+
+class PageArgs(Struct):
+    page: int
+    """A page id (``memosd tiers``, or the ``page`` of a memory in ``memosd show page``)."""
+
+
+class FactInfo(ReplyStruct):
+    text: str
+    sources: list[int]
+    """Ids of the turns the fact came from."""
+    event_time: float | None = None
+    meta: dict[str, Any] = {}
+
+
+class EntityInfo(ReplyStruct):
+    name: str
+    sources: list[int]
+
+
+class PageResult(ReplyStruct):
+    """One page: its turns, heat, residency and long-term knowledge."""
+
+    id: int
+    session: str | None
+    members: list[int]
+    first_time: float
+    last_time: float
+    tier: str
+    closed: bool
+    consolidated: bool
+    resident: bool
+    heat: float
+    hits: float
+    touched_at: float
+    policy: str = ""
+    summary: str = ""
+    keywords: list[str] = []
+    entities: list[EntityInfo] = []
+    facts: list[FactInfo] = []
+
+
 class OpStats(ReplyStruct):
     """Per-operation counters since start, and latency over the most recent requests."""
 
@@ -501,6 +597,11 @@ OPERATIONS: dict[str, Operation] = {
         Operation("plugins", PluginsArgs, PluginsResult,
                   "Installed plugins with their status and errors, and re-embedding progress (admin channel).",
                   needs_namespace=False, admin=True),
+        Operation("tiers", TiersArgs, TiersResult,
+                  "Per namespace: turns per tier, pages, resident bytes, heat percentiles, faults, evictions, "
+                  "promotions (admin channel).", needs_namespace=False, admin=True),
+        Operation("page", PageArgs, PageResult,
+                  "One page of a namespace: members, heat, residency, summary, facts and entities."),
         Operation("keys_list", KeysListArgs, KeysListResult, "List client keys and the server's public key (admin).",
                   needs_namespace=False, admin=True),
         Operation("keys_revoke", KeysRevokeArgs, KeysRevokeResult,
