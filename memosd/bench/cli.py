@@ -76,7 +76,7 @@ def cmd_eval_locomo(args) -> int:
     from rich.progress import Progress
 
     from ..testing import DaemonProcess
-    from .evaluate import evaluate
+    from .evaluate import evaluate, namespace_for, settle_daemon, tier_counters
     from .locomo import load_conversations
     from .report import print_locomo
 
@@ -90,30 +90,41 @@ def cmd_eval_locomo(args) -> int:
     ks = args.k
     daemon = None
     endpoint = args.endpoint
+    admin_endpoint = args.admin_endpoint
     say = progress_printer()
     if endpoint is None:
         say("starting a daemon on a temporary store")
-        daemon = DaemonProcess(extra_args=["--no-fsync"] if args.no_fsync else [])
+        env = dict(pair.split("=", 1) for pair in args.daemon_env)
+        if args.budget_bytes is not None:
+            env["MEMOSD_TIERS_BUDGET_BYTES"] = str(args.budget_bytes)
+        daemon = DaemonProcess(extra_args=["--no-fsync"] if args.no_fsync else [], env=env)
         try:
             daemon.start()
         except BaseException:
             daemon.cleanup()
             raise
-        endpoint = daemon.endpoint
-    from memosd_client import Client, CurveKeys
+        endpoint, admin_endpoint = daemon.endpoint, daemon.admin_endpoint
+    from memosd_client import AdminClient, Client, CurveKeys
 
     key_file = getattr(args, "key_file", None)
     curve = CurveKeys.from_file(key_file) if key_file and endpoint.startswith("tcp://") else None
     questions = sum(1 for c in conversations for q in c.questions if q.evidence)
+    namespaces = [namespace_for(c, args.prefix) for c in conversations]
     try:
         with Client(endpoint, timeout=max(args.timeout, 30.0), curve=curve) as client, \
+                AdminClient(admin_endpoint, timeout=max(args.timeout, 30.0)) as admin, \
                 Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
             tasks = {
                 "ingest": progress.add_task("ingesting", total=len(conversations)),
                 "ask": progress.add_task("asking", total=questions),
             }
-            result = evaluate(client, conversations, ks, prefix=args.prefix, keep=not args.purge_after,
-                              progress=lambda stage, n: progress.advance(tasks[stage], n))
+            result = evaluate(client, conversations, ks, prefix=args.prefix, keep=True,
+                              progress=lambda stage, n: progress.advance(tasks[stage], n),
+                              settle=settle_daemon(admin, namespaces))
+            result["daemon"].update(tier_counters(admin, namespaces))
+            if args.purge_after:
+                for namespace in namespaces:
+                    client.purge_namespace(namespace=namespace)
     finally:
         if daemon is not None:
             daemon.cleanup()
@@ -167,4 +178,8 @@ def add_bench_commands(sub, common) -> None:
     p.add_argument("--prefix", default="locomo-", help="namespace prefix (namespace = prefix + sample_id)")
     p.add_argument("--purge-after", action="store_true", help="purge the conversation namespaces afterwards")
     p.add_argument("--no-fsync", action="store_true", help="start the temporary daemon with --no-fsync")
+    p.add_argument("--budget-bytes", type=int, default=None,
+                   help="residency budget of the temporary daemon's page vectors (tiers.budget_bytes)")
+    p.add_argument("--daemon-env", action="append", default=[], metavar="MEMOSD_X=V",
+                   help="extra environment (settings) for the temporary daemon; repeatable")
     p.set_defaults(handler=cmd_eval_locomo)

@@ -76,12 +76,15 @@ def _mean(values: list[float | None]) -> float | None:
 
 def evaluate(client: Client, conversations: list[Conversation], ks: list[int], *,
              prefix: str = "locomo-", keep: bool = True,
-             progress: Callable[[str, int], None] | None = None) -> dict:
+             progress: Callable[[str, int], None] | None = None,
+             settle: Callable[[], dict] | None = None) -> dict:
     """Ingest every conversation, ask every question with evidence, and score recall@k.
 
     ``progress(stage, n)`` is called after each conversation ingested (``"ingest"``)
-    and each question asked (``"ask"``). With ``keep=False`` the namespaces are
-    purged afterwards.
+    and each question asked (``"ask"``). ``settle()`` is called between ingesting
+    and asking: it waits until the daemon's background work is done (pages formed,
+    vectors computed) and returns what to report about it. With ``keep=False`` the
+    namespaces are purged afterwards.
     """
     ks = sorted(set(ks))
     depth = max(ks)
@@ -94,6 +97,7 @@ def evaluate(client: Client, conversations: list[Conversation], ks: list[int], *
         if progress:
             progress("ingest", 1)
 
+    settled = settle() if settle is not None else None
     scores: dict[int, list[dict[int, float]]] = defaultdict(list)  # category -> per-question {k: recall}
     latencies: list[int] = []
     engine: list[int] = []
@@ -145,4 +149,39 @@ def evaluate(client: Client, conversations: list[Conversation], ks: list[int], *
     lat = summarize_ns(latencies)
     lat["engine_p50_us"] = summarize_ns(engine)["p50_us"]
     out["recall_latency"] = lat
+    if settled is not None:
+        out["daemon"] = settled
     return out
+
+
+def settle_daemon(admin, namespaces: list[str], timeout_s: float = 600.0) -> Callable[[], dict]:
+    """A ``settle`` for :func:`evaluate`: wait until the tier scheduler has no backlog and no memory
+    waits for its dense vector, then report the tiers of ``namespaces`` (pages, resident bytes)."""
+
+    def settle() -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            tiers = admin.request("tiers", m.TiersArgs())
+            plugins = admin.request("plugins", m.PluginsArgs())
+            migration = plugins.migration
+            embedding = migration is not None and (migration.queued or migration.state == "running")
+            if (tiers.backlog == 0 and not embedding) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        mine = [ns for ns in tiers.namespaces if ns.name in namespaces]
+        return {
+            "settled": tiers.backlog == 0 and not embedding,
+            "pages": sum(ns.pages for ns in mine),
+            "resident_bytes": tiers.resident_bytes,
+            "budget_bytes": tiers.budget_bytes,
+            "policy": tiers.policy,
+        }
+
+    return settle
+
+
+def tier_counters(admin, namespaces: list[str]) -> dict:
+    """Faults and evictions of ``namespaces`` so far (asked after the questions)."""
+    mine = [ns for ns in admin.request("tiers", m.TiersArgs()).namespaces if ns.name in namespaces]
+    return {name: sum(getattr(ns, name) for ns in mine)
+            for name in ("faults", "fault_queries", "queries", "evictions", "resident_pages", "pages")}

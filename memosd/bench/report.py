@@ -142,3 +142,10 @@ def print_locomo(result: dict, console: Console | None = None) -> None:
                   f"(batches of {ing['batch']}, durable unless the daemon runs --no-fsync); "
                   f"recall k={max(ks)}: p50 {_us(lat['p50_us'])}, p99 {_us(lat['p99_us'])}, "
                   f"engine p50 {_us(lat.get('engine_p50_us'))}")
+    tiers = result.get("daemon")
+    if tiers:
+        budget = tiers["budget_bytes"]
+        console.print(f"tiers: {tiers['pages']:,} pages, policy {tiers['policy']}, page vectors resident "
+                      f"{tiers['resident_bytes']:,} B (budget {budget:,} B); while asking: {tiers['faults']:,} "
+                      f"page faults in {tiers['fault_queries']:,} of {tiers['queries']:,} queries, "
+                      f"{tiers['evictions']:,} evictions")
