@@ -515,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..plugins.cli import add_plugins_command
 
     add_plugins_command(sub, common)
+    from ..tiers.cli import add_tiers_commands
+
+    add_tiers_commands(sub, common)
     from ..reliability.cli import add_reliability_commands
 
     add_reliability_commands(sub, common)

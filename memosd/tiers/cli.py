@@ -1,0 +1,77 @@
+"""``memosd tiers`` and ``memosd show page ID``: where memories live, and one page in full."""
+
+from __future__ import annotations
+
+import argparse
+
+from memosd_client import AdminClient
+from memosd_client.protocol import messages as m
+
+from ..cli.output import ExitCode, fmt_time, print_json
+
+
+def cmd_tiers(args) -> int:
+    """Per namespace: turns per tier, pages, resident bytes, heat percentiles, faults, evictions, promotions."""
+    with AdminClient(args.admin_endpoint, timeout=args.timeout) as admin:
+        result: m.TiersResult = admin.tiers(args.namespace)
+    if args.json:
+        print_json(result)
+        return ExitCode.OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("namespace", "turns stm/mtm/ltm", "pages (open, consolidated)", "resident pages, bytes",
+                  "heat p50/p90/p99", "faults, evictions", "promoted, demoted")
+    for ns in result.namespaces:
+        table.add_row(ns.name, f"{ns.stm:,} / {ns.mtm:,} / {ns.ltm:,}",
+                      f"{ns.pages:,} ({ns.open_pages:,}, {ns.consolidated_pages:,}); {ns.facts:,} facts",
+                      f"{ns.resident_pages:,}, {ns.resident_bytes:,} B (+{ns.fixed_bytes:,} B fixed)",
+                      f"{ns.heat_p50:.3g} / {ns.heat_p90:.3g} / {ns.heat_p99:.3g}",
+                      f"{ns.faults:,} ({ns.fault_queries:,} of {ns.queries:,} queries), {ns.evictions:,}",
+                      f"{ns.promotions:,}, {ns.demotions:,}")
+    console = Console()
+    console.print(table)
+    budget = f"{result.budget_bytes:,} B" if result.budget_bytes else "unlimited"
+    console.print(f"page vectors resident: {result.resident_bytes:,} B of a {budget} budget; process RSS "
+                  f"{result.rss_bytes:,} B; scheduler backlog {result.backlog:,}; policy {result.policy}")
+    return ExitCode.OK
+
+
+def cmd_show_page(args) -> int:
+    """One page: members, heat, residency, summary, keywords, entities and facts with their sources."""
+    from ..cli.main import _client  # the same connection settings (CURVE key included) as every command
+
+    with _client(args) as client:
+        page: m.PageResult = client.page(args.id)
+    if args.json:
+        print_json(page)
+        return ExitCode.OK
+    state = ("closed" if page.closed else "open") + (", consolidated by " + page.policy if page.consolidated else "")
+    print(f"page {page.id} of session {page.session!r}: {len(page.members)} turns, tier {page.tier}, {state}")
+    print(f"  time     {fmt_time(page.first_time)} .. {fmt_time(page.last_time)}")
+    print(f"  heat     {page.heat:g} (hits {page.hits:.3g}, last touched {fmt_time(page.touched_at)}); "
+          f"{'resident' if page.resident else 'not resident'}")
+    print(f"  members  {', '.join(map(str, page.members))}")
+    if page.summary:
+        print(f"  summary  {page.summary}")
+    if page.keywords:
+        print(f"  keywords {', '.join(page.keywords)}")
+    if page.entities:
+        print("  entities " + "; ".join(f"{e.name} ({', '.join(map(str, e.sources))})" for e in page.entities))
+    for fact in page.facts:
+        when = f" [{fact.meta['date']}]" if fact.meta.get("date") else ""
+        print(f"  fact     {fact.text}{when} <- {', '.join(map(str, fact.sources))}")
+    return ExitCode.OK
+
+
+def add_tiers_commands(sub, common: argparse.ArgumentParser) -> None:
+    """Add ``memosd tiers`` and ``memosd show page`` to the ``memosd`` subparsers."""
+    p = sub.add_parser("tiers", parents=[common], help="memory tiers per namespace (admin endpoint)",
+                       description=cmd_tiers.__doc__)
+    p.set_defaults(handler=cmd_tiers)
+    show = sub.add_parser("show", help="show one object of a namespace in full")
+    what = show.add_subparsers(dest="what", required=True, metavar="OBJECT")
+    p = what.add_parser("page", parents=[common], help="one page of the namespace's tiers",
+                        description=cmd_show_page.__doc__)
+    p.add_argument("id", type=int, help="page id (see `memosd tiers` or `memosd show page` of a neighbour)")
+    p.set_defaults(handler=cmd_show_page)

@@ -1,0 +1,189 @@
+"""Memory tiers through a real daemon: paging, eviction and faults, heat, purge, crashes mid-consolidation."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from memosd.testing import DaemonProcess
+from memosd_client.protocol import messages as m
+from memosd_client.protocol.errors import NotFoundError
+
+TOPICS = {
+    "pottery": "clay wheel glaze kiln bowl vase",
+    "hiking": "trail summit boots ridge forest map",
+    "cooking": "recipe oven garlic pasta sauce bread",
+    "music": "violin concert rehearsal melody choir piano",
+    "garden": "tomatoes compost seeds roses soil shovel",
+    "travel": "flight passport hotel museum train luggage",
+}
+SPEAKERS = ("Ana", "Ben")
+
+
+def conversation(sessions: int = 6, turns: int = 20, seed: int = 7) -> list[m.MemoryIn]:
+    """Sessions of turns that stay on one topic for a while, then move on (like a real chat)."""
+    rng = random.Random(seed)
+    items = []
+    topics = list(TOPICS)
+    for s in range(sessions):
+        day = 1_684_000_000 + s * 86_400 * 3
+        for t in range(turns):
+            topic = topics[(s + t // 7) % len(topics)]
+            words = rng.sample(TOPICS[topic].split(), 3)
+            speaker = SPEAKERS[t % 2]
+            items.append(m.MemoryIn(
+                text=f"{speaker}: I keep thinking about {topic}, the {words[0]} and the {words[1]} "
+                     f"near the {words[2]} (turn {s}-{t})",
+                session=f"s{s}", event_time=float(day)))
+    return items
+
+
+QUERIES = [f"{topic} {words.split()[i]}" for topic, words in TOPICS.items() for i in (0, 3)] + [
+    "turn 3-5", "the summit near the kiln", "Ben oven garlic", "Ana violin choir"]
+
+
+def settle(daemon: DaemonProcess, timeout: float = 60.0) -> m.TiersResult:
+    """Wait until the scheduler has paged and consolidated everything it will."""
+    deadline = time.monotonic() + timeout
+    with daemon.admin() as admin:
+        while True:
+            result = admin.tiers()
+            if result.backlog == 0:
+                return result
+            assert time.monotonic() < deadline, f"scheduler backlog stuck at {result.backlog}"
+            time.sleep(0.1)
+
+
+def ns_tiers(daemon: DaemonProcess, namespace: str) -> m.NamespaceTiers:
+    with daemon.admin() as admin:
+        (found,) = admin.tiers(namespace).namespaces
+    return found
+
+
+def all_pages(client, count: int) -> list[m.PageResult]:
+    """Every page of the client's namespace (ids are small integers from 1)."""
+    pages, page_id = [], 1
+    while len(pages) < count:
+        try:
+            pages.append(client.page(page_id))
+        except NotFoundError:
+            pass
+        page_id += 1
+        assert page_id < 100_000
+    return pages
+
+
+def answers(client) -> list[list[tuple[int, float]]]:
+    return [[(h.memory.id, round(h.score, 5)) for h in client.recall(q, k=10)] for q in QUERIES]
+
+
+def test_short_term_keeps_the_newest_turns_and_pages_the_rest(tmp_path):
+    with DaemonProcess(tmp_path / "store") as daemon, daemon.client(namespace="chat") as client:
+        ids = client.remember_many(conversation(sessions=2, turns=30)).ids
+        settle(daemon)
+        tiers = ns_tiers(daemon, "chat")
+        assert tiers.stm == 2 * 8 and tiers.mtm + tiers.ltm == 2 * 22
+        pages = all_pages(client, tiers.pages)
+        paged = sorted(i for p in pages for i in p.members)
+        assert paged == sorted(ids[:22] + ids[30:52])  # the oldest 22 of each session, each in one page
+        for page in pages:
+            assert 1 <= len(page.members) <= 8
+            assert page.members == list(range(page.members[0], page.members[0] + len(page.members)))
+            assert all(client.get(i).session == page.session for i in page.members)
+        assert [mem.tier for mem in client.get_many([ids[0], ids[29]]).memories] == ["mtm", "stm"]
+        newest = client.list(filters=m.Filters(tier="stm"), limit=100).memories
+        assert sorted(mem.id for mem in newest) == sorted(ids[22:30] + ids[52:60])
+
+
+def test_recall_after_eviction_returns_the_same_top_k(tmp_path):
+    store = tmp_path / "store"
+    with DaemonProcess(store) as daemon, daemon.client(namespace="chat") as client:
+        client.remember_many(conversation())
+        settle(daemon)
+        before = answers(client)
+        assert ns_tiers(daemon, "chat").faults == 0
+    # The same store with a budget no page fits in: every page is evicted, every query faults.
+    with DaemonProcess(store, env={"MEMOSD_TIERS_BUDGET_BYTES": "1"}) as daemon, \
+            daemon.client(namespace="chat") as client:
+        assert ns_tiers(daemon, "chat").resident_pages == 0
+        after = answers(client)
+        tiers = ns_tiers(daemon, "chat")
+    assert after == before
+    assert tiers.faults > 0 and tiers.evictions > 0 and tiers.resident_pages == 0
+
+
+def test_heat_decays_while_idle_and_rises_with_hits(tmp_path):
+    env = {"MEMOSD_TIERS_HEAT_HALF_LIFE_S": "2"}
+    with DaemonProcess(tmp_path / "store", env=env) as daemon, daemon.client(namespace="chat") as client:
+        client.remember_many(conversation(sessions=1, turns=20))
+        settle(daemon)
+        first = client.page(1)
+        time.sleep(2.0)
+        idle = client.page(1)
+        # Nobody touched the page: its heat halved in one half-life (computed from timestamps).
+        assert idle.hits == first.hits and idle.touched_at == first.touched_at
+        assert 0.35 < idle.heat / first.heat < 0.6
+        member = client.get(first.members[0])
+        assert client.recall(member.text, k=1)[0].memory.id == member.id
+        hit = client.page(1)
+        assert hit.hits == pytest.approx(1.0, abs=0.01) and hit.heat > first.heat
+
+
+def test_purge_removes_a_memory_from_pages_knowledge_indexes_and_caches(tmp_path):
+    with DaemonProcess(tmp_path / "store") as daemon, daemon.client(namespace="chat") as client:
+        items = conversation(sessions=1, turns=20)
+        items[3] = m.MemoryIn(text="Ana: I met Quorvathine at the pottery studio yesterday", session="s0",
+                              event_time=items[3].event_time)
+        ids = client.remember_many(items).ids
+        settle(daemon)
+        secret = ids[3]
+        page = next(p for p in all_pages(client, ns_tiers(daemon, "chat").pages) if secret in p.members)
+        assert page.consolidated and any("Quorvathine" in f.text for f in page.facts)
+        assert any(e.name == "Quorvathine" for e in page.entities)
+        assert client.recall("Quorvathine", k=3)[0].memory.id == secret
+
+        client.purge([secret])
+        for check in range(2):  # right after the purge, then after a restart on the same store
+            settle(daemon)
+            again = client.page(page.id)
+            assert secret not in again.members
+            assert again.consolidated  # consolidated again without the purged turn
+            assert all(secret not in f.sources and "Quorvathine" not in f.text for f in again.facts)
+            assert all(e.name != "Quorvathine" and secret not in e.sources for e in again.entities)
+            assert "Quorvathine" not in again.summary
+            assert client.recall("Quorvathine", k=3) == []
+            assert all(h.memory.id != secret for h in client.recall("pottery studio yesterday", k=20))
+            if check == 0:
+                daemon.restart()
+
+
+def test_kill_during_consolidation_leaves_a_consistent_complete_store(tmp_path):
+    # Slow the scheduler to a few pages per tick so the kill lands mid-consolidation.
+    env = {"MEMOSD_TIERS_TICK_PAGES": "2", "MEMOSD_TIERS_TICK_S": "0.05"}
+    with DaemonProcess(tmp_path / "store", env=env) as daemon, daemon.client(namespace="chat") as client:
+        ids = client.remember_many(conversation(sessions=12, turns=40)).ids
+        deadline = time.monotonic() + 30
+        while True:
+            tiers = ns_tiers(daemon, "chat")
+            if tiers.consolidated_pages > 3:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with daemon.admin() as admin:
+            assert admin.tiers().backlog > 0, "the scheduler finished before the kill; slow it further"
+        daemon.kill()
+        daemon.start()
+        assert [mem.id for mem in client.get_many(ids).memories] == ids  # every acknowledged write
+        tiers = settle(daemon).namespaces[0]
+        pages = all_pages(client, tiers.pages)
+        members = [i for p in pages for i in p.members]
+        assert len(members) == len(set(members))  # no turn in two pages
+        assert len(members) + tiers.stm == len(ids)  # and none lost between STM and pages
+        for page in pages:
+            sessions = {mem.session for mem in client.get_many(page.members).memories}
+            assert len(sessions) == 1
+            for fact in page.facts:
+                assert set(fact.sources) <= set(page.members)
+        assert all(p.consolidated for p in pages if p.closed)
