@@ -140,8 +140,9 @@ class TiersConfig:
     heat_size_weight: float = 0.25
     """Weight of ln(1 + turns) in a page's heat."""
     cold_heat: float = 0.1
-    """A consolidated page whose heat falls below this is demoted to long-term; a hit above hot_heat promotes it back."""
-    hot_heat: float = 1.0
+    """A consolidated page whose heat falls below this is demoted to long-term memory."""
+    hot_heat: float = 2.0
+    """A long-term page whose heat rises to this (about two recent hits) is promoted back to mid-term."""
     budget_bytes: int = 256 * 1024 * 1024
     """RAM allowed for evictable per-page vectors over all namespaces; 0 = no limit."""
     min_available_bytes: int = 256 * 1024 * 1024
@@ -154,8 +155,8 @@ class TiersConfig:
     """Turn closed pages into long-term knowledge in the background."""
     tick_s: float = 0.25
     """Scheduler period; each tick does a bounded amount of work."""
-    tick_turns: int = 2048
-    """Most short-term turns paged per tick."""
+    tick_turns: int = 64
+    """Most short-term turns paged per namespace per tick (ticks follow each other every 20 ms while there is a backlog)."""
     tick_pages: int = 16
     """Most pages consolidated per tick."""
     candidate_pages: int = 8

@@ -78,7 +78,8 @@ class Daemon:
         self.engine = Engine(self.env, self.writer, config.limits, events=self.events, dense=self.dense,
                              tiers=self.tiers)
         self.scheduler = Scheduler(self.tiers, self.writer,
-                                   PolicyRunner(config.tiers.policy, self.plugins, config.tiers.policy_timeout_s))
+                                   PolicyRunner(config.tiers.policy, self.plugins, config.tiers.policy_timeout_s),
+                                   last_request_at=lambda: self.server.last_request_at)
         self.metrics = Metrics()
         self.keys = KeyStore(self.env, self.writer)
         self.server_keys = load_or_create_server_keys(config.data_dir / "curve" / "server.json")

@@ -69,6 +69,26 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_tiers(args) -> int:
+    from .report import print_tier_bench
+    from .tiers import TierBenchOptions, run_tier_bench
+
+    opts = TierBenchOptions(budget_bytes=args.budget_bytes, data=args.data, seed=args.seed,
+                            consolidate=not args.no_consolidate)
+    if args.sizes is not None:
+        opts.sizes = args.sizes
+    if args.queries is not None:
+        opts.queries = args.queries
+    if args.busy_writes is not None:
+        opts.busy_writes = args.busy_writes
+    result = run_tier_bench(opts, progress_printer())
+    if args.json:
+        _print_json(result)
+    else:
+        print_tier_bench(result)
+    return 0
+
+
 # --------------------------------------------------------------------------- eval
 
 
@@ -165,6 +185,23 @@ def add_bench_commands(sub, common) -> None:
                    help="with --endpoint: leave the benchmark namespace filled (default: purge it at the end)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser(
+        "bench-tiers", parents=[common], help="memory tiers at scale: resident bytes vs store, faults, "
+                                               "recall latency with the scheduler idle and busy",
+        description="For each size, a fresh daemon with a residency budget: fill, wait for the scheduler, "
+                    "report store size vs resident bytes, recall p50/p99 and fault rate, then recall again "
+                    "while the scheduler pages and consolidates a further batch (busy vs idle).")
+    p.add_argument("--sizes", type=_int_list, default=None, help="store sizes (default 100000,1000000)")
+    p.add_argument("--budget-bytes", type=int, default=32 * 1024 * 1024,
+                   help="tiers.budget_bytes of the daemons (default 32 MiB)")
+    p.add_argument("--queries", type=int, default=None, help="recalls per phase (default 1000)")
+    p.add_argument("--busy-writes", type=int, default=None,
+                   help="memories written to make the scheduler busy (default 20000)")
+    p.add_argument("--no-consolidate", action="store_true", help="page only, no consolidation")
+    p.add_argument("--data", help="fill from a LoCoMo JSON file instead of the built-in text generator")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_bench_tiers)
 
     e = sub.add_parser("eval", help="retrieval-quality evaluations", description="Retrieval-quality evaluations.")
     esub = e.add_subparsers(dest="eval_target", required=True, metavar="DATASET")

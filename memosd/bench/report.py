@@ -149,3 +149,26 @@ def print_locomo(result: dict, console: Console | None = None) -> None:
                       f"{tiers['resident_bytes']:,} B (budget {budget:,} B); while asking: {tiers['faults']:,} "
                       f"page faults in {tiers['fault_queries']:,} of {tiers['queries']:,} queries, "
                       f"{tiers['evictions']:,} evictions")
+
+
+def print_tier_bench(result: dict, console: Console | None = None) -> None:
+    """Store vs resident sizes, and recall latency idle vs busy scheduler, per store size."""
+    console = console or _console()
+    sizes = Table("memories", "pages", "store on disk", "page vectors resident", "fixed (lexical, coarse, ...)",
+                  "daemon RSS", title=f"memory tiers, budget {result['budget_bytes']:,} B")
+    for row in result["sizes"]:
+        sizes.add_row(f"{row['memories']:,}", f"{row['pages']:,}", f"{row['store_bytes']:,} B",
+                      f"{row['resident_bytes']:,} B ({row['resident_pages']:,} pages)", f"{row['fixed_bytes']:,} B",
+                      f"{row['rss_bytes']:,} B")
+    console.print(sizes)
+    latency = Table("memories", "scheduler", "recall p50", "p99", "engine p50", "queries faulting", "faults/query",
+                    "backlog", title=f"recall k={result['k']}, {result['queries']:,} queries ({result['data']})")
+    for row in result["sizes"]:
+        for phase in ("idle", "busy"):
+            lat = row[phase]
+            backlog = f"{lat.get('backlog_at_start', 0):,} -> {lat.get('backlog_at_end', 0):,}" if phase == "busy" else "0"
+            latency.add_row(f"{row['memories']:,}", phase, _us(lat["p50_us"]), _us(lat["p99_us"]),
+                            _us(lat["engine_p50_us"]), f"{(lat['fault_rate'] or 0):.1%}",
+                            f"{lat['faults_per_query']}", backlog)
+        latency.add_row("", "busy / idle", f"{row['busy_vs_idle_p50']}x", f"{row['busy_vs_idle_p99']}x", "", "", "", "")
+    console.print(latency)

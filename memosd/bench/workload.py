@@ -17,9 +17,12 @@ from memosd_client.protocol import messages as m
 from .locomo import load_conversations
 from .textgen import TextGenerator
 
-# Spread event times over a realistic window (2022-2023) so time-aware code paths see varied values.
+# Sessions start at random days over a realistic window (2022-2023); within a session turns follow
+# each other a minute apart, as in a chat (the memory tiers page turns by time gaps).
 _EPOCH_START = 1_640_995_200.0
 _EPOCH_SPAN = 2 * 365 * 86_400.0
+_SESSION_TURNS = 500
+_TURN_GAP_S = 60.0
 
 
 class Workload:
@@ -38,6 +41,7 @@ class Workload:
             if not self._turns:
                 raise ValueError(f"{data}: no turns found")
         self._produced = 0
+        self._session_start = _EPOCH_START
 
     def _text(self, index: int) -> str:
         if not self._turns:
@@ -55,10 +59,12 @@ class Workload:
         for _ in range(count):
             i = self._produced
             self._produced += 1
+            if i % _SESSION_TURNS == 0:
+                self._session_start = _EPOCH_START + self._rng.random() * _EPOCH_SPAN
             out.append(m.MemoryIn(
                 text=self._text(i),
-                session=str(i // 500 + 1),  # a "session" of 500 turns, like a long chat
-                event_time=_EPOCH_START + self._rng.random() * _EPOCH_SPAN,
+                session=str(i // _SESSION_TURNS + 1),  # a "session" of 500 turns, like a long chat
+                event_time=self._session_start + (i % _SESSION_TURNS) * _TURN_GAP_S,
                 meta={"n": i},
             ))
         return out

@@ -100,6 +100,8 @@ class Server:
     ):
         self.handlers = handlers
         self.metrics = metrics
+        self.last_request_at = 0.0
+        """time.perf_counter() of the latest request (background work backs off while requests flow)."""
         self.debug = False
         """Log every request (set from the log level; checked once per request, not per log call)."""
         self.endpoints = list(endpoints)
@@ -206,6 +208,7 @@ class Server:
     def _dispatch(self, listener: Listener, frames: list[bytes], principal: Principal | None) -> None:
         started = time.perf_counter()
         self.requests += 1
+        self.last_request_at = started
         identity = frames[0]
         if len(frames) != 2:
             payload = frames[-1] if len(frames) > 1 else b""

@@ -144,13 +144,15 @@ class TierManager:
         return budget if budget > 0 else None
 
     def enforce_budget(self, target: int | None = None, now: float | None = None) -> int:
-        """Evict the coldest resident pages until under ``target`` (default: target_bytes()); returns pages evicted."""
+        """When over ``target`` (default: target_bytes()), evict the coldest resident pages down to 90% of it;
+        returns the number of pages evicted."""
         target = self.target_bytes() if target is None else target
         if target is None:
             return 0
         excess = self.resident_bytes() - target
         if excess <= 0:
             return 0
+        excess += target // 10  # evict a tenth below the target, so the next faults do not evict again at once
         now = time.time() if now is None else now
         candidates = []
         for state in self.states.values():
@@ -172,19 +174,28 @@ class TierManager:
 
     # ------------------------------------------------------------------ heat and tiers
 
-    def retier(self, now: float) -> None:
-        """Demote consolidated pages that went cold to long-term memory (promotion happens on hits)."""
+    def retier(self, now: float, chunk: int = 256) -> None:
+        """Demote consolidated pages that went cold to long-term memory, and promote hot ones back, for the
+        next ``chunk`` pages of each namespace (round robin: bounded work per scheduler tick)."""
+        cfg = self.cfg
         for state in self.states.values():
-            for page_id, page in state.pages.items():
-                slots = state.page_slots.get(page_id)
-                if not slots or not page.consolidated:
-                    continue
-                current = int(state.table.tier[slots[0]])
-                cold = state.page_heat(page, now) < self.cfg.cold_heat
-                if cold and current != TIER_LTM:
+            ids = list(state.pages)  # insertion order: enough for a round robin, no sort per tick
+            if not ids:
+                continue
+            start = state.retier_cursor % len(ids)
+            batch = [i for i in ids[start:start + chunk] if state.pages[i].consolidated and state.page_slots.get(i)]
+            state.retier_cursor = start + chunk
+            if not batch:
+                continue
+            pages = [state.pages[i] for i in batch]
+            values = heat([p.hits for p in pages], [p.touched_at for p in pages], [len(p.members) for p in pages],
+                          now, cfg.heat_half_life_s, cfg.heat_size_weight)
+            current = state.table.tier[np.asarray([state.page_slots[i][0] for i in batch], dtype=np.int64)]
+            for page_id, value, tier in zip(batch, values.tolist(), current.tolist()):
+                if value < cfg.cold_heat and tier != TIER_LTM:
                     state.set_tier(page_id, TIER_LTM)
                     state.counters.demotions += 1
-                elif not cold and current == TIER_LTM and state.page_heat(page, now) >= self.cfg.hot_heat:
+                elif value >= cfg.hot_heat and tier == TIER_LTM:
                     state.set_tier(page_id, TIER_MTM)
                     state.counters.promotions += 1
 

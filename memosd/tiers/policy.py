@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -23,6 +24,7 @@ from .extractive import ExtractivePolicy, consolidate_page
 
 log = get_logger("memosd.tiers.policy")
 
+CONSOLIDATION_NICE = 15
 MAX_SUMMARY = 2000
 MAX_FACTS = 256
 MAX_FACT_TEXT = 4000
@@ -64,6 +66,7 @@ class PolicyRunner:
         self.plugin_name = ""
         self._worker: Worker | None = None
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_failures = 0
         if name and name != self.builtin.name and registry is not None:
             self.plugin, self._worker = registry.load_policy(name, timeout_s)
             if self.plugin is not None:
@@ -88,13 +91,22 @@ class PolicyRunner:
 
     async def _builtin(self, page: PageView) -> Consolidation:
         loop = asyncio.get_running_loop()
+        if self._pool_failures >= 3:
+            return await asyncio.to_thread(consolidate_page, page)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            # Niced: on a small machine the consolidation process must lose every race for a core against
+            # the daemon's request path (the scheduler must never slow requests down).
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=os.nice, initargs=(CONSOLIDATION_NICE,))
         try:
             return await loop.run_in_executor(self._pool, consolidate_page, page)
-        except BrokenProcessPool:
-            # The worker process died (OOM killer, say): go on in a thread and start a new pool next time.
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            # The worker process died (OOM killer, say) or cannot be started here: this page goes on in a
+            # thread; a new pool is tried next time, and after three failures threads are used for good.
+            self._pool_failures += 1
             self._pool = None
+            log.warning("consolidation process failed; using a thread", error=repr(exc)[:300],
+                        failures=self._pool_failures)
             return await asyncio.to_thread(consolidate_page, page)
 
     def close(self) -> None:

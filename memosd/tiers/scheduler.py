@@ -16,7 +16,9 @@ through the writer thread like any write. Triggers:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
+from collections.abc import Callable
 
 import lmdb
 
@@ -34,21 +36,33 @@ from .state import TierState
 log = get_logger("memosd.tiers.scheduler")
 
 HEAT_FLUSH_S = 10.0
-RETIER_S = 5.0
 BUSY_TICK_S = 0.02
-"""Pause between ticks while there is a backlog (the loop still serves requests in between)."""
+"""Pause between ticks while there is a backlog and no request traffic."""
+TRAFFIC_WINDOW_S = 0.2
+"""A request this recent means clients are active: the scheduler then ticks only every tick_s, so its
+share of the event loop stays small (idle-priority background work, like an OS's page daemon)."""
+URGENT_BACKLOG = 20_000
+"""...unless the backlog is this large: short-term memory must not grow without bound under traffic."""
+DOC_STEP_S = 0.003
+"""Longest stretch of coarse-document indexing between two chances for requests to run."""
+PAGES_PER_COMMIT = 8
+"""Pages formed or consolidated per writer job: each job's RAM update runs on the event loop in one go,
+so this bounds how long the scheduler can hold a request up (a few milliseconds)."""
 
 
 class Scheduler:
     """Background work of the tiers. ``start`` on the daemon's loop; ``stop`` before the writer stops."""
 
-    def __init__(self, manager: TierManager, writer: WriterThread, policy: PolicyRunner):
+    def __init__(self, manager: TierManager, writer: WriterThread, policy: PolicyRunner,
+                 last_request_at: Callable[[], float] | None = None):
         self.manager = manager
+        self.last_request_at = last_request_at or (lambda: 0.0)
+        """time.perf_counter() of the latest client request (the server's)."""
         self.cfg = manager.cfg
         self.writer = writer
         self.policy = policy
         self._task: asyncio.Task | None = None
-        self._heat_at = self._retier_at = 0.0
+        self._heat_at = 0.0
         self.ticks = 0
         self.paused = False
         """Set by tests and benchmarks that need the scheduler still (e.g. to measure it busy vs idle)."""
@@ -74,7 +88,13 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - a failed tick is logged and retried, never fatal
                 log.exception("tier scheduler tick failed", error=repr(exc))
                 busy = False
-            await asyncio.sleep(BUSY_TICK_S if busy else self.cfg.tick_s)
+            await asyncio.sleep(self._pause(busy))
+
+    def _pause(self, busy: bool) -> float:
+        if not busy:
+            return self.cfg.tick_s
+        traffic = time.perf_counter() - self.last_request_at() < TRAFFIC_WINDOW_S
+        return self.cfg.tick_s if traffic and self.backlog() < URGENT_BACKLOG else BUSY_TICK_S
 
     # ------------------------------------------------------------------ one tick
 
@@ -85,28 +105,35 @@ class Scheduler:
         busy = False
         for state in list(self.manager.states.values()):
             plans = plan_pages(state, now)
-            if plans:
-                await self._commit_pages(state, plans)
+            for start in range(0, len(plans), PAGES_PER_COMMIT):
+                await self._commit_pages(state, plans[start:start + PAGES_PER_COMMIT])
                 busy = True
             await asyncio.sleep(0)
+            state.refresh()
+            while state.flush_docs(DOC_STEP_S):
+                busy = True
+                await asyncio.sleep(0)
         if self.cfg.consolidate:
             busy = await self._consolidate() or busy
+            for state in list(self.manager.states.values()):
+                while state.flush_docs(DOC_STEP_S):  # the knowledge just consolidated
+                    busy = True
+                    await asyncio.sleep(0)
         if now - self._heat_at >= HEAT_FLUSH_S:
             self._heat_at = now
             await self._flush_heat()
-        if now - self._retier_at >= RETIER_S:
-            self._retier_at = now
-            self.manager.retier(now)
+        self.manager.retier(now)
         self.manager.enforce_budget(now=now)
         return busy or self.backlog() > 0
 
     def backlog(self) -> int:
-        """Short-term turns over capacity plus closed pages not yet consolidated."""
+        """Short-term turns over capacity, coarse documents not yet indexed, closed pages not yet consolidated."""
         total = 0
         for state in self.manager.states.values():
             total += sum(max(len(ring) - self.cfg.stm_capacity, 0) for ring in state.rings.values())
+            total += len(state.pending_docs) + len(state.pending_facts) + len(state.dirty_rings)
             if self.cfg.consolidate:
-                total += sum(1 for p in state.pages.values() if p.closed and not p.consolidated)
+                total += len(state.unconsolidated)
         return total
 
     # ------------------------------------------------------------------ paging
@@ -145,7 +172,7 @@ class Scheduler:
             for plan in kept:
                 moving = [(s, r) for s, i, r in zip(plan.slots, plan.ids, plan.rows) if state.slot_of.get(i) == s]
                 new = plan.page.id not in state.pages
-                state.install_page(plan.page, [s for s, _ in moving], [r for _, r in moving], moved_from_stm=True)
+                state.install_page(plan.page, [s for s, _ in moving], [r for _, r in moving])
                 state.counters.pages_formed += int(new)
 
         try:
@@ -159,61 +186,70 @@ class Scheduler:
     # ------------------------------------------------------------------ consolidation
 
     async def _consolidate(self) -> bool:
-        picked = []
+        picked: list[tuple[TierState, int]] = []
         for state in self.manager.states.values():
-            for page_id in sorted(state.pages):
-                page = state.pages[page_id]
-                if page.closed and not page.consolidated:
-                    picked.append((state, page_id))
-                    if len(picked) >= self.cfg.tick_pages:
-                        break
-            if len(picked) >= self.cfg.tick_pages:
+            room = self.cfg.tick_pages - len(picked)
+            if room <= 0:
                 break
-        for state, page_id in picked:
-            await self._consolidate_page(state, page_id)
+            picked.extend((state, page_id) for page_id in heapq.nsmallest(room, state.unconsolidated))
+        for start in range(0, len(picked), PAGES_PER_COMMIT):
+            await self._consolidate_pages(picked[start:start + PAGES_PER_COMMIT])
         return bool(picked)
 
-    async def _consolidate_page(self, state: TierState, page_id: int) -> None:
-        page = state.pages.get(page_id)
-        if page is None:
-            return
-        members = list(page.members)
-        view = self._view(state, page_id, members)
-        result, policy_name, failed = await self.policy.consolidate(view)
-        state.counters.policy_failures += int(failed)
-        ns_id = state.ns_id
-        facts = [FactRecord(page=page_id, text=f.text, sources=list(f.sources), event_time=f.event_time,
-                            meta=dict(f.meta)) for f in result.facts]
+    async def _consolidate_pages(self, picked: list[tuple[TierState, int]]) -> None:
+        """Run the policy on these pages (queued together), then store all their knowledge in one job."""
+        work = []
+        for state, page_id in picked:
+            page = state.pages.get(page_id)
+            if page is not None:
+                work.append((state, page_id, list(page.members)))
+        outcomes = await asyncio.gather(*(self.policy.consolidate(self._view(state, page_id, members))
+                                          for state, page_id, members in work))
+        done = []
+        for (state, page_id, members), (result, policy_name, failed) in zip(work, outcomes):
+            state.counters.policy_failures += int(failed)
+            facts = [FactRecord(page=page_id, text=f.text, sources=list(f.sources), event_time=f.event_time,
+                                meta=dict(f.meta)) for f in result.facts]
+            done.append((state, page_id, members, result, policy_name, facts))
         pages_db, knowledge_db = self.manager._pages, self.manager._knowledge
 
-        def run(txn: lmdb.Transaction) -> PageRecord | None:
-            raw = txn.get(records.page_key(ns_id, page_id), db=pages_db)
-            if raw is None:
-                return None
-            stored = records.decode_page(raw)
-            if stored.members != members or stored.consolidated:
-                return None  # changed (a purge) while the policy ran: consolidated again later
-            stored.consolidated, stored.policy = True, policy_name
-            stored.summary, stored.keywords = result.summary, list(result.keywords)
-            stored.entities = [EntityRecord(e.name, list(e.sources)) for e in result.entities]
-            stored.facts = len(facts)
-            keys.delete_prefix(txn, knowledge_db, records.fact_prefix(ns_id, page_id))
-            for index, fact in enumerate(facts):
-                txn.put(records.fact_key(ns_id, page_id, index), records.encode(fact), db=knowledge_db)
-            txn.put(records.page_key(ns_id, page_id), records.encode(stored), db=pages_db)
-            return stored
+        def run(txn: lmdb.Transaction) -> list[PageRecord | None]:
+            return [self._store_knowledge(txn, pages_db, knowledge_db, *item) for item in done]
 
-        def apply(stored: PageRecord | None) -> None:
-            current = state.pages.get(page_id)
-            if stored is None or current is None or current.members != members or self.manager.states.get(ns_id) is not state:
-                return
-            # Keep the RAM heat (hits since the record was read); take the knowledge.
-            current.consolidated, current.policy, current.summary = True, stored.policy, stored.summary
-            current.keywords, current.entities, current.facts = stored.keywords, stored.entities, stored.facts
-            state.install_knowledge(current, facts)
-            state.counters.consolidated += 1
+        def apply(stored_pages: list[PageRecord | None]) -> None:
+            for (state, page_id, members, _, _, facts), stored in zip(done, stored_pages):
+                current = state.pages.get(page_id)
+                if (stored is None or current is None or current.members != members
+                        or self.manager.states.get(state.ns_id) is not state):
+                    continue
+                # Keep the RAM heat (hits since the record was read); take the knowledge.
+                current.consolidated, current.policy, current.summary = True, stored.policy, stored.summary
+                current.keywords, current.entities, current.facts = stored.keywords, stored.entities, stored.facts
+                state.install_knowledge(current, facts)
+                state.counters.consolidated += 1
 
         await self.writer.submit(run, apply)
+
+    @staticmethod
+    def _store_knowledge(txn, pages_db, knowledge_db, state: TierState, page_id: int, members: list[int],
+                         result, policy_name: str, facts: list[FactRecord]) -> PageRecord | None:
+        """One page's consolidation inside the write transaction; None when the page changed meanwhile."""
+        ns_id = state.ns_id
+        raw = txn.get(records.page_key(ns_id, page_id), db=pages_db)
+        if raw is None:
+            return None
+        stored = records.decode_page(raw)
+        if stored.members != members or stored.consolidated:
+            return None  # changed (a purge) while the policy ran: consolidated again later
+        stored.consolidated, stored.policy = True, policy_name
+        stored.summary, stored.keywords = result.summary, list(result.keywords)
+        stored.entities = [EntityRecord(e.name, list(e.sources)) for e in result.entities]
+        stored.facts = len(facts)
+        keys.delete_prefix(txn, knowledge_db, records.fact_prefix(ns_id, page_id))
+        for index, fact in enumerate(facts):
+            txn.put(records.fact_key(ns_id, page_id, index), records.encode(fact), db=knowledge_db)
+        txn.put(records.page_key(ns_id, page_id), records.encode(stored), db=pages_db)
+        return stored
 
     def _view(self, state: TierState, page_id: int, members: list[int]) -> PageView:
         from ..engine.records import decode_memory

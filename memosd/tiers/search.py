@@ -71,7 +71,6 @@ class TwoStage:
     def search(self, query: str, k: int, allowed: np.ndarray, bm25: np.ndarray) -> list[Hit]:
         """Best ``k`` turns for a text query; ``bm25`` is the lexical index's raw scores (padded)."""
         tiers, cfg = self.tiers, self.tiers.cfg
-        tiers.refresh()
         tiers.counters.queries += 1
         size = len(bm25)
         mask = np.zeros(size, dtype=bool)
@@ -81,7 +80,7 @@ class TwoStage:
         fact_boost, fact_units = self._knowledge(query, size)
         units = self.candidates(coarse, lexical, fact_units)
         faults = tiers.counters.faults
-        blocks = [tiers.stm_block()] + [tiers.block(u) for u in units if u > 0]
+        blocks = [tiers.stm_block()] + tiers.blocks_for([u for u in units if u > 0])
         if tiers.counters.faults != faults:
             tiers.counters.fault_queries += 1
         qvec = tiers.df.query_vector(*tiers.feat.query(query))
@@ -120,7 +119,6 @@ class TwoStage:
     def search_vector(self, vector: np.ndarray, k: int, allowed: np.ndarray, size: int) -> list[Hit]:
         """Best ``k`` turns for a vector in the hash space: coarse by the units' hash documents, fine exact."""
         tiers, cfg = self.tiers, self.tiers.cfg
-        tiers.refresh()
         tiers.counters.queries += 1
         buckets = np.flatnonzero(vector)
         coarse = np.zeros(0, dtype=np.float32)
@@ -130,7 +128,7 @@ class TwoStage:
             for hit in hits:
                 coarse[hit.slot] = hit.score
         units = self.candidates(coarse, np.zeros(0, dtype=np.float32), set())
-        blocks = [tiers.stm_block()] + [tiers.block(u) for u in units if u > 0]
+        blocks = [tiers.stm_block()] + tiers.blocks_for([u for u in units if u > 0])
         qvec = tiers.df.query_vector(buckets, vector[buckets].astype(np.float64))
         scores = score_blocks(blocks, qvec, size)
         mask = np.zeros(size, dtype=bool)

@@ -14,6 +14,7 @@ demand and evicted coldest first.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -27,6 +28,8 @@ from .heat import heat, touched
 from .records import FactRecord, PageRecord
 
 TIER_STM, TIER_MTM, TIER_LTM = 0, 1, 2
+FACT_BATCH = 64
+"""Knowledge documents indexed per batch (the index's batch path is several times cheaper per document)."""
 
 TextLoader = Callable[[Sequence[int]], dict[int, str]]
 """Memory ids -> their stored texts (read from the store), for faults and coarse documents."""
@@ -66,6 +69,16 @@ class DocTable:
         self.index.add(slot, text)
         self.slot_of[key] = slot
         self.key_of[slot] = key
+
+    def add_many(self, items: Sequence[tuple[int, str]]) -> None:
+        """Index new keys in one batch (much cheaper per document than ``put``)."""
+        slots = []
+        for key, _ in items:
+            slot = self._free.pop() if self._free else len(self.slot_of)
+            self.slot_of[key] = slot
+            self.key_of[slot] = key
+            slots.append(slot)
+        self.index.add_many(slots, [text for _, text in items])
 
     def drop(self, key: int, old_text: str | None) -> None:
         slot = self.slot_of.pop(key, None)
@@ -113,8 +126,19 @@ class TierState:
         self.fact_text: dict[int, str] = {}
         self.page_facts: dict[int, list[int]] = {}
         self._next_fact_key = 0
-        self._ring_doc: dict[int, str] = {}
-        self._dirty_rings: set[int] = set()
+        self._indexed: dict[int, str] = {}
+        """Text of the coarse documents of rings and open pages as indexed (they change often; a closed
+        page's document never changes but by a purge, which reads it back from the store)."""
+        self.unconsolidated: set[int] = set()
+        """Closed pages waiting for the consolidation policy."""
+        self.retier_cursor = 0
+        """Where the scheduler's round-robin demotion pass over the pages resumes."""
+        self.pending_facts: dict[int, str] = {}
+        """Knowledge documents waiting to be indexed (same reason as pending_docs)."""
+        self.pending_docs: dict[int, str] = {}
+        """Coarse documents waiting to be (re-)indexed by the scheduler, latest text per unit: indexing
+        costs milliseconds, so it is done in time-boxed steps off the request path."""
+        self.dirty_rings: set[int] = set()
         self.dirty_heat: set[int] = set()
         self._loading: dict[int, tuple[list, list, list]] = {}
         self.pending: dict[int, int] = {}
@@ -153,6 +177,8 @@ class TierState:
             if not page.closed:
                 code = -1 if page.session is None else self.sessions.code(page.session)
                 self.open_page[code] = page_id
+            elif not page.consolidated:
+                self.unconsolidated.add(page_id)
             if page_id in facts:
                 self.install_knowledge(page, facts[page_id])
         self._loading = {}
@@ -188,7 +214,7 @@ class TierState:
             self.stm_text[slot] = mem.text
             self.unit_of[slot] = ring_unit(code)
             self.table.tier[slot] = TIER_STM
-            self._dirty_rings.add(code)
+            self.dirty_rings.add(code)
         self._stm_block = None
 
     def remove(self, slots: Sequence[int], mems: Sequence[Memory]) -> set[int]:
@@ -205,7 +231,7 @@ class TierState:
                     ring.remove(slot)
                 self.stm_rows.pop(slot, None)
                 self.stm_text.pop(slot, None)
-                self._dirty_rings.add(code)
+                self._index_now(unit, self._ring_text(code) if ring else None, None)
             elif unit > 0 and unit in self.pages:
                 pages.add(unit)
                 members = self.page_slots.get(unit, [])
@@ -214,16 +240,18 @@ class TierState:
                 page = self.pages[unit]
                 old_text = self._page_text(page, texts)
                 page.members = [i for i in page.members if i != mem.id]
-                if page.members:
-                    self._refresh_page_doc(page, old_text)
-                else:
-                    self.coarse.drop(unit, old_text)
+                # A purged text must leave the coarse index now, not at the next scheduler step.
+                self._index_now(unit, self._page_text(page) if page.members else None, old_text)
         for page_id in pages:
             self._drop_block(page_id)
             self.clear_knowledge(page_id)
             page = self.pages[page_id]
             page.consolidated, page.summary, page.keywords, page.entities, page.facts = False, "", [], [], 0
+            self.set_tier(page_id, TIER_MTM)  # its knowledge is gone until the scheduler consolidates it again
+            if page.closed:
+                self.unconsolidated.add(page_id)
             if not page.members:
+                self.unconsolidated.discard(page_id)
                 del self.pages[page_id]
                 self.page_slots.pop(page_id, None)
                 self.dirty_heat.discard(page_id)
@@ -250,42 +278,46 @@ class TierState:
 
     # ------------------------------------------------------------------ pages
 
-    def install_page(self, page: PageRecord, slots: list[int], rows: list[Row] | None, moved_from_stm: bool) -> None:
-        """Put a formed or extended page in place (after its record is committed)."""
+    def install_page(self, page: PageRecord, slots: list[int], rows: list[Row]) -> None:
+        """Put a formed or extended page in place, moving its new turns out of STM (after the commit)."""
         old = self.pages.get(page.id)
-        old_text = None if old is None else self._page_text(old)
+        if old is None:
+            old_text = None
+        elif page.id in self.pending_docs:
+            old_text = self.pending_docs[page.id]
+        elif page.id in self._indexed:
+            old_text = self._indexed[page.id]
+        else:
+            old_text = self._page_text(old)
+        texts = [self.stm_text.get(slot, "") for slot in slots]
         self.pages[page.id] = page
         self.next_page_id = max(self.next_page_id, page.id + 1)
-        members = self.page_slots.setdefault(page.id, [])
+        moving = set(slots)
+        for code in {int(self.table.session[slot]) for slot in slots}:
+            ring = self.rings.get(code)
+            if ring:
+                ring[:] = [s for s in ring if s not in moving]
+            self.dirty_rings.add(code)
         for slot in slots:
-            if moved_from_stm:
-                code = int(self.table.session[slot])
-                ring = self.rings.get(code, [])
-                if slot in ring:
-                    ring.remove(slot)
-                self.stm_rows.pop(slot, None)
-                self.stm_text.pop(slot, None)
-                self._dirty_rings.add(code)
-            members.append(slot)
-            self.unit_of[slot] = page.id
-            self.table.tier[slot] = TIER_MTM
-        if rows is not None:
+            self.stm_rows.pop(slot, None)
+            self.stm_text.pop(slot, None)
+        self.page_slots.setdefault(page.id, []).extend(slots)
+        index = np.asarray(slots, dtype=np.int64)
+        self.unit_of[index] = page.id
+        self.table.tier[index] = TIER_MTM
+        if old is None or page.id in self.blocks:
             previous = self.blocks.get(page.id)
-            merged_slots = ([] if previous is None else [previous]) + [FineBlock.of(slots, rows)]
-            self._set_block(page.id, _concat(merged_slots))
-        else:
-            self._drop_block(page.id)
+            self._set_block(page.id, _concat(([] if previous is None else [previous]) + [FineBlock.of(slots, rows)]))
         self._stm_block = None
-        self._refresh_page_doc(page, old_text)
+        if slots or page.id not in self.coarse.slot_of:
+            self.pending_docs[page.id] = "\n".join(([old_text] if old_text else []) + texts)
         code = -1 if page.session is None else self.sessions.code(page.session)
+        if page.closed and not page.consolidated:
+            self.unconsolidated.add(page.id)
         if not page.closed:
             self.open_page[code] = page.id
         elif self.open_page.get(code) == page.id:
             del self.open_page[code]
-
-    def _refresh_page_doc(self, page: PageRecord, old_text: str | None) -> None:
-        if page.members:
-            self.coarse.put(page.id, self._page_text(page), old_text)
 
     def _page_text(self, page: PageRecord, extra: dict[int, str] | None = None) -> str:
         texts = self.load_texts(page.members)
@@ -297,8 +329,6 @@ class TierState:
         return TIER_LTM if page.consolidated and self.page_heat(page) < self.cfg.cold_heat else TIER_MTM
 
     def page_heat(self, page: PageRecord, now: float | None = None) -> float:
-        import time
-
         return float(heat(page.hits, page.touched_at, len(page.members), time.time() if now is None else now,
                           self.cfg.heat_half_life_s, self.cfg.heat_size_weight))
 
@@ -324,16 +354,27 @@ class TierState:
 
     def block(self, page_id: int) -> FineBlock:
         """The page's fine vectors, faulted in from the store if they are not resident."""
-        block = self.blocks.get(page_id)
-        if block is None:
-            page = self.pages[page_id]
-            texts = self.load_texts(page.members)
-            slots_by_id = dict(zip(page.members, self.page_slots.get(page_id, [])))
-            ids = [i for i in page.members if i in texts and i in slots_by_id]
-            block = FineBlock.of([slots_by_id[i] for i in ids], self.feat.rows([texts[i] for i in ids]))
-            self._set_block(page_id, block)
-            self.counters.faults += 1
-        return block
+        return self.blocks_for([page_id])[0]
+
+    def blocks_for(self, page_ids: Sequence[int]) -> list[FineBlock]:
+        """The fine vectors of these pages; the missing ones are faulted in together (one store read
+        transaction and one featurisation for all of them: per-call overhead dominates small pages)."""
+        missing = [p for p in page_ids if p not in self.blocks]
+        if missing:
+            members = {p: self.pages[p].members for p in missing}
+            texts = self.load_texts([i for ids in members.values() for i in ids])
+            spans, all_slots, all_texts = [], [], []
+            for page_id, ids in members.items():
+                slots_by_id = dict(zip(ids, self.page_slots.get(page_id, [])))
+                kept = [i for i in ids if i in texts and i in slots_by_id]
+                spans.append((page_id, len(all_slots), len(all_slots) + len(kept)))
+                all_slots.extend(slots_by_id[i] for i in kept)
+                all_texts.extend(texts[i] for i in kept)
+            rows = self.feat.rows(all_texts)
+            for page_id, start, end in spans:
+                self._set_block(page_id, FineBlock.of(all_slots[start:end], rows[start:end]))
+            self.counters.faults += len(missing)
+        return [self.blocks[p] for p in page_ids]
 
     def _set_block(self, page_id: int, block: FineBlock) -> None:
         self._drop_block(page_id)
@@ -367,12 +408,13 @@ class TierState:
         """A page's consolidation is committed: index its facts (replacing earlier ones)."""
         self.clear_knowledge(page.id)
         self.pages[page.id] = page
+        self.unconsolidated.discard(page.id)
         keys = []
         for fact in facts:
             key = self._next_fact_key
             self._next_fact_key += 1
             text = fact_document(fact, page)
-            self.knowledge.put(key, text, None)
+            self.pending_facts[key] = text  # indexed by flush_docs, in batches, off the request path
             self.fact_text[key] = text
             self.fact_sources[key] = (page.id, list(fact.sources))
             keys.append(key)
@@ -380,24 +422,59 @@ class TierState:
 
     def clear_knowledge(self, page_id: int) -> None:
         for key in self.page_facts.pop(page_id, []):
-            self.knowledge.drop(key, self.fact_text.pop(key, ""))
+            if self.pending_facts.pop(key, None) is None:
+                self.knowledge.drop(key, self.fact_text.get(key, ""))
+            self.fact_text.pop(key, None)
             self.fact_sources.pop(key, None)
 
     # ------------------------------------------------------------------ coarse documents
 
     def refresh(self) -> None:
-        """Re-index the coarse documents of rings that changed (lazily, before a search or a tick)."""
-        for code in self._dirty_rings:
-            ring = self.rings.get(code, [])
-            old = self._ring_doc.pop(code, None)
-            if ring:
-                text = "\n".join(self.stm_text[s] for s in ring if s in self.stm_text)
-                self.coarse.put(ring_unit(code), text, old)
-                self._ring_doc[code] = text
-            else:
-                self.coarse.drop(ring_unit(code), old)
+        """Queue the coarse documents of rings that changed since the last call."""
+        for code in self.dirty_rings:
+            self.pending_docs[ring_unit(code)] = self._ring_text(code) if self.rings.get(code) else None
+            if not self.rings.get(code):
                 self.rings.pop(code, None)
-        self._dirty_rings.clear()
+        self.dirty_rings.clear()
+
+    def _ring_text(self, code: int) -> str:
+        # The ring proper is its newest stm_capacity turns; older ones only wait for the scheduler to
+        # page them (a backlog after a burst of writes) and share the ring's coarse score meanwhile.
+        ring = self.rings.get(code, [])
+        newest = ring[-self.cfg.stm_capacity:] if self.cfg.stm_capacity > 0 else ring[-1:]
+        return "\n".join(self.stm_text[s] for s in newest if s in self.stm_text)
+
+    def flush_docs(self, budget_s: float) -> int:
+        """Index queued coarse documents for at most ``budget_s`` seconds (at least one); returns how many
+        are still queued."""
+        deadline = time.perf_counter() + budget_s
+        while self.pending_docs:
+            unit = next(iter(self.pending_docs))
+            self._index_now(unit, self.pending_docs.pop(unit), None)
+            if time.perf_counter() >= deadline:
+                return len(self.pending_docs) + len(self.pending_facts)
+        while self.pending_facts:
+            batch = []
+            for key in list(self.pending_facts)[:FACT_BATCH]:
+                batch.append((key, self.pending_facts.pop(key)))
+            self.knowledge.add_many(batch)
+            if time.perf_counter() >= deadline:
+                break
+        return len(self.pending_docs) + len(self.pending_facts)
+
+    def _index_now(self, unit: int, text: str | None, old_text: str | None) -> None:
+        """(Re-)index a unit's coarse document now; ``old_text`` is its indexed text when known."""
+        self.pending_docs.pop(unit, None)
+        old_text = self._indexed.get(unit, old_text)  # what was really indexed, where it is known
+        if old_text is None and unit > 0 and unit in self.coarse.slot_of and unit in self.pages:
+            old_text = self._page_text(self.pages[unit])
+        self._indexed.pop(unit, None)
+        if text is None:
+            self.coarse.drop(unit, old_text)
+            return
+        self.coarse.put(unit, text, old_text)
+        if unit < 0 or (unit in self.pages and not self.pages[unit].closed):
+            self._indexed[unit] = text
 
     def unit_members(self, unit: int) -> list[int]:
         return self.rings.get(-unit - 2, []) if unit < 0 else self.page_slots.get(unit, [])
