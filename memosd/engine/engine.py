@@ -268,6 +268,7 @@ class Engine(Validation, Records):
             hits = search.search_vector(vector, args.k, mask, padded_size(state.table.size))
         else:
             hits = self._search_text(state, search, args.query, args.k, mask)
+        search.touch(hits)
         if state.tiers.counters.faults != faults:
             self.tiers.enforce_budget()  # pages faulted in for this query: back under the budget now
         # Slots are reused after purges and renumbered at start: equal scores are ordered by id.

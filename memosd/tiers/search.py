@@ -89,22 +89,7 @@ class TwoStage:
         fine = _scaled(fine)
         base = lexical + self.hash_weight * fine
         final = base.copy()
-        top_unit = coarse.max() if len(coarse) else 0.0
-        doc_of = tiers.coarse.slot_of
-        for unit in units:
-            members = tiers.unit_members(unit)
-            if not members:
-                continue
-            idx = np.asarray(members, dtype=np.int64)
-            if cfg.page_weight and top_unit > 0:
-                doc = doc_of.get(unit)
-                if doc is not None:
-                    final[idx] += cfg.page_weight * coarse[doc] / top_unit
-            if cfg.neighbor_weight and len(idx) > 1:
-                around = np.zeros(len(idx), dtype=np.float32)
-                around[1:] += base[idx[:-1]]
-                around[:-1] += base[idx[1:]]
-                final[idx] += cfg.neighbor_weight * around
+        self._context(final, base, coarse, units)
         if fact_boost is not None:
             final += cfg.knowledge_weight * fact_boost
         restrict(final, mask)
@@ -113,8 +98,34 @@ class TwoStage:
         for slot, value in zip(slots.tolist(), values.tolist()):
             channels = tuple(name for name, scores in (("bm25", bm25), ("hash", fine)) if scores[slot] > 0)
             hits.append(Hit(slot, value, channels or ("page",)))
-        self._touch(hits)
         return hits
+
+    def _context(self, final: np.ndarray, base: np.ndarray, coarse: np.ndarray, units: list[int]) -> None:
+        """Add the page term and the neighbour term to ``final`` for every turn of the candidate units
+        (vectorised over all units at once; each slot belongs to exactly one unit)."""
+        tiers, cfg = self.tiers, self.tiers.cfg
+        arrays = [tiers.unit_array(u) for u in units]
+        kept = [(u, a) for u, a in zip(units, arrays) if len(a)]
+        if not kept:
+            return
+        lengths = np.asarray([len(a) for _, a in kept])
+        idx = np.concatenate([a for _, a in kept])
+        top_unit = coarse.max() if len(coarse) else 0.0
+        if cfg.page_weight and top_unit > 0:
+            docs = np.asarray([tiers.coarse.slot_of.get(u, -1) for u, _ in kept])
+            unit_score = np.where(docs >= 0, coarse[np.clip(docs, 0, len(coarse) - 1)], 0.0) / top_unit
+            final[idx] += (cfg.page_weight * np.repeat(unit_score, lengths)).astype(np.float32)
+        if cfg.neighbor_weight:
+            ends = np.cumsum(lengths)
+            first = np.zeros(len(idx), dtype=bool)
+            first[ends - lengths] = True
+            last = np.zeros(len(idx), dtype=bool)
+            last[ends - 1] = True
+            values = base[idx]
+            around = np.zeros(len(idx), dtype=np.float32)
+            around[1:] += np.where(first[1:], 0.0, values[:-1])
+            around[:-1] += np.where(last[:-1], 0.0, values[1:])
+            final[idx] += cfg.neighbor_weight * around
 
     def search_vector(self, vector: np.ndarray, k: int, allowed: np.ndarray, size: int) -> list[Hit]:
         """Best ``k`` turns for a vector in the hash space: coarse by the units' hash documents, fine exact."""
@@ -135,9 +146,7 @@ class TwoStage:
         mask[: len(allowed)] = allowed[:size]
         restrict(scores, mask)
         slots, values = top_fused([(1.0, scores)], k, normalise=False)
-        hits = [Hit(s, v, ("hash",)) for s, v in zip(slots.tolist(), values.tolist())]
-        self._touch(hits)
-        return hits
+        return [Hit(s, v, ("hash",)) for s, v in zip(slots.tolist(), values.tolist())]
 
     def _coarse_scores(self, query: str) -> np.ndarray:
         """Fused coarse score of every unit document (indexed by document slot)."""
@@ -166,7 +175,8 @@ class TwoStage:
                     boost[slot] = max(boost[slot], hit.score / top)
         return boost, units
 
-    def _touch(self, hits: list[Hit]) -> None:
+    def touch(self, hits: list[Hit]) -> None:
+        """The pages of the turns a recall returns got a hit (their heat rises)."""
         tiers = self.tiers
         pages = {int(tiers.unit_of[h.slot]) for h in hits}
         tiers.touch((p for p in pages if p > 0), time.time())

@@ -129,6 +129,8 @@ class TierState:
         self._indexed: dict[int, str] = {}
         """Text of the coarse documents of rings and open pages as indexed (they change often; a closed
         page's document never changes but by a purge, which reads it back from the store)."""
+        self._arrays: dict[int, np.ndarray] = {}
+        """unit -> its slots as an array (see unit_array); dropped whenever the membership changes."""
         self.unconsolidated: set[int] = set()
         """Closed pages waiting for the consolidation policy."""
         self.retier_cursor = 0
@@ -215,6 +217,7 @@ class TierState:
             self.unit_of[slot] = ring_unit(code)
             self.table.tier[slot] = TIER_STM
             self.dirty_rings.add(code)
+            self._arrays.pop(ring_unit(code), None)
         self._stm_block = None
 
     def remove(self, slots: Sequence[int], mems: Sequence[Memory]) -> set[int]:
@@ -224,6 +227,7 @@ class TierState:
         for slot, mem in zip(slots, mems):
             unit = int(self.unit_of[slot])
             self.unit_of[slot] = 0
+            self._arrays.pop(unit, None)
             if unit < 0:
                 code = -unit - 2
                 ring = self.rings.get(code, [])
@@ -293,7 +297,9 @@ class TierState:
         self.pages[page.id] = page
         self.next_page_id = max(self.next_page_id, page.id + 1)
         moving = set(slots)
+        self._arrays.pop(page.id, None)
         for code in {int(self.table.session[slot]) for slot in slots}:
+            self._arrays.pop(ring_unit(code), None)
             ring = self.rings.get(code)
             if ring:
                 ring[:] = [s for s in ring if s not in moving]
@@ -478,6 +484,13 @@ class TierState:
 
     def unit_members(self, unit: int) -> list[int]:
         return self.rings.get(-unit - 2, []) if unit < 0 else self.page_slots.get(unit, [])
+
+    def unit_array(self, unit: int) -> np.ndarray:
+        """A unit's slots in order as an int64 array (cached until its membership changes)."""
+        array = self._arrays.get(unit)
+        if array is None:
+            array = self._arrays[unit] = np.asarray(self.unit_members(unit), dtype=np.int64)
+        return array
 
     # ------------------------------------------------------------------ accounting
 
