@@ -172,6 +172,23 @@ class TiersConfig:
 
 
 @dataclass(slots=True)
+class SlbConfig:
+    """The semantic lookaside buffer in front of recall (docs/slb.md). Off by default: see the figures there."""
+
+    enabled: bool = False
+    threshold: float = 0.85
+    """A query reuses an entry whose query vector has at least this cosine with its own."""
+    session_entries: int = 64
+    """Entries per (namespace, session filter)."""
+    shared_entries: int = 1024
+    """Entries per namespace, shared by all sessions."""
+    max_sessions: int = 4096
+    """Session levels kept (least recently used dropped)."""
+    verify_every: int = 16
+    """Every this many hits, the full search runs too and the agreement of the two top-k is recorded (0 = never)."""
+
+
+@dataclass(slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreSection = field(default_factory=StoreSection)
@@ -182,6 +199,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     tiers: TiersConfig = field(default_factory=TiersConfig)
+    slb: SlbConfig = field(default_factory=SlbConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -254,7 +272,7 @@ def load_config(
             continue
         rest = name[len("MEMOSD_"):].lower()
         section, _, key = rest.partition("_")
-        if section in ("server", "store", "limits", "security", "events", "metrics", "log", "plugins", "tiers") and key:
+        if section in ("server", "store", "limits", "security", "events", "metrics", "log", "plugins", "tiers", "slb") and key:
             _apply(config, section, key, value, f"environment {name}")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")

@@ -43,6 +43,7 @@ from .server.handlers import build_handlers
 from .server.server import Server
 from .service.notify import Notifier, watchdog_interval
 from .store import Environment, StoreConfig, WriterThread
+from .slb.cache import SemanticLookasideBuffer
 from .tiers import report as tier_report
 from .tiers.manager import TierManager
 from .tiers.policy import PolicyRunner
@@ -76,7 +77,7 @@ class Daemon:
         self.dense = DenseChannel(self.plugins, self.env, self.writer) if self.plugins.encoder else None
         self.tiers = TierManager(self.env, config.tiers)
         self.engine = Engine(self.env, self.writer, config.limits, events=self.events, dense=self.dense,
-                             tiers=self.tiers)
+                             tiers=self.tiers, slb=SemanticLookasideBuffer(config.slb))
         self.scheduler = Scheduler(self.tiers, self.writer,
                                    PolicyRunner(config.tiers.policy, self.plugins, config.tiers.policy_timeout_s),
                                    last_request_at=lambda: self.server.last_request_at)
@@ -177,7 +178,9 @@ class Daemon:
             states = [] if state is None else [state.tiers]
         else:
             states = [engine.namespaces[name].tiers for name in sorted(engine.namespaces)]
-        return tier_report.tiers_result(self.tiers, self.scheduler, states)
+        result = tier_report.tiers_result(self.tiers, self.scheduler, states)
+        result.slb = engine.slb.info()
+        return result
 
     def page_info(self, namespace: str | None, args: m.PageArgs) -> m.PageResult:
         """``memosd show page``: one page of a namespace."""

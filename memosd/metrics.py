@@ -82,6 +82,21 @@ class DaemonCollector:
                                   value=d.writer.commits)
         yield CounterMetricFamily("memosd_writer_jobs", "Write jobs committed (group commit: jobs >= commits)",
                                   value=d.writer.jobs)
+        slb = d.engine.slb.info()
+        yield CounterMetricFamily("memosd_slb_lookups", "Recalls looked up in the semantic lookaside buffer",
+                                  value=slb.lookups)
+        yield CounterMetricFamily("memosd_slb_hits", "Recalls answered through the buffer", value=slb.hits)
+        if slb.agreement is not None:
+            yield GaugeMetricFamily("memosd_slb_agreement", "Mean top-k agreement of verified buffer hits "
+                                    "with the full search", value=slb.agreement)
+        tiers = d.tiers
+        yield GaugeMetricFamily("memosd_tiers_resident_bytes", "Page vectors resident (the budgeted part)",
+                                value=tiers.resident_bytes())
+        yield CounterMetricFamily("memosd_tiers_faults", "Pages faulted back in",
+                                  value=sum(s.counters.faults for s in tiers.states.values()))
+        yield CounterMetricFamily("memosd_tiers_evictions", "Pages whose vectors were evicted",
+                                  value=sum(s.counters.evictions for s in tiers.states.values()))
+        yield GaugeMetricFamily("memosd_tiers_backlog", "Scheduler backlog", value=d.scheduler.backlog())
         yield GaugeMetricFamily("memosd_loop_lag_seconds", "Event-loop lag", value=d.loop_lag_ms / 1000)
         events = CounterMetricFamily("memosd_events", "Events by sink and fate", labels=["sink", "fate"])
         for sink in d.events.sinks:

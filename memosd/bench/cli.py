@@ -89,6 +89,23 @@ def cmd_bench_tiers(args) -> int:
     return 0
 
 
+def cmd_bench_slb(args) -> int:
+    from .locomo import load_conversations
+    from .report import print_slb_bench
+    from .slb import run_slb_bench
+
+    conversations = load_conversations(args.file)
+    if args.conversations:
+        conversations = conversations[: args.conversations]
+    result = run_slb_bench(conversations, threshold=args.threshold, say=progress_printer())
+    result["file"] = args.file
+    if args.json:
+        _print_json(result)
+    else:
+        print_slb_bench(result)
+    return 0
+
+
 # --------------------------------------------------------------------------- eval
 
 
@@ -202,6 +219,17 @@ def add_bench_commands(sub, common) -> None:
     p.add_argument("--data", help="fill from a LoCoMo JSON file instead of the built-in text generator")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_bench_tiers)
+
+    p = sub.add_parser(
+        "bench-slb", parents=[common], help="the semantic lookaside buffer on LoCoMo query streams, on vs off",
+        description="Two temporary daemons (buffer on / off) get the same writes and queries: workload 1 asks "
+                    "each conversation's questions in order, workload 2 replays each conversation recalling "
+                    "with every turn before remembering it. Reports hit rate, recall p50/p99 and top-10 "
+                    "agreement with the buffer off.")
+    p.add_argument("file", help="LoCoMo JSON file")
+    p.add_argument("--threshold", type=float, default=None, help="slb.threshold of the buffered daemon")
+    p.add_argument("--conversations", type=int, default=0, help="use only the first N conversations")
+    p.set_defaults(handler=cmd_bench_slb)
 
     e = sub.add_parser("eval", help="retrieval-quality evaluations", description="Retrieval-quality evaluations.")
     esub = e.add_subparsers(dest="eval_target", required=True, metavar="DATASET")

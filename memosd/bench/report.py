@@ -172,3 +172,16 @@ def print_tier_bench(result: dict, console: Console | None = None) -> None:
                             f"{lat['faults_per_query']}", backlog)
         latency.add_row("", "busy / idle", f"{row['busy_vs_idle_p50']}x", f"{row['busy_vs_idle_p99']}x", "", "", "", "")
     console.print(latency)
+
+
+def print_slb_bench(result: dict, console: Console | None = None) -> None:
+    """Hit rate, latency with/without the buffer and agreement, per workload."""
+    console = console or _console()
+    table = Table("workload", "queries", "hit rate", "p50 off", "p50 on", "on/off", "p99 off", "p99 on", "on/off",
+                  "top-10 agreement", title=f"semantic lookaside buffer ({result['file']}, threshold "
+                                            f"{result['settings']['threshold']})")
+    for name, row in result["workloads"].items():
+        table.add_row(name, f"{row['queries']:,}", f"{row['hit_rate']:.1%}", _us(row["off_p50_us"]),
+                      _us(row["on_p50_us"]), f"{row['p50_ratio']}x", _us(row["off_p99_us"]), _us(row["on_p99_us"]),
+                      f"{row['p99_ratio']}x", f"{row['agreement']}")
+    console.print(table)

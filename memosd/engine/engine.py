@@ -23,7 +23,8 @@ from memosd_client.protocol.errors import (
     TooLargeError,
 )
 
-from ..config import LimitsConfig, TiersConfig
+from ..config import LimitsConfig, SlbConfig, TiersConfig
+from ..slb.cache import Entry, SemanticLookasideBuffer
 from ..events import EventBus
 from ..plugins import vectors as vector_store
 from ..plugins.dense import DenseChannel
@@ -60,6 +61,7 @@ class Engine(Validation, Records):
         events: EventBus | None = None,
         dense: DenseChannel | None = None,
         tiers: TierManager | None = None,
+        slb: SemanticLookasideBuffer | None = None,
     ):
         self.env = env
         self.events = events or EventBus()
@@ -70,6 +72,7 @@ class Engine(Validation, Records):
         """The dense channel of a configured, loaded encoder plugin; None: lexical retrieval only."""
         self.tiers = tiers or TierManager(env, TiersConfig(), retrieval)
         """Pages, residency and knowledge of every namespace (the scheduler works on it in the background)."""
+        self.slb = slb or SemanticLookasideBuffer(SlbConfig())
         self.allocator = Allocator(env)
         self.namespaces: dict[str, NamespaceState] = {}
         self._memories = env.dbs["memories"]
@@ -267,7 +270,7 @@ class Engine(Validation, Records):
         if vector is not None:
             hits = search.search_vector(vector, args.k, mask, padded_size(state.table.size))
         else:
-            hits = self._search_text(state, search, args.query, args.k, mask)
+            hits = self._search_text(state, search, args, mask)
         search.touch(hits)
         if state.tiers.counters.faults != faults:
             self.tiers.enforce_budget()  # pages faulted in for this query: back under the budget now
@@ -283,16 +286,59 @@ class Engine(Validation, Records):
         ]
         return m.RecallResult(hits=out, took_us=(time.perf_counter_ns() - started) // 1000)
 
-    def _search_text(self, state: NamespaceState, search: TwoStage, query: str, k: int, mask: np.ndarray):
+    def _search_text(self, state: NamespaceState, search: TwoStage, args: m.RecallArgs, mask: np.ndarray):
         """Two-stage hits across the tiers, score-fused with the dense channel's when the namespace has one."""
+        query, k = args.query, args.k
         bm25 = state.index.bm25_scores(query, mask)
-        if self.dense is None:
-            return search.search(query, k, mask, bm25)
-        depth = max(k, DENSE_DEPTH)
-        dense = self.dense.search(state, query, depth, mask)
+        dense = None
+        if self.dense is not None:
+            k = max(k, DENSE_DEPTH)
+            dense = self.dense.search(state, query, k, mask)
+        hits = self._tier_hits(state, search, args, k, mask, bm25)
         if not dense:  # no usable dense channel here, or nothing similar: the tiers' scores alone
-            return search.search(query, k, mask, bm25)
-        return fuse_scores(search.search(query, depth, mask, bm25), dense, k, self.dense.weight)
+            return hits[: args.k]
+        return fuse_scores(hits, dense, args.k, self.dense.weight)
+
+    def _tier_hits(self, state: NamespaceState, search: TwoStage, args: m.RecallArgs, k: int, mask: np.ndarray,
+                   bm25: np.ndarray):
+        """The tiers' best ``k``, through the semantic lookaside buffer when it is on."""
+        slb = self.slb
+        if not slb.enabled:
+            return search.search(args.query, k, mask, bm25)
+        started = time.perf_counter()
+        tiers = state.tiers
+        buckets, weights = tiers.feat.query(args.query)
+        norm = float(np.sqrt(weights @ weights)) if len(weights) else 0.0
+        if not norm:
+            return search.search(args.query, k, mask, bm25)
+        weights = weights / norm
+        signature = (msgspec.msgpack.encode(args.filters), k, args.as_of, args.include_forgotten)
+        session = args.filters.session
+        entry = slb.lookup(state.ns_id, session, buckets, weights, signature)
+        if entry is not None:
+            # Re-score the cached candidate units together with STM as it is now and every page formed
+            # since the entry was made, under the current filters (forgotten and purged memories excluded).
+            known = set(entry.units.tolist())
+            extra = [-2 - code for code in tiers.rings] + [p for p in tiers.pages if p >= entry.next_page]
+            extra = [u for u in extra if u not in known]
+            units = entry.units.tolist() + extra
+            scores = np.concatenate([entry.unit_scores, np.zeros(len(extra), dtype=np.float32)])
+            hits = search.stage_two(args.query, k, mask, bm25, units, scores)
+            slb.stats.hit_seconds += time.perf_counter() - started
+            every = slb.cfg.verify_every
+            if every and slb.stats.hits % every == 0:
+                full = {h.slot for h in search.search(args.query, k, mask, bm25)[: args.k]}
+                got = {h.slot for h in hits[: args.k]}
+                slb.stats.verified += 1
+                slb.stats.agreement_sum += len(full & got) / len(full) if full else float(not got)
+            return hits
+        units, scores, boost = search.stage_one(args.query, bm25)
+        hits = search.stage_two(args.query, k, mask, bm25, units, scores, boost)
+        slb.insert(state.ns_id, session, Entry(buckets, weights, signature, slb.generation(state.ns_id),
+                                               np.asarray(units, dtype=np.int64), scores,
+                                               next_page=tiers.next_page_id))
+        slb.stats.miss_seconds += time.perf_counter() - started
+        return hits
 
     @staticmethod
     def _tiered(state: NamespaceState, found: dict[int, m.Memory]) -> dict[int, m.Memory]:
@@ -381,6 +427,7 @@ class Engine(Validation, Records):
         def apply(result):
             ns_id, closed, new, reply = result
             if new is not None:
+                self.slb.invalidate(ns_id)
                 state = self._ensure_state(name, ns_id)
                 state.supersede(closed.id, closed.valid_to)
                 state.add(new)
@@ -418,6 +465,7 @@ class Engine(Validation, Records):
                     state.set_forgotten(memory_id, forgotten_at)
             ids = [memory_id for memory_id, _ in changed]
             if ids:
+                self.slb.invalidate(ns_id)
                 self.events.emit("forgotten" if forget else "unforgotten", name, ids)
             return m.ForgetResult(changed=ids, missing=missing)
 
@@ -469,6 +517,7 @@ class Engine(Validation, Records):
                 if self.dense is not None:
                     self.dense.forget_slots(ns_id, slots)
             if removed:
+                self.slb.invalidate(ns_id)
                 self.events.emit("purged", name, [mem.id for mem in removed])
             return m.PurgeResult(purged=len(removed), missing=missing)
 
@@ -494,6 +543,7 @@ class Engine(Validation, Records):
                 del self.namespaces[name]
             if ns_id is not None:
                 self.tiers.forget_namespace(ns_id)
+                self.slb.drop_namespace(ns_id)
             if ns_id is not None and self.dense is not None:
                 self.dense.drop_namespace(ns_id)
             if ns_id is not None:
@@ -518,6 +568,7 @@ class Engine(Validation, Records):
             ],
             store_bytes=used,
             map_bytes=map_size,
+            slb=self.slb.info(),
         )
 
     def _dense_bytes(self, state: NamespaceState) -> int:

@@ -208,7 +208,8 @@ class Server:
     def _dispatch(self, listener: Listener, frames: list[bytes], principal: Principal | None) -> None:
         started = time.perf_counter()
         self.requests += 1
-        self.last_request_at = started
+        if not listener.admin:  # operators polling status are not traffic to make way for
+            self.last_request_at = started
         identity = frames[0]
         if len(frames) != 2:
             payload = frames[-1] if len(frames) > 1 else b""

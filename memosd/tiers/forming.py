@@ -69,11 +69,11 @@ class _OpenPage:
         self.centroid[row[0]] += row[1]
 
 
-def plan_pages(tiers: TierState, now: float) -> list[PagePlan]:
-    """Pages to create, extend or close this tick (at most ``tick_turns`` turns moved)."""
+def plan_pages(tiers: TierState, now: float, limit: int) -> list[PagePlan]:
+    """Pages to create, extend or close this tick (at most ``limit`` turns moved)."""
     cfg = tiers.cfg
     plans: dict[int, PagePlan] = {}
-    budget = cfg.tick_turns
+    budget = limit
     next_id = tiers.next_page_id
     for code in sorted(tiers.rings):
         ring = tiers.rings[code]

@@ -41,8 +41,11 @@ BUSY_TICK_S = 0.02
 TRAFFIC_WINDOW_S = 0.2
 """A request this recent means clients are active: the scheduler then ticks only every tick_s, so its
 share of the event loop stays small (idle-priority background work, like an OS's page daemon)."""
-URGENT_BACKLOG = 20_000
-"""...unless the backlog is this large: short-term memory must not grow without bound under traffic."""
+IDLE_SCALE = 8
+"""How many times more work a tick does when no client is waiting."""
+URGENT_OVERFLOW = 2_048
+"""...unless this many short-term turns wait to be paged: they are searched by every recall and must not
+pile up under traffic. The scheduler then ticks every BUSY_TICK_S, still in small steps."""
 DOC_STEP_S = 0.003
 """Longest stretch of coarse-document indexing between two chances for requests to run."""
 PAGES_PER_COMMIT = 8
@@ -93,8 +96,15 @@ class Scheduler:
     def _pause(self, busy: bool) -> float:
         if not busy:
             return self.cfg.tick_s
-        traffic = time.perf_counter() - self.last_request_at() < TRAFFIC_WINDOW_S
-        return self.cfg.tick_s if traffic and self.backlog() < URGENT_BACKLOG else BUSY_TICK_S
+        return self.cfg.tick_s if self._traffic() and self.stm_overflow() < URGENT_OVERFLOW else BUSY_TICK_S
+
+    def _traffic(self) -> bool:
+        return time.perf_counter() - self.last_request_at() < TRAFFIC_WINDOW_S
+
+    def stm_overflow(self) -> int:
+        """Short-term turns over the rings' capacity: always searched, so they make every recall slower."""
+        cap = self.cfg.stm_capacity
+        return sum(max(len(ring) - cap, 0) for state in self.manager.states.values() for ring in state.rings.values())
 
     # ------------------------------------------------------------------ one tick
 
@@ -103,8 +113,10 @@ class Scheduler:
         now = time.time() if now is None else now
         self.ticks += 1
         busy = False
+        # Without traffic the scheduler works in larger steps: nobody waits behind them.
+        scale = 1 if self._traffic() else IDLE_SCALE
         for state in list(self.manager.states.values()):
-            plans = plan_pages(state, now)
+            plans = plan_pages(state, now, self.cfg.tick_turns * scale)
             for start in range(0, len(plans), PAGES_PER_COMMIT):
                 await self._commit_pages(state, plans[start:start + PAGES_PER_COMMIT])
                 busy = True
@@ -114,7 +126,7 @@ class Scheduler:
                 busy = True
                 await asyncio.sleep(0)
         if self.cfg.consolidate:
-            busy = await self._consolidate() or busy
+            busy = await self._consolidate(self.cfg.tick_pages * scale) or busy
             for state in list(self.manager.states.values()):
                 while state.flush_docs(DOC_STEP_S):  # the knowledge just consolidated
                     busy = True
@@ -185,10 +197,10 @@ class Scheduler:
 
     # ------------------------------------------------------------------ consolidation
 
-    async def _consolidate(self) -> bool:
+    async def _consolidate(self, limit: int) -> bool:
         picked: list[tuple[TierState, int]] = []
         for state in self.manager.states.values():
-            room = self.cfg.tick_pages - len(picked)
+            room = limit - len(picked)
             if room <= 0:
                 break
             picked.extend((state, page_id) for page_id in heapq.nsmallest(room, state.unconsolidated))

@@ -70,17 +70,34 @@ class TwoStage:
 
     def search(self, query: str, k: int, allowed: np.ndarray, bm25: np.ndarray) -> list[Hit]:
         """Best ``k`` turns for a text query; ``bm25`` is the lexical index's raw scores (padded)."""
+        units, unit_scores, fact_boost = self.stage_one(query, bm25)
+        return self.stage_two(query, k, allowed, bm25, units, unit_scores, fact_boost)
+
+    def stage_one(self, query: str, bm25: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+        """Candidate units with their coarse scores (scaled to the best unit's), and the knowledge boost."""
+        tiers = self.tiers
+        coarse = self._coarse_scores(query)
+        fact_boost, fact_units = self._knowledge(query, len(bm25))
+        units = self.candidates(coarse, _scaled(bm25), fact_units)
+        top = coarse.max() if len(coarse) else 0.0
+        docs = np.asarray([tiers.coarse.slot_of.get(u, -1) for u in units], dtype=np.int64)
+        scores = np.zeros(len(units), dtype=np.float32)
+        if top > 0 and len(units):
+            found = docs >= 0
+            scores[found] = coarse[docs[found]] / top
+        return units, scores, fact_boost
+
+    def stage_two(self, query: str, k: int, allowed: np.ndarray, bm25: np.ndarray, units: list[int],
+                  unit_scores: np.ndarray, fact_boost: np.ndarray | None = None) -> list[Hit]:
+        """Fine scores over ``units`` and every short-term ring, fused as the module docstring says."""
         tiers, cfg = self.tiers, self.tiers.cfg
         tiers.counters.queries += 1
         size = len(bm25)
         mask = np.zeros(size, dtype=bool)
         mask[: len(allowed)] = allowed[:size]
         lexical = _scaled(bm25)
-        coarse = self._coarse_scores(query)
-        fact_boost, fact_units = self._knowledge(query, size)
-        units = self.candidates(coarse, lexical, fact_units)
         faults = tiers.counters.faults
-        blocks = [tiers.stm_block()] + tiers.blocks_for([u for u in units if u > 0])
+        blocks = [tiers.stm_block()] + tiers.blocks_for([u for u in units if u > 0 and u in tiers.pages])
         if tiers.counters.faults != faults:
             tiers.counters.fault_queries += 1
         qvec = tiers.df.query_vector(*tiers.feat.query(query))
@@ -89,7 +106,7 @@ class TwoStage:
         fine = _scaled(fine)
         base = lexical + self.hash_weight * fine
         final = base.copy()
-        self._context(final, base, coarse, units)
+        self._context(final, base, units, unit_scores)
         if fact_boost is not None:
             final += cfg.knowledge_weight * fact_boost
         restrict(final, mask)
@@ -100,21 +117,19 @@ class TwoStage:
             hits.append(Hit(slot, value, channels or ("page",)))
         return hits
 
-    def _context(self, final: np.ndarray, base: np.ndarray, coarse: np.ndarray, units: list[int]) -> None:
+    def _context(self, final: np.ndarray, base: np.ndarray, units: list[int], unit_scores: np.ndarray) -> None:
         """Add the page term and the neighbour term to ``final`` for every turn of the candidate units
         (vectorised over all units at once; each slot belongs to exactly one unit)."""
         tiers, cfg = self.tiers, self.tiers.cfg
         arrays = [tiers.unit_array(u) for u in units]
-        kept = [(u, a) for u, a in zip(units, arrays) if len(a)]
-        if not kept:
+        keep = np.asarray([len(a) > 0 for a in arrays], dtype=bool)
+        if not keep.any():
             return
-        lengths = np.asarray([len(a) for _, a in kept])
-        idx = np.concatenate([a for _, a in kept])
-        top_unit = coarse.max() if len(coarse) else 0.0
-        if cfg.page_weight and top_unit > 0:
-            docs = np.asarray([tiers.coarse.slot_of.get(u, -1) for u, _ in kept])
-            unit_score = np.where(docs >= 0, coarse[np.clip(docs, 0, len(coarse) - 1)], 0.0) / top_unit
-            final[idx] += (cfg.page_weight * np.repeat(unit_score, lengths)).astype(np.float32)
+        arrays = [a for a in arrays if len(a)]
+        lengths = np.asarray([len(a) for a in arrays])
+        idx = np.concatenate(arrays)
+        if cfg.page_weight:
+            final[idx] += (cfg.page_weight * np.repeat(unit_scores[keep], lengths)).astype(np.float32)
         if cfg.neighbor_weight:
             ends = np.cumsum(lengths)
             first = np.zeros(len(idx), dtype=bool)

@@ -262,10 +262,29 @@ class NamespaceStats(ReplyStruct):
     index_bytes: int
 
 
+class SlbInfo(ReplyStruct):
+    """The semantic lookaside buffer's counters since start (docs/slb.md)."""
+
+    enabled: bool
+    lookups: int = 0
+    hits: int = 0
+    hit_rate: float = 0.0
+    hit_mean_us: float = 0.0
+    """Mean engine time of a recall answered through the buffer."""
+    miss_mean_us: float = 0.0
+    verified: int = 0
+    """Hits also answered by the full search, to measure agreement."""
+    agreement: float | None = None
+    """Mean share of the full search's top-k that the buffered answer returned (1.0 = identical sets)."""
+    entries: int = 0
+    invalidations: int = 0
+
+
 class StatsResult(ReplyStruct):
     namespaces: list[NamespaceStats]
     store_bytes: int
     map_bytes: int
+    slb: SlbInfo | None = None
 
 
 class ExportArgs(Struct):
@@ -389,6 +408,7 @@ class TiersResult(ReplyStruct):
     policy: str
     """The consolidation policy in use (name/version)."""
     rss_bytes: int = 0
+    slb: SlbInfo | None = None
 
 
 class PageArgs(Struct):

@@ -1,0 +1,1 @@
+"""The semantic lookaside buffer in front of recall (see cache.py)."""
