@@ -23,7 +23,7 @@ import psutil
 
 from memosd_client.protocol import PROTOCOL_VERSION
 from memosd_client.protocol import messages as m
-from memosd_client.protocol.errors import NotFoundError, UnsupportedVersionError
+from memosd_client.protocol.errors import InvalidArgumentError, NotFoundError, UnsupportedVersionError
 
 from . import __version__
 from .config import Config, ConfigError
@@ -184,10 +184,21 @@ class Daemon:
 
     def page_info(self, namespace: str | None, args: m.PageArgs) -> m.PageResult:
         """``memosd show page``: one page of a namespace."""
+        if (args.page is None) == (args.memory is None):
+            raise InvalidArgumentError("page needs exactly one of page or memory")
         state = self.engine.namespaces.get(namespace or "")
+        page_id = args.page
+        if state is not None and args.memory is not None:
+            slot = state.slot_of.get(args.memory)
+            if slot is None:
+                raise NotFoundError(f"no memory {args.memory} in namespace {namespace!r}")
+            unit = int(state.tiers.unit_of[slot])
+            if unit <= 0:
+                raise NotFoundError(f"memory {args.memory} is in short-term memory, not in a page yet")
+            page_id = unit
         if state is None:
-            raise NotFoundError(f"no page {args.page} in namespace {namespace!r}")
-        return tier_report.page_result(self.tiers, state.tiers, args.page)
+            raise NotFoundError(f"no page {page_id} in namespace {namespace!r}")
+        return tier_report.page_result(self.tiers, state.tiers, page_id)
 
     async def keys_create(self, args: m.KeysCreateArgs) -> m.KeysCreateResult:
         record, secret = await self.keys.create(args.name, args.grants)

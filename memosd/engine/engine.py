@@ -369,7 +369,8 @@ class Engine(Validation, Records):
             versions = self._lineage(txn, state.ns_id, args.id)
         if not versions:
             raise NotFoundError(f"no memory {args.id} in namespace {namespace!r}")
-        return m.HistoryResult(versions=versions)
+        tiered = self._tiered(state, {mem.id: mem for mem in versions})
+        return m.HistoryResult(versions=[tiered[mem.id] for mem in versions])
 
     # ------------------------------------------------------------------ update / forget / purge
 

@@ -27,7 +27,7 @@ def cmd_tiers(args) -> int:
                       f"{ns.pages:,} ({ns.open_pages:,}, {ns.consolidated_pages:,}); {ns.facts:,} facts",
                       f"{ns.resident_pages:,}, {ns.resident_bytes:,} B (+{ns.fixed_bytes:,} B fixed)",
                       f"{ns.heat_p50:.3g} / {ns.heat_p90:.3g} / {ns.heat_p99:.3g}",
-                      f"{ns.faults:,} ({ns.fault_queries:,} of {ns.queries:,} queries), {ns.evictions:,}",
+                      f"{ns.faults:,} (recalls faulting {ns.fault_queries:,} of {ns.queries:,}), {ns.evictions:,}",
                       f"{ns.promotions:,}, {ns.demotions:,}")
     console = Console()
     console.print(table)
@@ -42,7 +42,7 @@ def cmd_show_page(args) -> int:
     from ..cli.main import _client  # the same connection settings (CURVE key included) as every command
 
     with _client(args) as client:
-        page: m.PageResult = client.page(args.id)
+        page: m.PageResult = client.page(args.id, memory=args.memory)
     if args.json:
         print_json(page)
         return ExitCode.OK
@@ -73,5 +73,6 @@ def add_tiers_commands(sub, common: argparse.ArgumentParser) -> None:
     what = show.add_subparsers(dest="what", required=True, metavar="OBJECT")
     p = what.add_parser("page", parents=[common], help="one page of the namespace's tiers",
                         description=cmd_show_page.__doc__)
-    p.add_argument("id", type=int, help="page id (see `memosd tiers` or `memosd show page` of a neighbour)")
+    p.add_argument("id", type=int, nargs="?", help="page id")
+    p.add_argument("--memory", type=int, help="show the page holding this memory instead")
     p.set_defaults(handler=cmd_show_page)

@@ -29,7 +29,7 @@ def namespace_tiers(manager: TierManager, state: TierState, now: float) -> m.Nam
         consolidated_pages=sum(1 for p in state.pages.values() if p.consolidated),
         facts=len(state.fact_text), resident_pages=len(state.blocks), resident_bytes=state.block_bytes,
         fixed_bytes=state.always_resident_bytes(), heat_p50=p50, heat_p90=p90, heat_p99=p99,
-        **state.counters.as_dict(),
+        policy_usage=dict(state.policy_usage), **state.counters.as_dict(),
     )
 
 

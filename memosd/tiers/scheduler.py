@@ -220,6 +220,9 @@ class Scheduler:
         done = []
         for (state, page_id, members), (result, policy_name, failed) in zip(work, outcomes):
             state.counters.policy_failures += int(failed)
+            for name, value in result.usage.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    state.policy_usage[name] = state.policy_usage.get(name, 0) + value
             facts = [FactRecord(page=page_id, text=f.text, sources=list(f.sources), event_time=f.event_time,
                                 meta=dict(f.meta)) for f in result.facts]
             done.append((state, page_id, members, result, policy_name, facts))

@@ -154,7 +154,10 @@ class TwoStage:
             for hit in hits:
                 coarse[hit.slot] = hit.score
         units = self.candidates(coarse, np.zeros(0, dtype=np.float32), set())
+        faults = tiers.counters.faults
         blocks = [tiers.stm_block()] + tiers.blocks_for([u for u in units if u > 0])
+        if tiers.counters.faults != faults:
+            tiers.counters.fault_queries += 1
         qvec = tiers.df.query_vector(buckets, vector[buckets].astype(np.float64))
         scores = score_blocks(blocks, qvec, size)
         mask = np.zeros(size, dtype=bool)

@@ -147,6 +147,8 @@ class TierState:
         """Memory id -> page id of page assignments submitted to the writer and not yet applied;
         purges read it (on the writer thread) so a page being formed cannot keep a purged turn."""
         self.counters = Counters()
+        self.policy_usage: dict[str, int] = {}
+        """The policies' resource accounting (Consolidation.usage), summed since start."""
         self.load_room = [1 << 62]
         """Bytes of page vectors a load may still make resident (a list shared by the manager)."""
 

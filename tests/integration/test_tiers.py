@@ -93,6 +93,10 @@ def test_short_term_keeps_the_newest_turns_and_pages_the_rest(tmp_path):
             assert page.members == list(range(page.members[0], page.members[0] + len(page.members)))
             assert all(client.get(i).session == page.session for i in page.members)
         assert [mem.tier for mem in client.get_many([ids[0], ids[29]]).memories] == ["mtm", "stm"]
+        holding = client.page(memory=ids[5])
+        assert ids[5] in holding.members and holding == client.page(holding.id)
+        with pytest.raises(NotFoundError, match="short-term"):
+            client.page(memory=ids[29])
         newest = client.list(filters=m.Filters(tier="stm"), limit=100).memories
         assert sorted(mem.id for mem in newest) == sorted(ids[22:30] + ids[52:60])
 

@@ -74,9 +74,10 @@ class Api(ABC):
         ns = None if all_namespaces else self._ns(namespace)
         return self._exec(Call("stats", m.StatsArgs(), ns))
 
-    def page(self, page_id: int, namespace: str | None = None):
-        """One page of the namespace's memory tiers: members, heat, residency, summary and facts."""
-        return self._exec(Call("page", m.PageArgs(page=page_id), self._ns(namespace)))
+    def page(self, page_id: int | None = None, *, memory: int | None = None, namespace: str | None = None):
+        """One page of the namespace's memory tiers (by page id, or the page holding ``memory``):
+        members, heat, residency, summary and facts."""
+        return self._exec(Call("page", m.PageArgs(page=page_id, memory=memory), self._ns(namespace)))
 
     # ------------------------------------------------------------------ writes
 

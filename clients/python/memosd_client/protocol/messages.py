@@ -378,7 +378,8 @@ class NamespaceTiers(ReplyStruct):
     resident_bytes: int
     """RAM of the resident page vectors (what the budget limits)."""
     fixed_bytes: int
-    """RAM that eviction cannot free: lexical, coarse and knowledge indexes, rings, page records."""
+    """RAM that eviction cannot free: coarse and knowledge indexes, document frequencies, rings and page
+    records (the lexical index is counted in stats' index_bytes)."""
     heat_p50: float = 0.0
     heat_p90: float = 0.0
     heat_p99: float = 0.0
@@ -395,6 +396,8 @@ class NamespaceTiers(ReplyStruct):
     """Pages consolidated since start."""
     policy_failures: int = 0
     """Consolidations where the configured policy failed and the built-in one was used."""
+    policy_usage: dict[str, int] = {}
+    """Resource accounting reported by the policy, summed (e.g. prompt_tokens, completion_tokens)."""
 
 
 class TiersResult(ReplyStruct):
@@ -412,8 +415,10 @@ class TiersResult(ReplyStruct):
 
 
 class PageArgs(Struct):
-    page: int
-    """A page id (``memosd tiers``, or the ``page`` of a memory in ``memosd show page``)."""
+    """Exactly one of ``page`` (a page id) or ``memory`` (the id of a memory: its page)."""
+
+    page: int | None = None
+    memory: int | None = None
 
 
 class FactInfo(ReplyStruct):
