@@ -8,6 +8,11 @@ less file-backed pages). LMDB's data file is mapped into the daemon, so its
 pages count in total RSS although they are page cache sized by the store; the
 anonymous part is the daemon's own heap, where a leak would show.
 
+The daemon runs with a small residency budget (:attr:`SoakOptions.budget_bytes`) so that the tiers
+evict and fault pages all along; the page vectors resident are sampled too, and must stay within
+the budget (plus :data:`BUDGET_SLACK_BYTES` for the open pages a scheduler tick faults in before it
+evicts at the end of the tick).
+
 Bar: over the second half, anonymous RSS grows by less than
 :data:`GROWTH_FRACTION` of its value at the half-way point or
 :data:`GROWTH_FLOOR_BYTES`, whichever is larger, and no request fails. With the
@@ -36,8 +41,9 @@ from .result import Say, Stopwatch, SuiteResult, latency_ms
 
 GROWTH_FRACTION = 0.10
 GROWTH_FLOOR_BYTES = 8 << 20
+BUDGET_SLACK_BYTES = 1 << 20
 BAR = ("anonymous RSS grows < max(10% of its half-way value, 8 MiB) over the second half, "
-       "at a steady store size; 0 errors")
+       "at a steady store size; resident page vectors <= budget + 1 MiB in every sample; 0 errors")
 MIB = 1 << 20
 
 
@@ -50,6 +56,8 @@ class SoakOptions:
     workers: int = 8
     store_dir: str | None = None
     seed: int | None = None
+    budget_bytes: int = 1 << 20
+    """tiers.budget_bytes of the soaked daemon: small, so pages are evicted and faulted throughout."""
 
 
 @dataclass
@@ -58,6 +66,8 @@ class Sample:
     rss: int
     anon: int
     data_file: int
+    resident: int = 0
+    """Page vectors resident (the tiers' budgeted RAM)."""
 
 
 def _slope_per_min(samples: list[Sample], attr: str) -> float:
@@ -118,17 +128,23 @@ async def _index_bytes(client) -> int:
     return sum(ns.index_bytes for ns in (await client.stats(all_namespaces=True)).namespaces)
 
 
-async def _sampler(pid: int, data_file: str, started: float, until: float, out: list[Sample]) -> None:
-    while True:
-        rss, anon = rss_bytes(pid)
-        try:
-            size = os.path.getsize(data_file)
-        except OSError:
-            size = 0
-        out.append(Sample(round(time.monotonic() - started, 2), rss, anon, size))
-        if time.monotonic() >= until:
-            return
-        await asyncio.sleep(1.0)
+async def _sampler(daemon, started: float, until: float, out: list[Sample]) -> None:
+    pid, data_file = daemon.proc.pid, str(daemon.data_dir / "data.mdb")
+    admin = daemon.admin(timeout=10.0)
+    try:
+        while True:
+            rss, anon = rss_bytes(pid)
+            try:
+                size = os.path.getsize(data_file)
+            except OSError:
+                size = 0
+            resident = (await asyncio.to_thread(admin.tiers)).resident_bytes
+            out.append(Sample(round(time.monotonic() - started, 2), rss, anon, size, resident))
+            if time.monotonic() >= until:
+                return
+            await asyncio.sleep(1.0)
+    finally:
+        admin.close()
 
 
 async def _run(daemon, opts: SoakOptions, rng: random.Random, say: Say, result: SuiteResult) -> list[Sample]:
@@ -151,7 +167,7 @@ async def _run(daemon, opts: SoakOptions, rng: random.Random, say: Say, result: 
     until = started + opts.duration_s
     try:
         await asyncio.gather(
-            _sampler(daemon.proc.pid, str(daemon.data_dir / "data.mdb"), started, until, samples),
+            _sampler(daemon, started, until, samples),
             *(_worker(c, names, windows, opts, random.Random(rng.random()), until, latency, errors, messages)
               for c in clients))
         elapsed = time.monotonic() - started
@@ -171,7 +187,7 @@ async def _run(daemon, opts: SoakOptions, rng: random.Random, say: Say, result: 
     return samples
 
 
-def judge(samples: list[Sample], result: SuiteResult) -> None:
+def judge(samples: list[Sample], result: SuiteResult, budget_bytes: int = 0) -> None:
     """Apply the bar to the samples and put the memory figures in ``result``."""
     if len(samples) < 4:
         result.fail(f"only {len(samples)} RSS samples")
@@ -195,10 +211,16 @@ def judge(samples: list[Sample], result: SuiteResult) -> None:
         "anon RSS growth per hour at that slope (MiB)": round(60 * _slope_per_min(half, "anon"), 1),
         "allowed growth (MiB)": round(bound / MIB, 1),
         "data file MiB start / end": [round(samples[0].data_file / MIB, 1), round(samples[-1].data_file / MIB, 1)],
+        "page vectors resident MiB max (budget)": [round(max(s.resident for s in samples) / MIB, 2),
+                                                   round(budget_bytes / MIB, 2)],
     })
+    if budget_bytes and max(s.resident for s in samples) > budget_bytes + BUDGET_SLACK_BYTES:
+        result.fail(f"resident page vectors reached {max(s.resident for s in samples) / MIB:.2f} MiB, over the "
+                    f"{budget_bytes / MIB:.2f} MiB budget")
     result.tables["RSS samples"] = [{"t_s": s.t, "rss_mib": round(s.rss / MIB, 1),
                                      "anon_mib": round(s.anon / MIB, 1),
-                                     "data_file_mib": round(s.data_file / MIB, 1)} for s in samples]
+                                     "data_file_mib": round(s.data_file / MIB, 1),
+                                     "resident_mib": round(s.resident / MIB, 2)} for s in samples]
     if growth >= bound:
         result.fail(f"anonymous RSS grew {growth / MIB:.1f} MiB over the second half "
                     f"(allowed {bound / MIB:.1f} MiB)")
@@ -209,16 +231,16 @@ def run_soak(opts: SoakOptions, say: Say) -> SuiteResult:
     seed = opts.seed if opts.seed is not None else random.randrange(1 << 30)
     result = SuiteResult("soak", BAR, settings={"duration_s": opts.duration_s, "window": opts.window,
                                                  "namespaces": opts.namespaces, "workers": opts.workers,
-                                                 "seed": seed})
+                                                 "budget_bytes": opts.budget_bytes, "seed": seed})
     clock = Stopwatch()
     root = temp_dir(opts.store_dir, "memosd-soak-")
-    daemon = new_daemon(root / "store")
+    daemon = new_daemon(root / "store", env={"MEMOSD_TIERS_BUDGET_BYTES": str(opts.budget_bytes)})
     try:
         daemon.start()
         samples = asyncio.run(_run(daemon, opts, random.Random(seed), say, result))
         if daemon.proc is None or daemon.proc.poll() is not None:
             result.fail(f"the daemon died during the soak:\n{log_tail(daemon)}")
-        judge(samples, result)
+        judge(samples, result, opts.budget_bytes)
     except MemosdError as exc:
         result.fail(f"soak run failed: {exc}\n{log_tail(daemon)}")
     finally:

@@ -26,6 +26,17 @@ def split_memory_key(key: bytes) -> tuple[int, int]:
     return _NS_ID.unpack(key)
 
 
+def items_with_prefix(txn, db, prefix: bytes):
+    """(key, value) of every record of ``db`` whose key starts with ``prefix``, in key order."""
+    cursor = txn.cursor(db=db)
+    if not cursor.set_range(prefix):
+        return
+    for key, value in cursor:
+        if not key.startswith(prefix):
+            return
+        yield key, value
+
+
 def delete_prefix(txn, db, prefix: bytes) -> int:
     """Delete every key of ``db`` starting with ``prefix`` (a namespace's range); returns how many."""
     cursor = txn.cursor(db=db)

@@ -73,12 +73,7 @@ class TierManager:
         pages, facts = [], {}
         prefix = keys.ns_prefix(ns_id)
         for db, decode, sink in ((self._pages, records.decode_page, pages), (self._knowledge, records.decode_fact, None)):
-            cursor = txn.cursor(db=db)
-            if not cursor.set_range(prefix):
-                continue
-            for key, raw in cursor:
-                if not key.startswith(prefix):
-                    break
+            for key, raw in keys.items_with_prefix(txn, db, prefix):
                 try:
                     record = decode(raw)
                 except Exception as exc:  # noqa: BLE001 - a damaged record must not stop the daemon
@@ -91,16 +86,9 @@ class TierManager:
         return pages, facts
 
     def read_facts(self, ns_id: int, page_id: int) -> list[FactRecord]:
-        prefix = records.fact_prefix(ns_id, page_id)
-        out = []
         with self.env.read() as txn:
-            cursor = txn.cursor(db=self._knowledge)
-            if cursor.set_range(prefix):
-                for key, raw in cursor:
-                    if not key.startswith(prefix):
-                        break
-                    out.append(records.decode_fact(raw))
-        return out
+            return [records.decode_fact(raw)
+                    for _, raw in keys.items_with_prefix(txn, self._knowledge, records.fact_prefix(ns_id, page_id))]
 
     # ------------------------------------------------------------------ purge, inside the write transaction
 

@@ -45,6 +45,15 @@ def test_soak_judgement_fails_on_steady_growth_and_passes_flat_memory():
     assert not bad.passed and bad.figures["anon RSS slope, 2nd half (MiB/min)"] > 300
 
 
+def test_soak_judgement_fails_when_resident_page_vectors_exceed_the_budget():
+    within = [Sample(t, 100 * MIB, 60 * MIB, MIB, resident=MIB) for t in range(20)]
+    over = [Sample(t, 100 * MIB, 60 * MIB, MIB, resident=(4 if t == 7 else 1) * MIB) for t in range(20)]
+    ok, bad = SuiteResult("soak", "test", {}), SuiteResult("soak", "test", {})
+    judge(within, ok, budget_bytes=MIB)
+    judge(over, bad, budget_bytes=MIB)
+    assert ok.passed and not bad.passed and "over the 1.00 MiB budget" in bad.failures[0]
+
+
 def test_fuzz_reply_check_flags_internal_errors_wrong_ids_and_admin_leaks():
     request = Case((codec.encode_request(41, "get", m.GetArgs(ids=[1]), "ns"),), admin=False, kind="structured",
                    op="get")
