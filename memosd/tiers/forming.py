@@ -79,7 +79,8 @@ def plan_pages(tiers: TierState, now: float, limit: int) -> list[PagePlan]:
         ring = tiers.rings[code]
         if not ring or budget <= 0:
             continue
-        idle = now - max(float(tiers.table.valid_from[s]) for s in ring) >= cfg.stm_idle_s
+        # Rings grow by appending: the last turn is the newest (and this stays O(1) for a long ring).
+        idle = now - float(tiers.table.valid_from[ring[-1]]) >= cfg.stm_idle_s
         take = min(len(ring) if idle else len(ring) - cfg.stm_capacity, budget)
         if take <= 0:
             continue

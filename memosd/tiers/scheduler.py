@@ -16,7 +16,6 @@ through the writer thread like any write. Triggers:
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
 from collections.abc import Callable
 
@@ -203,7 +202,7 @@ class Scheduler:
             room = limit - len(picked)
             if room <= 0:
                 break
-            picked.extend((state, page_id) for page_id in heapq.nsmallest(room, state.unconsolidated))
+            picked.extend((state, page_id) for page_id in state.oldest_unconsolidated(room))
         for start in range(0, len(picked), PAGES_PER_COMMIT):
             await self._consolidate_pages(picked[start:start + PAGES_PER_COMMIT])
         return bool(picked)

@@ -14,6 +14,7 @@ demand and evicted coldest first.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -132,7 +133,9 @@ class TierState:
         self._arrays: dict[int, np.ndarray] = {}
         """unit -> its slots as an array (see unit_array); dropped whenever the membership changes."""
         self.unconsolidated: set[int] = set()
-        """Closed pages waiting for the consolidation policy."""
+        """Closed pages waiting for the consolidation policy (see mark_unconsolidated)."""
+        self._waiting: list[int] = []
+        """A heap of the same page ids (with stale ones left in until they surface)."""
         self.retier_cursor = 0
         """Where the scheduler's round-robin demotion pass over the pages resumes."""
         self.pending_facts: dict[int, str] = {}
@@ -182,7 +185,7 @@ class TierState:
                 code = -1 if page.session is None else self.sessions.code(page.session)
                 self.open_page[code] = page_id
             elif not page.consolidated:
-                self.unconsolidated.add(page_id)
+                self.mark_unconsolidated(page_id)
             if page_id in facts:
                 self.install_knowledge(page, facts[page_id])
         self._loading = {}
@@ -255,7 +258,7 @@ class TierState:
             page.consolidated, page.summary, page.keywords, page.entities, page.facts = False, "", [], [], 0
             self.set_tier(page_id, TIER_MTM)  # its knowledge is gone until the scheduler consolidates it again
             if page.closed:
-                self.unconsolidated.add(page_id)
+                self.mark_unconsolidated(page_id)
             if not page.members:
                 self.unconsolidated.discard(page_id)
                 del self.pages[page_id]
@@ -321,7 +324,7 @@ class TierState:
             self.pending_docs[page.id] = "\n".join(([old_text] if old_text else []) + texts)
         code = -1 if page.session is None else self.sessions.code(page.session)
         if page.closed and not page.consolidated:
-            self.unconsolidated.add(page.id)
+            self.mark_unconsolidated(page.id)
         if not page.closed:
             self.open_page[code] = page.id
         elif self.open_page.get(code) == page.id:
@@ -483,6 +486,22 @@ class TierState:
         self.coarse.put(unit, text, old_text)
         if unit < 0 or (unit in self.pages and not self.pages[unit].closed):
             self._indexed[unit] = text
+
+    def mark_unconsolidated(self, page_id: int) -> None:
+        if page_id not in self.unconsolidated:
+            self.unconsolidated.add(page_id)
+            heapq.heappush(self._waiting, page_id)
+
+    def oldest_unconsolidated(self, n: int) -> list[int]:
+        """The ``n`` lowest page ids waiting for consolidation (O(n log pages), not a scan)."""
+        out: list[int] = []
+        while self._waiting and len(out) < n:
+            page_id = heapq.heappop(self._waiting)
+            if page_id in self.unconsolidated and (not out or page_id != out[-1]):
+                out.append(page_id)
+        for page_id in out:
+            heapq.heappush(self._waiting, page_id)
+        return out
 
     def unit_members(self, unit: int) -> list[int]:
         return self.rings.get(-unit - 2, []) if unit < 0 else self.page_slots.get(unit, [])
