@@ -32,7 +32,7 @@ from .fine import score_blocks
 from .state import TierState
 
 KNOWLEDGE_FACTS = 10
-"""Facts taken from the knowledge index per query."""
+"""Facts taken from the knowledge index per query when knowledge_weight is on."""
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:
@@ -175,9 +175,9 @@ class TwoStage:
 
     def _knowledge(self, query: str, size: int) -> tuple[np.ndarray | None, set[int]]:
         tiers, cfg = self.tiers, self.tiers.cfg
-        if not len(tiers.knowledge):
+        if not len(tiers.knowledge) or not (cfg.knowledge_candidates or cfg.knowledge_weight):
             return None, set()
-        hits = tiers.knowledge.index.search(query, KNOWLEDGE_FACTS)
+        hits = tiers.knowledge.index.search(query, max(cfg.knowledge_candidates, KNOWLEDGE_FACTS))
         if not hits:
             return None, set()
         boost = np.zeros(size, dtype=np.float32) if cfg.knowledge_weight else None
