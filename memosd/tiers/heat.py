@@ -11,9 +11,17 @@ so heat is a pure function of stored numbers and the clock: nothing has to run
 for an idle page to cool, and two daemons computing it at the same instant
 agree. The size term keeps a large, never-hit page a little warmer than a
 one-turn page of the same age (it costs more to fault back in).
+
+Because every page decays by the same factor over the same time, the *order*
+of pages by heat never changes while nobody touches them: log2 heat(p, t) =
+eviction_key(p) - t / half_life. Eviction keeps pages in a heap by that key
+and only re-keys a page when it is hit, so finding the coldest page does not
+cost a pass over all resident pages.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -33,3 +41,8 @@ def heat(hits, touched_at, size, now: float, half_life: float, size_weight: floa
 def touched(hits: float, touched_at: float, now: float, half_life: float) -> float:
     """The decayed hit count after one more hit at ``now``."""
     return float(hits * decay(now - touched_at, half_life) + 1.0)
+
+
+def eviction_key(hits: float, touched_at: float, size: int, half_life: float, size_weight: float) -> float:
+    """log2 heat(p, t) + t / half_life: orders pages by heat at any time t, and is fixed until a hit."""
+    return touched_at / half_life + math.log2(max(hits + size_weight * math.log1p(size), 1e-300))

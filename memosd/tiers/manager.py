@@ -6,7 +6,7 @@ eviction through this object; the engine calls it on load, purge and recall.
 
 from __future__ import annotations
 
-import time
+import heapq
 from collections.abc import Sequence
 
 import lmdb
@@ -41,6 +41,8 @@ class TierManager:
         self._knowledge = env.dbs["knowledge"]
         self._memories = env.dbs["memories"]
         self.load_room = [cfg.budget_bytes if cfg.budget_bytes > 0 else 1 << 62]
+        self.evict_heap: list[tuple[float, int, int]] = []
+        """Resident pages by eviction key (heat.py), all namespaces together; see TierState.evict_heap."""
         self.pressure_evictions = 0
 
     # ------------------------------------------------------------------ namespaces
@@ -51,6 +53,7 @@ class TierManager:
 
         state = TierState(name, ns_id, table, slot_of, sessions, self.cfg, self.featurizer, load_texts)
         state.load_room = self.load_room
+        state.evict_heap = self.evict_heap
         self.states[ns_id] = state
         return state
 
@@ -131,7 +134,7 @@ class TierManager:
             return (budget or self.resident_bytes()) // 2
         return budget if budget > 0 else None
 
-    def enforce_budget(self, target: int | None = None, now: float | None = None) -> int:
+    def enforce_budget(self, target: int | None = None) -> int:
         """When over ``target`` (default: target_bytes()), evict the coldest resident pages down to 90% of it;
         returns the number of pages evicted."""
         target = self.target_bytes() if target is None else target
@@ -141,23 +144,20 @@ class TierManager:
         if excess <= 0:
             return 0
         excess += target // 10  # evict a tenth below the target, so the next faults do not evict again at once
-        now = time.time() if now is None else now
-        candidates = []
-        for state in self.states.values():
-            ids = list(state.blocks)
-            if not ids:
-                continue
-            pages = [state.pages[i] for i in ids]
-            values = heat([p.hits for p in pages], [p.touched_at for p in pages], [len(p.members) for p in pages],
-                          now, self.cfg.heat_half_life_s, self.cfg.heat_size_weight)
-            candidates.extend(zip(values.tolist(), [state.ns_id] * len(ids), ids))
-        candidates.sort()
-        evicted = 0
-        for _, ns_id, page_id in candidates:
-            if excess <= 0:
-                break
-            excess -= self.states[ns_id].evict(page_id)
+        heap, evicted = self.evict_heap, 0
+        while excess > 0 and heap:
+            key, ns_id, page_id = heapq.heappop(heap)
+            state = self.states.get(ns_id)
+            page = None if state is None or page_id not in state.blocks else state.pages.get(page_id)
+            if page is None or state.eviction_key(page) != key:
+                continue  # evicted, purged or hit since this entry was pushed (a fresher one exists)
+            excess -= state.evict(page_id)
             evicted += 1
+        resident = sum(len(state.blocks) for state in self.states.values())
+        if len(heap) > 4 * resident + 1024:  # mostly stale entries: rebuild from the resident pages
+            heap[:] = [(state.eviction_key(state.pages[p]), state.ns_id, p)
+                       for state in self.states.values() for p in state.blocks]
+            heapq.heapify(heap)
         return evicted
 
     # ------------------------------------------------------------------ heat and tiers
@@ -167,11 +167,14 @@ class TierManager:
         next ``chunk`` pages of each namespace (round robin: bounded work per scheduler tick)."""
         cfg = self.cfg
         for state in self.states.values():
-            ids = list(state.pages)  # insertion order: enough for a round robin, no sort per tick
+            ids = state.page_order
+            if len(ids) > 2 * len(state.pages) + 1024:  # purged pages pile up: drop them from the order
+                ids[:] = [i for i in ids if i in state.pages]
             if not ids:
                 continue
             start = state.retier_cursor % len(ids)
-            batch = [i for i in ids[start:start + chunk] if state.pages[i].consolidated and state.page_slots.get(i)]
+            batch = [i for i in ids[start:start + chunk]
+                     if i in state.pages and state.pages[i].consolidated and state.page_slots.get(i)]
             state.retier_cursor = start + chunk
             if not batch:
                 continue

@@ -134,7 +134,7 @@ class Scheduler:
             self._heat_at = now
             await self._flush_heat()
         self.manager.retier(now)
-        self.manager.enforce_budget(now=now)
+        self.manager.enforce_budget()
         return busy or self.backlog() > 0
 
     def backlog(self) -> int:

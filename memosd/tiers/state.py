@@ -25,7 +25,7 @@ from memosd_client.protocol.messages import Memory
 from ..retrieval import HybridIndex, RetrievalConfig
 from ..retrieval.postings import grown
 from .fine import DocumentFrequencies, Featurizer, FineBlock, Row, row_nbytes
-from .heat import heat, touched
+from .heat import eviction_key, heat, touched
 from .records import FactRecord, PageRecord
 
 TIER_STM, TIER_MTM, TIER_LTM = 0, 1, 2
@@ -137,6 +137,8 @@ class TierState:
         self._waiting: list[int] = []
         """A heap of the same page ids (with stale ones left in until they surface)."""
         self.retier_cursor = 0
+        self.page_order: list[int] = []
+        """Page ids in order of formation (purged ones linger until compacted): the re-tiering round robin."""
         """Where the scheduler's round-robin demotion pass over the pages resumes."""
         self.pending_facts: dict[int, str] = {}
         """Knowledge documents waiting to be indexed (same reason as pending_docs)."""
@@ -152,6 +154,9 @@ class TierState:
         self.counters = Counters()
         self.policy_usage: dict[str, int] = {}
         """The policies' resource accounting (Consolidation.usage), summed since start."""
+        self.evict_heap: list[tuple[float, int, int]] = []
+        """(eviction key, namespace id, page id) of resident pages, shared by all namespaces (the manager's);
+        entries of pages hit or evicted since are left in and skipped when they surface."""
         self.load_room = [1 << 62]
         """Bytes of page vectors a load may still make resident (a list shared by the manager)."""
 
@@ -162,6 +167,7 @@ class TierState:
         page_of_id = {}
         for page in pages:
             self.pages[page.id] = page
+            self.page_order.append(page.id)
             self.next_page_id = max(self.next_page_id, page.id + 1)
             for memory_id in page.members:
                 page_of_id.setdefault(memory_id, page.id)  # a turn in two pages (never written) keeps the first
@@ -299,6 +305,8 @@ class TierState:
         else:
             old_text = self._page_text(old)
         texts = [self.stm_text.get(slot, "") for slot in slots]
+        if old is None:
+            self.page_order.append(page.id)
         self.pages[page.id] = page
         self.next_page_id = max(self.next_page_id, page.id + 1)
         moving = set(slots)
@@ -352,6 +360,8 @@ class TierState:
             page.hits = touched(page.hits, page.touched_at, now, self.cfg.heat_half_life_s)
             page.touched_at = now
             self.dirty_heat.add(page_id)
+            if page_id in self.blocks:
+                heapq.heappush(self.evict_heap, (self.eviction_key(page), self.ns_id, page_id))
             if self.table.tier[self.page_slots[page_id][0]] == TIER_LTM and self.page_heat(page, now) >= self.cfg.hot_heat:
                 self.set_tier(page_id, TIER_MTM)
                 self.counters.promotions += 1
@@ -391,6 +401,11 @@ class TierState:
         self._drop_block(page_id)
         self.blocks[page_id] = block
         self.block_bytes += block.nbytes
+        heapq.heappush(self.evict_heap, (self.eviction_key(self.pages[page_id]), self.ns_id, page_id))
+
+    def eviction_key(self, page: PageRecord) -> float:
+        return eviction_key(page.hits, page.touched_at, len(page.members), self.cfg.heat_half_life_s,
+                            self.cfg.heat_size_weight)
 
     def _drop_block(self, page_id: int) -> bool:
         block = self.blocks.pop(page_id, None)
