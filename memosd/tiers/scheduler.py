@@ -139,9 +139,8 @@ class Scheduler:
 
     def backlog(self) -> int:
         """Short-term turns over capacity, coarse documents not yet indexed, closed pages not yet consolidated."""
-        total = 0
+        total = self.stm_overflow()
         for state in self.manager.states.values():
-            total += sum(max(len(ring) - self.cfg.stm_capacity, 0) for ring in state.rings.values())
             total += len(state.pending_docs) + len(state.pending_facts) + len(state.dirty_rings)
             if self.cfg.consolidate:
                 total += len(state.unconsolidated)

@@ -423,10 +423,17 @@ class TierState:
         return block.nbytes
 
     def stm_block(self) -> FineBlock:
+        """The fine vectors of every ring proper (its newest stm_capacity turns). Older ring turns wait
+        for the scheduler to page them (a burst of writes): until then they score lexically only, so a
+        backlog does not make every recall scan it."""
         if self._stm_block is None:
-            slots = list(self.stm_rows)
+            slots = [s for ring in self.rings.values() for s in self._ring_proper(ring)]
             self._stm_block = FineBlock.of(slots, [self.stm_rows[s] for s in slots])
         return self._stm_block
+
+    def _ring_proper(self, ring: list[int]) -> list[int]:
+        cap = self.cfg.stm_capacity
+        return ring[-cap:] if cap > 0 else ring[-1:]
 
     # ------------------------------------------------------------------ knowledge
 
@@ -466,8 +473,7 @@ class TierState:
     def _ring_text(self, code: int) -> str:
         # The ring proper is its newest stm_capacity turns; older ones only wait for the scheduler to
         # page them (a backlog after a burst of writes) and share the ring's coarse score meanwhile.
-        ring = self.rings.get(code, [])
-        newest = ring[-self.cfg.stm_capacity:] if self.cfg.stm_capacity > 0 else ring[-1:]
+        newest = self._ring_proper(self.rings.get(code, []))
         return "\n".join(self.stm_text[s] for s in newest if s in self.stm_text)
 
     def flush_docs(self, budget_s: float) -> int:
@@ -519,7 +525,8 @@ class TierState:
         return out
 
     def unit_members(self, unit: int) -> list[int]:
-        return self.rings.get(-unit - 2, []) if unit < 0 else self.page_slots.get(unit, [])
+        """A unit's turns in order: a page's members, or a ring proper (see stm_block)."""
+        return self._ring_proper(self.rings.get(-unit - 2, [])) if unit < 0 else self.page_slots.get(unit, [])
 
     def unit_array(self, unit: int) -> np.ndarray:
         """A unit's slots in order as an int64 array (cached until its membership changes)."""
