@@ -3,8 +3,9 @@
 Stage 1 (coarse, always resident) picks the units worth a close look:
 the ``candidate_pages`` best units of the coarse index (pages and short-term
 rings, each one document of its turns), the units of the ``candidate_lexical``
-best lexical (BM25) hits, the units of the best knowledge facts, and every
-short-term ring (STM is always searched).
+best lexical (BM25) hits, the pages of the best knowledge facts (when
+``knowledge_candidates`` or ``knowledge_weight`` is set), and every short-term
+ring (STM is always searched: each ring's newest ``stm_capacity`` turns).
 
 Stage 2 (fine) scores the turns of those units with the hashed n-gram vectors
 (faulting non-resident pages in) and fuses, per turn:
@@ -32,7 +33,7 @@ from .fine import score_blocks
 from .state import TierState
 
 KNOWLEDGE_FACTS = 10
-"""Facts taken from the knowledge index per query when knowledge_weight is on."""
+"""Fewest facts taken from the knowledge index per query when the knowledge lookup is on."""
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:
