@@ -64,12 +64,6 @@ def delete_namespace(txn: lmdb.Transaction, db, ns_id: int) -> int:
 
 def iter_vectors(txn: lmdb.Transaction, db, ns_id: int, dim: int) -> Iterator[tuple[int, np.ndarray]]:
     """(memory id, vector) of a namespace in id order; values of the wrong size are skipped."""
-    prefix = keys.ns_prefix(ns_id)
-    cursor = txn.cursor(db=db)
-    if not cursor.set_range(prefix):
-        return
-    for key, raw in cursor:
-        if not key.startswith(prefix):
-            break
+    for key, raw in keys.items_with_prefix(txn, db, keys.ns_prefix(ns_id)):
         if len(raw) == 4 * dim:
             yield keys.split_memory_key(key)[1], np.frombuffer(raw, dtype="<f4")
