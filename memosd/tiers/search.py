@@ -5,7 +5,7 @@ the ``candidate_pages`` best units of the coarse index (pages and short-term
 rings, each one document of its turns), the units of the ``candidate_lexical``
 best lexical (BM25) hits, the pages of the best knowledge facts (when
 ``knowledge_candidates`` or ``knowledge_weight`` is set), and every short-term
-ring (STM is always searched: each ring's newest ``stm_capacity`` turns).
+ring (STM is always searched: each ring's newest turns, see TierState.stm_block).
 
 Stage 2 (fine) scores the turns of those units with the hashed n-gram vectors
 (faulting non-resident pages in) and fuses, per turn:

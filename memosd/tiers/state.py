@@ -29,6 +29,8 @@ from .heat import eviction_key, heat, touched
 from .records import FactRecord, PageRecord
 
 TIER_STM, TIER_MTM, TIER_LTM = 0, 1, 2
+FINE_OVERFLOW = 128
+"""Turns beyond a ring's capacity, waiting to be paged, that recall still scores in full (newest first)."""
 FACT_BATCH = 64
 """Knowledge documents indexed per batch (the index's batch path is several times cheaper per document)."""
 
@@ -423,17 +425,20 @@ class TierState:
         return block.nbytes
 
     def stm_block(self) -> FineBlock:
-        """The fine vectors of every ring proper (its newest stm_capacity turns). Older ring turns wait
-        for the scheduler to page them (a burst of writes): until then they score lexically only, so a
-        backlog does not make every recall scan it."""
+        """The fine vectors of the searched part of every ring: its newest stm_capacity turns plus up to
+        FINE_OVERFLOW turns waiting to be paged. Beyond that (a burst of writes) older ring turns score
+        lexically only until the scheduler pages them, so a backlog does not make every recall scan it."""
         if self._stm_block is None:
-            slots = [s for ring in self.rings.values() for s in self._ring_proper(ring)]
+            slots = [s for ring in self.rings.values() for s in self._ring_searched(ring)]
             self._stm_block = FineBlock.of(slots, [self.stm_rows[s] for s in slots])
         return self._stm_block
 
     def _ring_proper(self, ring: list[int]) -> list[int]:
         cap = self.cfg.stm_capacity
         return ring[-cap:] if cap > 0 else ring[-1:]
+
+    def _ring_searched(self, ring: list[int]) -> list[int]:
+        return ring[-(max(self.cfg.stm_capacity, 1) + FINE_OVERFLOW):]
 
     # ------------------------------------------------------------------ knowledge
 
@@ -525,8 +530,8 @@ class TierState:
         return out
 
     def unit_members(self, unit: int) -> list[int]:
-        """A unit's turns in order: a page's members, or a ring proper (see stm_block)."""
-        return self._ring_proper(self.rings.get(-unit - 2, [])) if unit < 0 else self.page_slots.get(unit, [])
+        """A unit's turns in order: a page's members, or the searched part of a ring (see stm_block)."""
+        return self._ring_searched(self.rings.get(-unit - 2, [])) if unit < 0 else self.page_slots.get(unit, [])
 
     def unit_array(self, unit: int) -> np.ndarray:
         """A unit's slots in order as an int64 array (cached until its membership changes)."""
