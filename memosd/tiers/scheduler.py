@@ -42,9 +42,11 @@ TRAFFIC_WINDOW_S = 0.2
 share of the event loop stays small (idle-priority background work, like an OS's page daemon)."""
 IDLE_SCALE = 8
 """How many times more work a tick does when no client is waiting."""
-URGENT_OVERFLOW = 2_048
-"""...unless this many short-term turns wait to be paged: they are searched by every recall and must not
-pile up under traffic. The scheduler then ticks every BUSY_TICK_S, still in small steps."""
+URGENT_OVERFLOW = 50_000
+"""...unless this many short-term turns wait to be paged: short-term memory is always resident and must
+not grow without bound under sustained writes. The scheduler then ticks every BUSY_TICK_S, still in small
+steps. (Recall scores at most FINE_OVERFLOW of them per ring in full, so a backlog below this does not
+slow recall down.)"""
 DOC_STEP_S = 0.003
 """Longest stretch of coarse-document indexing between two chances for requests to run."""
 PAGES_PER_COMMIT = 8
