@@ -115,6 +115,8 @@ class TierState:
         self.stm_rows: dict[int, Row] = {}
         self.stm_text: dict[int, str] = {}
         self._stm_block: FineBlock | None = None
+        self._ring_blocks: dict[int, FineBlock] = {}
+        """Session code -> the fine vectors of its ring's searched part (see stm_block)."""
         self.pages: dict[int, PageRecord] = {}
         self.page_slots: dict[int, list[int]] = {}
         self.open_page: dict[int, int] = {}
@@ -230,8 +232,7 @@ class TierState:
             self.unit_of[slot] = ring_unit(code)
             self.table.tier[slot] = TIER_STM
             self.dirty_rings.add(code)
-            self._arrays.pop(ring_unit(code), None)
-        self._stm_block = None
+            self._unit_changed(ring_unit(code))
 
     def remove(self, slots: Sequence[int], mems: Sequence[Memory]) -> set[int]:
         """Purged versions leave their unit, the frequencies and the caches; returns the pages touched."""
@@ -240,7 +241,7 @@ class TierState:
         for slot, mem in zip(slots, mems):
             unit = int(self.unit_of[slot])
             self.unit_of[slot] = 0
-            self._arrays.pop(unit, None)
+            self._unit_changed(unit)
             if unit < 0:
                 code = -unit - 2
                 ring = self.rings.get(code, [])
@@ -312,9 +313,9 @@ class TierState:
         self.pages[page.id] = page
         self.next_page_id = max(self.next_page_id, page.id + 1)
         moving = set(slots)
-        self._arrays.pop(page.id, None)
+        self._unit_changed(page.id)
         for code in {int(self.table.session[slot]) for slot in slots}:
-            self._arrays.pop(ring_unit(code), None)
+            self._unit_changed(ring_unit(code))
             ring = self.rings.get(code)
             if ring:
                 ring[:] = [s for s in ring if s not in moving]
@@ -329,7 +330,6 @@ class TierState:
         if old is None or page.id in self.blocks:
             previous = self.blocks.get(page.id)
             self._set_block(page.id, _concat(([] if previous is None else [previous]) + [FineBlock.of(slots, rows)]))
-        self._stm_block = None
         if slots or page.id not in self.coarse.slot_of:
             self.pending_docs[page.id] = "\n".join(([old_text] if old_text else []) + texts)
         code = -1 if page.session is None else self.sessions.code(page.session)
@@ -427,11 +427,27 @@ class TierState:
     def stm_block(self) -> FineBlock:
         """The fine vectors of the searched part of every ring: its newest stm_capacity turns plus up to
         FINE_OVERFLOW turns waiting to be paged. Beyond that (a burst of writes) older ring turns score
-        lexically only until the scheduler pages them, so a backlog does not make every recall scan it."""
+        lexically only until the scheduler pages them, so a backlog does not make every recall scan it.
+        Each ring's block is cached until that ring changes: with thousands of sessions, rebuilding all
+        of them after every page formed would stall recall."""
         if self._stm_block is None:
-            slots = [s for ring in self.rings.values() for s in self._ring_searched(ring)]
-            self._stm_block = FineBlock.of(slots, [self.stm_rows[s] for s in slots])
+            blocks = []
+            for code, ring in self.rings.items():
+                block = self._ring_blocks.get(code)
+                if block is None:
+                    slots = self._ring_searched(ring)
+                    block = self._ring_blocks[code] = FineBlock.of(slots, [self.stm_rows[s] for s in slots])
+                if len(block.slots):
+                    blocks.append(block)
+            self._stm_block = _concat(blocks) if blocks else FineBlock.of([], [])
         return self._stm_block
+
+    def _unit_changed(self, unit: int) -> None:
+        """A unit's membership changed: drop what is cached about it."""
+        self._arrays.pop(unit, None)
+        if unit < 0:
+            self._ring_blocks.pop(-unit - 2, None)
+            self._stm_block = None
 
     def _ring_proper(self, ring: list[int]) -> list[int]:
         cap = self.cfg.stm_capacity
