@@ -200,6 +200,11 @@ class Daemon:
             raise NotFoundError(f"no page {page_id} in namespace {namespace!r}")
         return tier_report.page_result(self.tiers, state.tiers, page_id)
 
+    def entity_info(self, namespace: str | None, args: m.EntityArgs) -> m.EntityResult:
+        """``memosd show entity``: an entity's long-term profile in a namespace."""
+        state = self.engine.namespaces.get(namespace or "")
+        return tier_report.entity_result(self.tiers, state.tiers if state else None, args.name, args.limit)
+
     async def keys_create(self, args: m.KeysCreateArgs) -> m.KeysCreateResult:
         record, secret = await self.keys.create(args.name, args.grants)
         log.info("client key created", key=record.name, grants=[f"{g.namespace}:{g.rights}" for g in record.grants])

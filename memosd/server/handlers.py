@@ -47,6 +47,7 @@ def build_handlers(engine: Engine, daemon: Any) -> dict[str, Handler]:
         "plugins": (lambda ns, a: daemon.plugins_info(), False),
         "tiers": (lambda ns, a: daemon.tiers_info(a), False),
         "page": (daemon.page_info, False),
+        "entity": (daemon.entity_info, False),
         "keys_revoke": (lambda ns, a: daemon.keys_revoke(a), True),
     }
     missing = set(OPERATIONS) - set(table)

@@ -64,6 +64,24 @@ def cmd_show_page(args) -> int:
     return ExitCode.OK
 
 
+def cmd_show_entity(args) -> int:
+    """An entity's long-term profile: the pages and turns that name it, and the facts about it."""
+    from ..cli.main import _client
+
+    with _client(args) as client:
+        profile: m.EntityResult = client.entity(args.name, limit=args.limit)
+    if args.json:
+        print_json(profile)
+        return ExitCode.OK
+    print(f"{profile.name}: named in {len(profile.mentions)} turns of {len(profile.pages)} pages, "
+          f"{fmt_time(profile.first_time)} .. {fmt_time(profile.last_time)}")
+    print(f"  pages    {', '.join(map(str, profile.pages))}")
+    for fact in profile.facts:
+        when = f" [{fact.meta['date']}]" if fact.meta.get("date") else ""
+        print(f"  fact     {fact.text}{when} <- {', '.join(map(str, fact.sources))}")
+    return ExitCode.OK
+
+
 def add_tiers_commands(sub, common: argparse.ArgumentParser) -> None:
     """Add ``memosd tiers`` and ``memosd show page`` to the ``memosd`` subparsers."""
     p = sub.add_parser("tiers", parents=[common], help="memory tiers per namespace (admin endpoint)",
@@ -76,3 +94,8 @@ def add_tiers_commands(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("id", type=int, nargs="?", help="page id")
     p.add_argument("--memory", type=int, help="show the page holding this memory instead")
     p.set_defaults(handler=cmd_show_page)
+    p = what.add_parser("entity", parents=[common], help="an entity's profile in long-term memory",
+                        description=cmd_show_entity.__doc__)
+    p.add_argument("name")
+    p.add_argument("--limit", type=int, default=20, help="most recent pages to include (default 20)")
+    p.set_defaults(handler=cmd_show_entity)

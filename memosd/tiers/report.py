@@ -59,3 +59,24 @@ def page_result(manager: TierManager, state: TierState, page_id: int) -> m.PageR
         facts=[m.FactInfo(text=f.text, sources=list(f.sources), event_time=f.event_time, meta=dict(f.meta))
                for f in stored],
     )
+
+
+def entity_result(manager: TierManager, state: TierState | None, name: str, limit: int) -> m.EntityResult:
+    key = name.strip().casefold()
+    pages = sorted(state.entity_pages.get(key, ())) if state is not None and key else []
+    if not pages:
+        raise NotFoundError(f"no consolidated page names {name!r}")
+    pages = pages[-max(limit, 1):]
+    mentions: list[int] = []
+    facts: list[m.FactInfo] = []
+    for page_id in pages:
+        page = state.pages[page_id]
+        cited = sorted({i for e in page.entities if e.name.casefold() == key for i in e.sources})
+        mentions.extend(cited)
+        for fact in manager.read_facts(state.ns_id, page_id):
+            if set(fact.sources) & set(cited) or key in fact.text.casefold():
+                facts.append(m.FactInfo(text=fact.text, sources=list(fact.sources), event_time=fact.event_time,
+                                        meta=dict(fact.meta)))
+    spans = [state.pages[p] for p in pages]
+    return m.EntityResult(name=name, pages=pages, mentions=mentions, facts=facts,
+                          first_time=min(p.first_time for p in spans), last_time=max(p.last_time for p in spans))

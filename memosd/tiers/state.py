@@ -129,6 +129,9 @@ class TierState:
         self.fact_sources: dict[int, tuple[int, list[int]]] = {}
         """Knowledge doc key -> (page id, source memory ids)."""
         self.fact_text: dict[int, str] = {}
+        self.entity_pages: dict[str, set[int]] = {}
+        """Entity name (casefolded) -> consolidated pages that name it: the entity index of long-term memory."""
+        self._page_entities: dict[int, list[str]] = {}
         self.page_facts: dict[int, list[int]] = {}
         self._next_fact_key = 0
         self._indexed: dict[int, str] = {}
@@ -463,6 +466,9 @@ class TierState:
         self.clear_knowledge(page.id)
         self.pages[page.id] = page
         self.unconsolidated.discard(page.id)
+        names = self._page_entities[page.id] = sorted({e.name.casefold() for e in page.entities})
+        for name in names:
+            self.entity_pages.setdefault(name, set()).add(page.id)
         keys = []
         for fact in facts:
             key = self._next_fact_key
@@ -475,6 +481,12 @@ class TierState:
         self.page_facts[page.id] = keys
 
     def clear_knowledge(self, page_id: int) -> None:
+        for name in self._page_entities.pop(page_id, []):
+            pages = self.entity_pages.get(name)
+            if pages is not None:
+                pages.discard(page_id)
+                if not pages:
+                    del self.entity_pages[name]
         for key in self.page_facts.pop(page_id, []):
             if self.pending_facts.pop(key, None) is None:
                 self.knowledge.drop(key, self.fact_text.get(key, ""))

@@ -273,6 +273,7 @@ def _templates() -> list[bytes]:
         "update": m.UpdateArgs(id=1, text="fuzz memory updated"),
         "history": m.HistoryArgs(id=1),
         "page": m.PageArgs(page=1),
+        "entity": m.EntityArgs(name="fuzz"),
         "forget": m.IdsArgs(ids=[1]),
         "unforget": m.IdsArgs(ids=[1]),
         "purge": m.PurgeArgs(ids=[2]),

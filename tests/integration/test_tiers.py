@@ -146,6 +146,9 @@ def test_purge_removes_a_memory_from_pages_knowledge_indexes_and_caches(tmp_path
         page = next(p for p in all_pages(client, ns_tiers(daemon, "chat").pages) if secret in p.members)
         assert page.consolidated and any("Quorvathine" in f.text for f in page.facts)
         assert any(e.name == "Quorvathine" for e in page.entities)
+        profile = client.entity("quorvathine")  # the entity index of long-term memory, case-insensitive
+        assert profile.mentions == [secret] and profile.pages == [page.id]
+        assert profile.facts and all(secret in f.sources for f in profile.facts)
         assert client.recall("Quorvathine", k=3)[0].memory.id == secret
 
         client.purge([secret])
@@ -158,6 +161,8 @@ def test_purge_removes_a_memory_from_pages_knowledge_indexes_and_caches(tmp_path
             assert all(e.name != "Quorvathine" and secret not in e.sources for e in again.entities)
             assert "Quorvathine" not in again.summary
             assert client.recall("Quorvathine", k=3) == []
+            with pytest.raises(NotFoundError):
+                client.entity("Quorvathine")
             assert all(h.memory.id != secret for h in client.recall("pottery studio yesterday", k=20))
             if check == 0:
                 daemon.restart()

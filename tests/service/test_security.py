@@ -84,6 +84,7 @@ def test_grants_decide_every_operation(secured):
     reads = {
         "get": m.GetArgs(ids=[1]), "list": m.ListArgs(), "recall": m.RecallArgs(query="secret"),
         "history": m.HistoryArgs(id=1), "export": m.ExportArgs(), "stats": m.StatsArgs(), "page": m.PageArgs(page=1),
+        "entity": m.EntityArgs(name="x"),
     }
     writes = {
         "remember": m.RememberArgs(items=[m.MemoryIn(text="new")]), "update": m.UpdateArgs(id=10**6, text="x"),

@@ -78,7 +78,7 @@ def test_every_operation_decodes_its_empty_or_minimal_args():
     minimal = {"remember": {"items": []}, "get": {"ids": []}, "update": {"id": 1}, "history": {"id": 1},
                "forget": {"ids": []}, "unforget": {"ids": []}, "import": {"memories": []},
                "keys_create": {"name": "k", "grants": []}, "keys_revoke": {"name": "k"}, "backup": {"dest": "/x"},
-               "encode": {"texts": []}, "page": {"page": 1}}
+               "encode": {"texts": []}, "page": {"page": 1}, "entity": {"name": "x"}}
     for name in OPERATIONS:
         raw = msgspec.Raw(msgspec.msgpack.encode(minimal.get(name, {})))
         assert isinstance(codec.decode_args(name, raw), OPERATIONS[name].args)

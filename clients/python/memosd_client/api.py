@@ -79,6 +79,10 @@ class Api(ABC):
         members, heat, residency, summary and facts."""
         return self._exec(Call("page", m.PageArgs(page=page_id, memory=memory), self._ns(namespace)))
 
+    def entity(self, name: str, *, limit: int = 20, namespace: str | None = None):
+        """An entity's profile in long-term memory: the pages and turns naming it, and facts about it."""
+        return self._exec(Call("entity", m.EntityArgs(name=name, limit=limit), self._ns(namespace)))
+
     # ------------------------------------------------------------------ writes
 
     def remember(

@@ -456,6 +456,28 @@ class PageResult(ReplyStruct):
     facts: list[FactInfo] = []
 
 
+class EntityArgs(Struct):
+    name: str
+    """An entity as consolidation named it (a person, place, thing); matched case-insensitively."""
+    limit: int = 20
+    """Most recent pages to report."""
+
+
+class EntityResult(ReplyStruct):
+    """An entity's profile in long-term memory: where it is named, and the facts about it."""
+
+    name: str
+    pages: list[int]
+    """Consolidated pages that name it, oldest first (at most ``limit``, the most recent)."""
+    mentions: list[int]
+    """Ids of the turns that name it (provenance)."""
+    facts: list[FactInfo]
+    """Facts of those pages stated by a turn that names it, or naming it."""
+    first_time: float | None = None
+    last_time: float | None = None
+    """Time span of those pages (event time, else write time)."""
+
+
 class OpStats(ReplyStruct):
     """Per-operation counters since start, and latency over the most recent requests."""
 
@@ -627,6 +649,8 @@ OPERATIONS: dict[str, Operation] = {
                   "promotions (admin channel).", needs_namespace=False, admin=True),
         Operation("page", PageArgs, PageResult,
                   "One page of a namespace: members, heat, residency, summary, facts and entities."),
+        Operation("entity", EntityArgs, EntityResult,
+                  "An entity's profile in long-term memory: pages and turns that name it, facts about it."),
         Operation("keys_list", KeysListArgs, KeysListResult, "List client keys and the server's public key (admin).",
                   needs_namespace=False, admin=True),
         Operation("keys_revoke", KeysRevokeArgs, KeysRevokeResult,
