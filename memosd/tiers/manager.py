@@ -43,7 +43,6 @@ class TierManager:
         self.load_room = [cfg.budget_bytes if cfg.budget_bytes > 0 else 1 << 62]
         self.evict_heap: list[tuple[float, int, int]] = []
         """Resident pages by eviction key (heat.py), all namespaces together; see TierState.evict_heap."""
-        self.pressure_evictions = 0
 
     # ------------------------------------------------------------------ namespaces
 
