@@ -227,6 +227,25 @@ def _recall_at_size(target: Target, floor: FloorServer, opts: BenchOptions, quer
     return out
 
 
+def _settle(target: Target, say: Say, timeout_s: float = 1800.0) -> float | None:
+    """Wait until the daemon's tier scheduler has paged (and consolidated) what was just written, so
+    recall is measured on the store as it runs, not mid-import (docs/tiers.md); returns the seconds
+    waited, or None without admin access."""
+    if target.admin_endpoint is None:
+        return None
+    from memosd_client import AdminClient
+
+    started = time.monotonic()
+    with AdminClient(target.admin_endpoint, timeout=30.0) as admin:
+        backlog = admin.tiers().backlog
+        if backlog:
+            say(f"recall: waiting for the scheduler to page {backlog:,} memories")
+        while backlog and time.monotonic() - started < timeout_s:
+            time.sleep(0.5)
+            backlog = admin.tiers().backlog
+    return round(time.monotonic() - started, 1)
+
+
 def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
     """Fill one namespace size by size; measure recall, floor, disk and RSS at each size."""
     workload = Workload(opts.data, seed=opts.seed)
@@ -248,13 +267,14 @@ def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
                 say(f"recall: filling to {size:,} memories")
                 fill_result = fill(loader, workload, size - stored)
                 stored = size
+                settled_s = _settle(target, say)
                 if floor is None:
                     # The floor's reply imitates a real recall reply (k hits) from this store.
                     hits = loader.recall(queries[0], k=opts.k)
                     floor = FloorServer(recall_reply_frame(hits), list(target.endpoints)).__enter__()
                 say(f"recall: {len(queries):,} queries x {len(target.endpoints)} transport(s) + floor "
                     f"at {size:,}")
-                row = {"memories": size, "fill": fill_result}
+                row = {"memories": size, "fill": fill_result, "settle_s": settled_s}
                 row.update(_recall_at_size(target, floor, opts, queries, say))
                 disk = target.disk_bytes()
                 row["store"] = {
