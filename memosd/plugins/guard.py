@@ -113,3 +113,20 @@ def check_search(out: Any, k: int, who: str) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(scores).all():
         raise PluginError(f"{who} returned non-finite scores")
     return keys, scores
+
+
+def batch_to_add(keys: Any, vectors: Any, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A backend's ``add`` arguments as int64 keys and contiguous float32 rows, a key repeated within the
+    batch keeping its last vector (the Protocol's "existing keys are replaced", applied in order).
+
+    For backend authors: raises ValueError for negative keys or a shape that is not (len(keys), dim).
+    """
+    keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), dim)
+    if len(keys) and (keys < 0).any():
+        raise ValueError("keys must be non-negative")
+    _, last = np.unique(keys[::-1], return_index=True)
+    if len(last) != len(keys):
+        pick = np.sort(len(keys) - 1 - last)
+        keys, vectors = keys[pick], vectors[pick]
+    return keys, vectors

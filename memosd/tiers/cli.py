@@ -59,8 +59,7 @@ def cmd_show_page(args) -> int:
     if page.entities:
         print("  entities " + "; ".join(f"{e.name} ({', '.join(map(str, e.sources))})" for e in page.entities))
     for fact in page.facts:
-        when = f" [{fact.meta['date']}]" if fact.meta.get("date") else ""
-        print(f"  fact     {fact.text}{when} <- {', '.join(map(str, fact.sources))}")
+        print(_fact_line(fact))
     return ExitCode.OK
 
 
@@ -77,9 +76,13 @@ def cmd_show_entity(args) -> int:
           f"{fmt_time(profile.first_time)} .. {fmt_time(profile.last_time)}")
     print(f"  pages    {', '.join(map(str, profile.pages))}")
     for fact in profile.facts:
-        when = f" [{fact.meta['date']}]" if fact.meta.get("date") else ""
-        print(f"  fact     {fact.text}{when} <- {', '.join(map(str, fact.sources))}")
+        print(_fact_line(fact))
     return ExitCode.OK
+
+
+def _fact_line(fact: m.FactInfo) -> str:
+    when = f" [{fact.meta['date']}]" if fact.meta.get("date") else ""
+    return f"  fact     {fact.text}{when} <- {', '.join(map(str, fact.sources))}"
 
 
 def add_tiers_commands(sub, common: argparse.ArgumentParser) -> None:

@@ -8,6 +8,8 @@ import threading
 import numpy as np
 import torch
 
+from memosd.plugins.guard import batch_to_add
+
 from .device import resolve_device
 
 INITIAL_CAPACITY = 1024
@@ -91,18 +93,10 @@ class TorchBackend:
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace ``vectors`` under ``keys`` (the last one wins for a repeated key)."""
-        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
+        keys, vectors = batch_to_add(keys, vectors, self.dim)
         if len(keys) == 0:
             return
-        if (keys < 0).any():
-            raise ValueError("keys must be non-negative")
         with self._lock:
-            # A key repeated within the batch: keep its last vector only.
-            _, last = np.unique(keys[::-1], return_index=True)
-            if len(last) != len(keys):
-                pick = np.sort(len(keys) - 1 - last)
-                keys, vectors = keys[pick], vectors[pick]
             top = int(keys.max())
             if top >= len(self._row_of_key):
                 grown = np.full(max(top + 1, 2 * len(self._row_of_key)), -1, dtype=np.int64)
