@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -28,6 +30,22 @@ CONSOLIDATION_NICE = 15
 MAX_SUMMARY = 2000
 MAX_FACTS = 256
 MAX_FACT_TEXT = 4000
+PARENT_CHECK_S = 1.0
+
+
+def _worker_start(nice: int, parent: int) -> None:
+    """Runs first in the consolidation process: lower its priority, and end it once the daemon is gone.
+
+    A daemon killed with SIGKILL (by systemd after a stop timeout, the OOM killer, a crash test) cannot
+    shut its pool down, and an idle worker blocked on its queue would otherwise outlive it for good."""
+    os.nice(nice)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="memosd-parent-watch", daemon=True).start()
 
 
 class InvalidConsolidation(ValueError):
@@ -97,7 +115,7 @@ class PolicyRunner:
             # Niced: on a small machine the consolidation process must lose every race for a core against
             # the daemon's request path (the scheduler must never slow requests down).
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=os.nice, initargs=(CONSOLIDATION_NICE,))
+                                             initializer=_worker_start, initargs=(CONSOLIDATION_NICE, os.getpid()))
         try:
             return await loop.run_in_executor(self._pool, consolidate_page, page)
         except (BrokenProcessPool, RuntimeError, OSError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 
+import psutil
 import pytest
 
 from memosd.testing import DaemonProcess
@@ -182,7 +183,12 @@ def test_kill_during_consolidation_leaves_a_consistent_complete_store(tmp_path):
             time.sleep(0.02)
         with daemon.admin() as admin:
             assert admin.tiers().backlog > 0, "the scheduler finished before the kill; slow it further"
+        workers = psutil.Process(daemon.proc.pid).children(recursive=True)
+        assert workers, "consolidation runs in a worker process"
         daemon.kill()
+        # The consolidation process must not outlive a daemon killed with SIGKILL.
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive
         daemon.start()
         assert [mem.id for mem in client.get_many(ids).memories] == ids  # every acknowledged write
         tiers = settle(daemon).namespaces[0]
