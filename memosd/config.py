@@ -189,6 +189,11 @@ class SlbConfig:
     """Session levels kept (least recently used dropped)."""
     verify_every: int = 16
     """Every this many hits, the full search runs too and the agreement of the two top-k is recorded (0 = never)."""
+    prefetch: bool = False
+    """After a recall, warm the pages adjacent in time and topic to its hits (slb/prefetch.py); independent of
+    ``enabled``. Off by default: see the figures in docs/slb.md."""
+    prefetch_pages: int = 4
+    """Most pages warmed per recall."""
 
 
 @dataclass(slots=True)

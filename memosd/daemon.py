@@ -179,7 +179,7 @@ class Daemon:
         else:
             states = [engine.namespaces[name].tiers for name in sorted(engine.namespaces)]
         result = tier_report.tiers_result(self.tiers, self.scheduler, states)
-        result.slb = engine.slb.info()
+        result.slb = engine.slb_info()
         return result
 
     def page_info(self, namespace: str | None, args: m.PageArgs) -> m.PageResult:

@@ -82,13 +82,25 @@ class DaemonCollector:
                                   value=d.writer.commits)
         yield CounterMetricFamily("memosd_writer_jobs", "Write jobs committed (group commit: jobs >= commits)",
                                   value=d.writer.jobs)
-        slb = d.engine.slb.info()
+        slb = d.engine.slb_info()
         yield CounterMetricFamily("memosd_slb_lookups", "Recalls looked up in the semantic lookaside buffer",
                                   value=slb.lookups)
         yield CounterMetricFamily("memosd_slb_hits", "Recalls answered through the buffer", value=slb.hits)
         if slb.agreement is not None:
             yield GaugeMetricFamily("memosd_slb_agreement", "Mean top-k agreement of verified buffer hits "
                                     "with the full search", value=slb.agreement)
+        yield GaugeMetricFamily("memosd_slb_hit_mean_seconds", "Mean engine time of recalls answered through "
+                                "the buffer", value=slb.hit_mean_us / 1e6)
+        yield GaugeMetricFamily("memosd_slb_miss_mean_seconds", "Mean engine time of recalls the buffer missed",
+                                value=slb.miss_mean_us / 1e6)
+        if slb.prefetch_usefulness is not None:
+            yield GaugeMetricFamily("memosd_prefetch_usefulness", "Share of settled prefetched pages that a "
+                                    "later recall used", value=slb.prefetch_usefulness)
+        yield CounterMetricFamily("memosd_prefetch_pages", "Pages made resident by prefetching", value=slb.prefetched)
+        yield CounterMetricFamily("memosd_prefetch_used", "Prefetched pages a later recall needed while resident",
+                                  value=slb.prefetch_used)
+        yield CounterMetricFamily("memosd_prefetch_wasted", "Prefetched pages evicted before any recall needed them",
+                                  value=slb.prefetch_wasted)
         tiers = d.tiers
         yield GaugeMetricFamily("memosd_tiers_resident_bytes", "Page vectors resident (the budgeted part)",
                                 value=tiers.resident_bytes())

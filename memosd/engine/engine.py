@@ -25,6 +25,7 @@ from memosd_client.protocol.errors import (
 
 from ..config import LimitsConfig, SlbConfig, TiersConfig
 from ..slb.cache import Entry, SemanticLookasideBuffer
+from ..slb.prefetch import Prefetcher
 from ..events import EventBus
 from ..plugins import vectors as vector_store
 from ..plugins.dense import DenseChannel
@@ -73,6 +74,7 @@ class Engine(Validation, Records):
         self.tiers = tiers or TierManager(env, TiersConfig(), retrieval)
         """Pages, residency and knowledge of every namespace (the scheduler works on it in the background)."""
         self.slb = slb or SemanticLookasideBuffer(SlbConfig())
+        self.prefetcher = Prefetcher(self.slb.cfg, self.tiers)
         self.allocator = Allocator(env)
         self.namespaces: dict[str, NamespaceState] = {}
         self._memories = env.dbs["memories"]
@@ -271,9 +273,10 @@ class Engine(Validation, Records):
             hits = search.search_vector(vector, args.k, mask, padded_size(state.table.size))
         else:
             hits = self._search_text(state, search, args, mask)
-        search.touch(hits)
+        hit_pages = search.touch(hits)
         if state.tiers.counters.faults != faults:
             self.tiers.enforce_budget()  # pages faulted in for this query: back under the budget now
+        self.prefetcher.after_recall(state.tiers, hit_pages)
         # Slots are reused after purges and renumbered at start: equal scores are ordered by id.
         id_of = state.table.ids
         hits = sorted(hits, key=lambda h: (-h.score, int(id_of[h.slot])))
@@ -569,8 +572,12 @@ class Engine(Validation, Records):
             ],
             store_bytes=used,
             map_bytes=map_size,
-            slb=self.slb.info(),
+            slb=self.slb_info(),
         )
+
+    def slb_info(self) -> m.SlbInfo:
+        """The lookaside buffer's and the prefetcher's counters (stats, `memosd tiers`, metrics)."""
+        return self.slb.info(self.prefetcher.info())
 
     def _dense_bytes(self, state: NamespaceState) -> int:
         return 0 if self.dense is None else self.dense.resident_bytes(state.ns_id)

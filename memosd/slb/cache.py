@@ -190,11 +190,13 @@ class SemanticLookasideBuffer:
             shared = self.shared_levels[ns_id] = Level(self.cfg.shared_entries, self.dim)
         shared.add(entry, sig)
 
-    def info(self):
-        """The counters as the protocol's SlbInfo (for stats, `memosd tiers` and metrics)."""
+    def info(self, prefetch: dict | None = None):
+        """The counters as the protocol's SlbInfo (for stats, `memosd tiers` and metrics), with the
+        prefetcher's (Prefetcher.info) when given."""
         from memosd_client.protocol.messages import SlbInfo
 
         st = self.stats
+        p = prefetch or {}
         misses = st.lookups - st.hits
         return SlbInfo(
             enabled=self.enabled, lookups=st.lookups, hits=st.hits,
@@ -203,6 +205,8 @@ class SemanticLookasideBuffer:
             miss_mean_us=round(st.miss_seconds / misses * 1e6, 1) if misses else 0.0,
             verified=st.verified, agreement=round(st.agreement_sum / st.verified, 4) if st.verified else None,
             entries=self.entries(), invalidations=st.invalidations,
+            prefetch=self.cfg.prefetch, prefetched=p.get("prefetched", 0), prefetch_used=p.get("used", 0),
+            prefetch_wasted=p.get("wasted", 0), prefetch_usefulness=p.get("usefulness"),
         )
 
     def entries(self) -> int:

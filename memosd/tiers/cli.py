@@ -34,7 +34,26 @@ def cmd_tiers(args) -> int:
     budget = f"{result.budget_bytes:,} B" if result.budget_bytes else "unlimited"
     console.print(f"page vectors resident: {result.resident_bytes:,} B of a {budget} budget; process RSS "
                   f"{result.rss_bytes:,} B; scheduler backlog {result.backlog:,}; policy {result.policy}")
+    if result.slb is not None:
+        console.print(slb_line(result.slb))
     return ExitCode.OK
+
+
+def slb_line(slb: m.SlbInfo) -> str:
+    """One line on the lookaside buffer and prefetching (docs/slb.md)."""
+    if slb.enabled:
+        agreement = "not verified yet" if slb.agreement is None else f"agreement {slb.agreement:.3f}"
+        buffer = (f"lookaside buffer: {slb.hit_rate:.1%} of {slb.lookups:,} recalls hit ({slb.hit_mean_us:,.0f} us "
+                  f"vs {slb.miss_mean_us:,.0f} us missed), {agreement}, {slb.entries:,} entries")
+    else:
+        buffer = "lookaside buffer: off"
+    if slb.prefetch:
+        useful = "-" if slb.prefetch_usefulness is None else f"{slb.prefetch_usefulness:.1%}"
+        prefetch = (f"prefetch: {slb.prefetched:,} pages warmed, {slb.prefetch_used:,} used, "
+                    f"{slb.prefetch_wasted:,} evicted unused (usefulness {useful})")
+    else:
+        prefetch = "prefetch: off"
+    return f"{buffer}; {prefetch}"
 
 
 def cmd_show_page(args) -> int:
@@ -50,7 +69,7 @@ def cmd_show_page(args) -> int:
     print(f"page {page.id} of session {page.session!r}: {len(page.members)} turns, tier {page.tier}, {state}")
     print(f"  time     {fmt_time(page.first_time)} .. {fmt_time(page.last_time)}")
     print(f"  heat     {page.heat:g} (hits {page.hits:.3g}, last touched {fmt_time(page.touched_at)}); "
-          f"{'resident' if page.resident else 'not resident'}")
+          f"{'resident' if page.resident else 'not resident'}{' (prefetched, not used yet)' if page.prefetched else ''}")
     print(f"  members  {', '.join(map(str, page.members))}")
     if page.summary:
         print(f"  summary  {page.summary}")

@@ -167,8 +167,12 @@ class TierManager:
         cfg = self.cfg
         for state in self.states.values():
             ids = state.page_order
-            if len(ids) > 2 * len(state.pages) + 1024:  # purged pages pile up: drop them from the order
+            if len(ids) > 2 * len(state.pages) + 1024:  # purged pages pile up: drop them from the orders
                 ids[:] = [i for i in ids if i in state.pages]
+                for session, order in list(state.session_pages.items()):
+                    order[:] = [i for i in order if i in state.pages]
+                    if not order:
+                        del state.session_pages[session]
             if not ids:
                 continue
             start = state.retier_cursor % len(ids)

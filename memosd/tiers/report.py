@@ -53,7 +53,8 @@ def page_result(manager: TierManager, state: TierState, page_id: int) -> m.PageR
         id=page.id, session=page.session, members=list(page.members), first_time=page.first_time,
         last_time=page.last_time, tier=TIER_NAMES[int(state.table.tier[slots[0]])] if slots else "mtm",
         closed=page.closed, consolidated=page.consolidated, resident=page_id in state.blocks,
-        heat=round(state.page_heat(page), 6), hits=page.hits, touched_at=page.touched_at, policy=page.policy,
+        heat=round(state.page_heat(page), 6), hits=page.hits, touched_at=page.touched_at,
+        prefetched=page_id in state.prefetched, policy=page.policy,
         summary=page.summary, keywords=list(page.keywords),
         entities=[m.EntityInfo(name=e.name, sources=list(e.sources)) for e in page.entities],
         facts=[m.FactInfo(text=f.text, sources=list(f.sources), event_time=f.event_time, meta=dict(f.meta))

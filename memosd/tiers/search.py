@@ -194,8 +194,9 @@ class TwoStage:
                     boost[slot] = max(boost[slot], hit.score / top)
         return boost, units
 
-    def touch(self, hits: list[Hit]) -> None:
-        """The pages of the turns a recall returns got a hit (their heat rises)."""
+    def touch(self, hits: list[Hit]) -> list[int]:
+        """The pages of the turns a recall returns got a hit (their heat rises); returns them, best hit first."""
         tiers = self.tiers
-        pages = {int(tiers.unit_of[h.slot]) for h in hits}
-        tiers.touch((p for p in pages if p > 0), time.time())
+        pages = list(dict.fromkeys(p for p in (int(tiers.unit_of[h.slot]) for h in hits) if p > 0))
+        tiers.touch(pages, time.time())
+        return pages

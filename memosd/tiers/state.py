@@ -46,7 +46,7 @@ class Counters:
     """Lifetime counters of one namespace's tiers (reset at restart)."""
 
     __slots__ = ("faults", "evictions", "promotions", "demotions", "pages_formed", "consolidated",
-                 "policy_failures", "fault_queries", "queries")
+                 "policy_failures", "fault_queries", "queries", "prefetched", "prefetch_used", "prefetch_wasted")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -144,9 +144,13 @@ class TierState:
         self._waiting: list[int] = []
         """A heap of the same page ids (with stale ones left in until they surface)."""
         self.retier_cursor = 0
+        """Where the scheduler's round-robin demotion pass over the pages resumes."""
         self.page_order: list[int] = []
         """Page ids in order of formation (purged ones linger until compacted): the re-tiering round robin."""
-        """Where the scheduler's round-robin demotion pass over the pages resumes."""
+        self.session_pages: dict[str | None, list[int]] = {}
+        """Session -> its page ids in order of formation (compacted with page_order): neighbours in time."""
+        self.prefetched: set[int] = set()
+        """Pages made resident by prefetching that no recall has used yet (see slb/prefetch.py)."""
         self.pending_facts: dict[int, str] = {}
         """Knowledge documents waiting to be indexed (same reason as pending_docs)."""
         self.pending_docs: dict[int, str] = {}
@@ -175,6 +179,7 @@ class TierState:
         for page in pages:
             self.pages[page.id] = page
             self.page_order.append(page.id)
+            self.session_pages.setdefault(page.session, []).append(page.id)
             self.next_page_id = max(self.next_page_id, page.id + 1)
             for memory_id in page.members:
                 page_of_id.setdefault(memory_id, page.id)  # a turn in two pages (never written) keeps the first
@@ -313,6 +318,7 @@ class TierState:
         texts = [self.stm_text.get(slot, "") for slot in slots]
         if old is None:
             self.page_order.append(page.id)
+            self.session_pages.setdefault(page.session, []).append(page.id)
         self.pages[page.id] = page
         self.next_page_id = max(self.next_page_id, page.id + 1)
         moving = set(slots)
@@ -386,21 +392,37 @@ class TierState:
         """The fine vectors of these pages; the missing ones are faulted in together (one store read
         transaction and one featurisation for all of them: per-call overhead dominates small pages)."""
         missing = [p for p in page_ids if p not in self.blocks]
+        if self.prefetched:
+            used = self.prefetched.intersection(page_ids).difference(missing)
+            self.counters.prefetch_used += len(used)
+            self.prefetched -= used
         if missing:
-            members = {p: self.pages[p].members for p in missing}
-            texts = self.load_texts([i for ids in members.values() for i in ids])
-            spans, all_slots, all_texts = [], [], []
-            for page_id, ids in members.items():
-                slots_by_id = dict(zip(ids, self.page_slots.get(page_id, [])))
-                kept = [i for i in ids if i in texts and i in slots_by_id]
-                spans.append((page_id, len(all_slots), len(all_slots) + len(kept)))
-                all_slots.extend(slots_by_id[i] for i in kept)
-                all_texts.extend(texts[i] for i in kept)
-            rows = self.feat.rows(all_texts)
-            for page_id, start, end in spans:
-                self._set_block(page_id, FineBlock.of(all_slots[start:end], rows[start:end]))
+            self._load_blocks(missing)
             self.counters.faults += len(missing)
         return [self.blocks[p] for p in page_ids]
+
+    def warm(self, page_ids: Sequence[int]) -> None:
+        """Make pages resident ahead of need (prefetching): loaded like a fault, but not counted as one."""
+        missing = [p for p in page_ids if p not in self.blocks and p in self.pages]
+        if missing:
+            self._load_blocks(missing)
+            self.prefetched.update(missing)
+            self.counters.prefetched += len(missing)
+
+    def _load_blocks(self, missing: list[int]) -> None:
+        """Read these pages' texts and featurise them in one go (per-call overhead dominates small pages)."""
+        members = {p: self.pages[p].members for p in missing}
+        texts = self.load_texts([i for ids in members.values() for i in ids])
+        spans, all_slots, all_texts = [], [], []
+        for page_id, ids in members.items():
+            slots_by_id = dict(zip(ids, self.page_slots.get(page_id, [])))
+            kept = [i for i in ids if i in texts and i in slots_by_id]
+            spans.append((page_id, len(all_slots), len(all_slots) + len(kept)))
+            all_slots.extend(slots_by_id[i] for i in kept)
+            all_texts.extend(texts[i] for i in kept)
+        rows = self.feat.rows(all_texts)
+        for page_id, start, end in spans:
+            self._set_block(page_id, FineBlock.of(all_slots[start:end], rows[start:end]))
 
     def _set_block(self, page_id: int, block: FineBlock) -> None:
         self._drop_block(page_id)
@@ -413,6 +435,7 @@ class TierState:
                             self.cfg.heat_size_weight)
 
     def _drop_block(self, page_id: int) -> bool:
+        self.prefetched.discard(page_id)
         block = self.blocks.pop(page_id, None)
         if block is not None:
             self.block_bytes -= block.nbytes
@@ -423,6 +446,8 @@ class TierState:
         block = self.blocks.get(page_id)
         if block is None:
             return 0
+        if page_id in self.prefetched:
+            self.counters.prefetch_wasted += 1
         self._drop_block(page_id)
         self.counters.evictions += 1
         return block.nbytes
@@ -479,6 +504,10 @@ class TierState:
             self.fact_sources[key] = (page.id, list(fact.sources))
             keys.append(key)
         self.page_facts[page.id] = keys
+
+    def entities_of(self, page_id: int) -> list[str]:
+        """The (casefolded) entity names of a consolidated page; empty before consolidation."""
+        return self._page_entities.get(page_id, [])
 
     def clear_knowledge(self, page_id: int) -> None:
         for name in self._page_entities.pop(page_id, []):

@@ -202,3 +202,46 @@ def test_kill_during_consolidation_leaves_a_consistent_complete_store(tmp_path):
             for fact in page.facts:
                 assert set(fact.sources) <= set(page.members)
         assert all(p.consolidated for p in pages if p.closed)
+
+
+def marker(i: int) -> str:
+    """A word no other turn uses, so a query for it finds exactly one turn (and one page)."""
+    return "qx" + "".join(chr(97 + (i // 26**k) % 26) for k in range(3))
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_prefetch_warms_the_time_neighbours_of_a_hit_within_the_budget(tmp_path, prefetch):
+    store = tmp_path / "store"
+    items = [m.MemoryIn(text=f"Ana: today I wrote about {marker(i)} in the diary", session="diary")
+             for i in range(400)]
+    with DaemonProcess(store) as daemon, daemon.client(namespace="chat") as client:
+        ids = client.remember_many(items).ids
+        total = settle(daemon).resident_bytes  # every page's vectors: no budget yet
+        pages = all_pages(client, ns_tiers(daemon, "chat").pages)
+    assert len(pages) >= 40
+    budget = int(total * 0.6)  # a restart loads about the first 60% of the pages; prefetching gets the last tenth
+    env = {"MEMOSD_TIERS_BUDGET_BYTES": str(budget), "MEMOSD_SLB_PREFETCH": "1" if prefetch else "0"}
+    with DaemonProcess(store, env=env) as daemon, daemon.client(namespace="chat") as client:
+        mid = len(pages) * 3 // 4
+        middle, before, after = pages[mid], pages[mid - 1].id, pages[mid + 1].id
+        assert not any(client.page(p).resident for p in (middle.id, before, after))
+        text = items[ids.index(middle.members[0])].text
+        (hit,) = client.recall(marker(ids.index(middle.members[0])), k=1)
+        assert hit.memory.text == text
+        # Prefetching runs once the reply is out, between requests: give it a moment.
+        deadline = time.monotonic() + 5
+        with daemon.admin() as admin:
+            while (result := admin.tiers()).slb.prefetched < 2 and prefetch and time.monotonic() < deadline:
+                time.sleep(0.05)
+        warmed = [client.page(p) for p in (before, after)]
+        assert result.resident_bytes <= budget  # a guess never pushes another page out
+        if not prefetch:
+            assert not any(p.resident for p in warmed) and result.slb.prefetched == 0
+            return
+        assert all(p.resident and p.prefetched for p in warmed) and result.slb.prefetched == 2
+        faults = ns_tiers(daemon, "chat").faults
+        client.recall(marker(ids.index(client.page(after).members[0])), k=1)  # asks for the warmed page
+        with daemon.admin() as admin:
+            result = admin.tiers()
+        assert result.namespaces[0].faults == faults  # no fault: it was already there
+        assert result.slb.prefetch_used >= 1 and not client.page(after).prefetched

@@ -278,6 +278,13 @@ class SlbInfo(ReplyStruct):
     """Mean share of the full search's top-k that the buffered answer returned (1.0 = identical sets)."""
     entries: int = 0
     invalidations: int = 0
+    prefetch: bool = False
+    """Whether recalls warm the pages adjacent to their hits (slb.prefetch)."""
+    prefetched: int = 0
+    prefetch_used: int = 0
+    prefetch_wasted: int = 0
+    prefetch_usefulness: float | None = None
+    """used / (used + wasted): the share of settled prefetches that saved a fault."""
 
 
 class StatsResult(ReplyStruct):
@@ -389,6 +396,12 @@ class NamespaceTiers(ReplyStruct):
     """Recalls that faulted at least one page in."""
     queries: int = 0
     evictions: int = 0
+    prefetched: int = 0
+    """Pages made resident by prefetching since start (not counted as faults)."""
+    prefetch_used: int = 0
+    """Prefetched pages a later recall needed while they were still resident (a fault avoided each)."""
+    prefetch_wasted: int = 0
+    """Prefetched pages evicted before any recall needed them."""
     promotions: int = 0
     demotions: int = 0
     pages_formed: int = 0
@@ -449,6 +462,8 @@ class PageResult(ReplyStruct):
     heat: float
     hits: float
     touched_at: float
+    prefetched: bool = False
+    """Made resident by prefetching and not needed by any recall since."""
     policy: str = ""
     summary: str = ""
     keywords: list[str] = []
