@@ -97,7 +97,16 @@ def cmd_bench_slb(args) -> int:
     conversations = load_conversations(args.file)
     if args.conversations:
         conversations = conversations[: args.conversations]
-    result = run_slb_bench(conversations, threshold=args.threshold, say=progress_printer())
+    if args.similarity:
+        from .report import print_query_similarity
+        from .slb import query_similarity
+
+        result = query_similarity(conversations, args.encoder)
+        result["file"] = args.file
+        _print_json(result) if args.json else print_query_similarity(result)
+        return 0
+    result = run_slb_bench(conversations, threshold=args.threshold, compare=args.compare,
+                           budget_bytes=args.budget_bytes, think_ms=args.think_ms, say=progress_printer())
     result["file"] = args.file
     if args.json:
         _print_json(result)
@@ -229,6 +238,16 @@ def add_bench_commands(sub, common) -> None:
     p.add_argument("file", help="LoCoMo JSON file")
     p.add_argument("--threshold", type=float, default=None, help="slb.threshold of the buffered daemon")
     p.add_argument("--conversations", type=int, default=0, help="use only the first N conversations")
+    p.add_argument("--compare", choices=["buffer", "prefetch"], default="buffer",
+                   help="what differs between the two daemons: the buffer (default) or prefetching")
+    p.add_argument("--budget-bytes", type=int, default=None,
+                   help="tiers.budget_bytes of both daemons (prefetching matters only when pages get evicted)")
+    p.add_argument("--think-ms", type=float, default=0.0,
+                   help="pause before each recall, the agent's own work between two steps (default 0)")
+    p.add_argument("--similarity", action="store_true",
+                   help="instead of running daemons, report how close each query is to the nearest earlier one "
+                        "(the best hit rate any buffer keyed by query vectors can reach)")
+    p.add_argument("--encoder", default="", help="with --similarity: measure an encoder plugin's embeddings")
     p.set_defaults(handler=cmd_bench_slb)
 
     e = sub.add_parser("eval", help="retrieval-quality evaluations", description="Retrieval-quality evaluations.")

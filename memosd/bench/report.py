@@ -175,13 +175,36 @@ def print_tier_bench(result: dict, console: Console | None = None) -> None:
 
 
 def print_slb_bench(result: dict, console: Console | None = None) -> None:
-    """Hit rate, latency with/without the buffer and agreement, per workload."""
+    """Per workload: latency with the compared feature off and on, agreement, and the feature's own figures."""
     console = console or _console()
-    table = Table("workload", "queries", "hit rate", "p50 off", "p50 on", "on/off", "p99 off", "p99 on", "on/off",
-                  "top-10 agreement", title=f"semantic lookaside buffer ({result['file']}, threshold "
-                                            f"{result['settings']['threshold']})")
+    settings = result["settings"]
+    budget = f"{settings['budget_bytes']:,} B budget" if settings.get("budget_bytes") else "no budget"
+    if settings.get("compare", "buffer") == "buffer":
+        title = f"semantic lookaside buffer off/on (threshold {settings['threshold']}"
+        extra = ("hit rate", lambda row: f"{row['hit_rate']:.1%}")
+    else:
+        title = "prefetching off/on (buffer off in both"
+        extra = ("faults per recall off/on, prefetch usefulness",
+                 lambda row: f"{row['off_faults_per_recall']:.2f} / {row['on_faults_per_recall']:.2f}, "
+                             + ("-" if row["prefetch_usefulness"] is None else f"{row['prefetch_usefulness']:.1%}"))
+    table = Table("workload", "queries", extra[0], "p50 off", "p50 on", "on/off", "p99 off", "p99 on", "on/off",
+                  "top-10 agreement",
+                  title=f"{title}, {budget}, think {settings.get('think_ms', 0):g} ms; {result['file']})")
     for name, row in result["workloads"].items():
-        table.add_row(name, f"{row['queries']:,}", f"{row['hit_rate']:.1%}", _us(row["off_p50_us"]),
+        table.add_row(name, f"{row['queries']:,}", extra[1](row), _us(row["off_p50_us"]),
                       _us(row["on_p50_us"]), f"{row['p50_ratio']}x", _us(row["off_p99_us"]), _us(row["on_p99_us"]),
                       f"{row['p99_ratio']}x", f"{row['agreement']}")
+    console.print(table)
+
+
+def print_query_similarity(result: dict, console: Console | None = None) -> None:
+    """Nearest-earlier-query cosine per workload: the ceiling on any query-keyed buffer's hit rate."""
+    from .slb import SIMILARITY_LEVELS
+
+    console = console or _console()
+    table = Table("workload", "queries", "p50", "p90", *(f">= {level}" for level in SIMILARITY_LEVELS),
+                  title=f"cosine to the nearest earlier query of the namespace ({result['encoder']}; {result['file']})")
+    for name, row in result["workloads"].items():
+        table.add_row(name, f"{row['queries']:,}", f"{row['p50']:.3f}", f"{row['p90']:.3f}",
+                      *(f"{row[f'at_least_{level}']:.1%}" for level in SIMILARITY_LEVELS))
     console.print(table)
