@@ -31,6 +31,7 @@ from ..plugins import vectors as vector_store
 from ..plugins.dense import DenseChannel
 from ..plugins.fusion import fuse_scores
 from ..retrieval import EncoderIdentity, HybridIndex, RetrievalConfig
+from ..retrieval.query import AnalyzedQuery
 from ..retrieval.ranking import padded_size
 from ..logs import get_logger
 from ..store import keys
@@ -291,55 +292,50 @@ class Engine(Validation, Records):
 
     def _search_text(self, state: NamespaceState, search: TwoStage, args: m.RecallArgs, mask: np.ndarray):
         """Two-stage hits across the tiers, score-fused with the dense channel's when the namespace has one."""
-        query, k = args.query, args.k
+        query, k = state.index.analyze(args.query), args.k  # tokenised once for every index it meets
         bm25 = state.index.bm25_scores(query, mask)
         dense = None
         if self.dense is not None:
             k = max(k, DENSE_DEPTH)
-            dense = self.dense.search(state, query, k, mask)
-        hits = self._tier_hits(state, search, args, k, mask, bm25)
+            dense = self.dense.search(state, args.query, k, mask)
+        hits = self._tier_hits(state, search, args, query, k, mask, bm25)
         if not dense:  # no usable dense channel here, or nothing similar: the tiers' scores alone
             return hits[: args.k]
         return fuse_scores(hits, dense, args.k, self.dense.weight)
 
-    def _tier_hits(self, state: NamespaceState, search: TwoStage, args: m.RecallArgs, k: int, mask: np.ndarray,
-                   bm25: np.ndarray):
+    def _tier_hits(self, state: NamespaceState, search: TwoStage, args: m.RecallArgs, query: AnalyzedQuery, k: int,
+                   mask: np.ndarray, bm25: np.ndarray):
         """The tiers' best ``k``, through the semantic lookaside buffer when it is on."""
         slb = self.slb
         if not slb.enabled:
-            return search.search(args.query, k, mask, bm25)
+            return search.search(query, k, mask, bm25)
         started = time.perf_counter()
         tiers = state.tiers
-        buckets, weights = tiers.feat.query(args.query)
+        buckets, weights = tiers.feat.query(query)
         norm = float(np.sqrt(weights @ weights)) if len(weights) else 0.0
         if not norm:
-            return search.search(args.query, k, mask, bm25)
+            return search.search(query, k, mask, bm25)
         weights = weights / norm
         signature = (msgspec.msgpack.encode(args.filters), k, args.as_of, args.include_forgotten)
         session = args.filters.session
         entry = slb.lookup(state.ns_id, session, buckets, weights, signature)
         if entry is not None:
-            # Re-score the cached candidate units together with STM as it is now and every page formed
+            # Re-score the cached candidate pages together with STM as it is now and every page formed
             # since the entry was made, under the current filters (forgotten and purged memories excluded).
-            known = set(entry.units.tolist())
-            extra = [-2 - code for code in tiers.rings] + [p for p in tiers.pages if p >= entry.next_page]
-            extra = [u for u in extra if u not in known]
-            units = entry.units.tolist() + extra
-            scores = np.concatenate([entry.unit_scores, np.zeros(len(extra), dtype=np.float32)])
-            hits = search.stage_two(args.query, k, mask, bm25, units, scores)
+            hits = search.stage_two(query, k, mask, bm25, entry.candidates(tiers))
             slb.stats.hit_seconds += time.perf_counter() - started
             every = slb.cfg.verify_every
             if every and slb.stats.hits % every == 0:
-                full = {h.slot for h in search.search(args.query, k, mask, bm25)[: args.k]}
+                full = {h.slot for h in search.search(query, k, mask, bm25)[: args.k]}
                 got = {h.slot for h in hits[: args.k]}
                 slb.stats.verified += 1
                 slb.stats.agreement_sum += len(full & got) / len(full) if full else float(not got)
             return hits
-        units, scores, boost = search.stage_one(args.query, bm25)
-        hits = search.stage_two(args.query, k, mask, bm25, units, scores, boost)
+        candidates, boost = search.stage_one(query, bm25)
+        hits = search.stage_two(query, k, mask, bm25, candidates, boost)
         slb.insert(state.ns_id, session, Entry(buckets, weights, signature, slb.generation(state.ns_id),
-                                               np.asarray(units, dtype=np.int64), scores,
-                                               next_page=tiers.next_page_id))
+                                               candidates.pages, candidates.page_scores, candidates.rings.units,
+                                               candidates.ring_scores, next_page=tiers.next_page_id))
         slb.stats.miss_seconds += time.perf_counter() - started
         return hits
 

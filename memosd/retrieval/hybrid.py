@@ -12,6 +12,7 @@ from .config import EncoderIdentity, RetrievalConfig
 from .hash_channel import HashChannel
 from .hashing import HashEncoder
 from .postings import grown
+from .query import AnalyzedQuery, hashed_of, terms_of
 from .ranking import Postings, padded_size, restrict, sum_scores, top_fused
 from .term_batch import TermBatch
 from .tokenizer import Tokenizer
@@ -124,7 +125,7 @@ class HybridIndex:
             self._live[slot] = False
         self._count -= len(slots)
 
-    def search(self, query: str, limit: int, allowed: np.ndarray | None = None) -> list[Hit]:
+    def search(self, query: str | AnalyzedQuery, limit: int, allowed: np.ndarray | None = None) -> list[Hit]:
         """Top ``limit`` documents for ``query``.
 
         Each enabled channel's scores are scaled to a maximum of 1 over the
@@ -133,7 +134,7 @@ class HybridIndex:
         are ordered by slot ascending.
         """
         allowed = _checked_mask(allowed)
-        terms = self._tokenizer.terms(query)
+        terms = terms_of(query, self._tokenizer)
         if limit <= 0 or not terms or not self._count:
             return []
         config = self.config
@@ -142,7 +143,7 @@ class HybridIndex:
             postings = self._bm25.contributions(terms)
             channels.append(("bm25", config.bm25_weight, self._scores(postings, allowed)))
         if config.hash_weight:
-            postings = self._hash.contributions(*self._encoder.query(terms))
+            postings = self._hash.contributions(*hashed_of(query, self._tokenizer, self._encoder))
             channels.append(("hash", config.hash_weight, self._scores(postings, allowed)))
         slots, values = top_fused([(weight, scores) for _, weight, scores in channels], limit)
         return [
@@ -150,16 +151,21 @@ class HybridIndex:
             for slot, value in zip(slots.tolist(), values.tolist())
         ]
 
-    def fused_scores(self, query: str) -> np.ndarray:
+    def analyze(self, text: str) -> AnalyzedQuery:
+        """``text`` tokenised once, to be scored against this and other indexes (see query.py)."""
+        return AnalyzedQuery(text, self._tokenizer)
+
+    def fused_scores(self, query: str | AnalyzedQuery) -> np.ndarray:
         """Every slot's fused score for ``query`` as ``search`` ranks them (each channel scaled to
         a maximum of 1, then weighted and summed); padded past the highest slot."""
-        terms = self._tokenizer.terms(query)
+        terms = terms_of(query, self._tokenizer)
         total = np.zeros(padded_size(len(self._live)), dtype=np.float32)
         if not terms or not self._count:
             return total
         channels = [(self.config.bm25_weight, self._bm25.contributions(terms))]
         if self._with_hash and self.config.hash_weight:
-            channels.append((self.config.hash_weight, self._hash.contributions(*self._encoder.query(terms))))
+            hashed = hashed_of(query, self._tokenizer, self._encoder)
+            channels.append((self.config.hash_weight, self._hash.contributions(*hashed)))
         for weight, postings in channels:
             scores = self._scores(postings, None)
             top = scores.max()
@@ -167,13 +173,13 @@ class HybridIndex:
                 total += (weight / top) * scores
         return total
 
-    def bm25_scores(self, query: str, allowed: np.ndarray | None = None) -> np.ndarray:
+    def bm25_scores(self, query: str | AnalyzedQuery, allowed: np.ndarray | None = None) -> np.ndarray:
         """Raw BM25 score of every slot for ``query`` (float32, zero where disallowed or unmatched).
 
         The array is padded past the highest slot (see ranking.padded_size).
         """
         allowed = _checked_mask(allowed)
-        terms = self._tokenizer.terms(query)
+        terms = terms_of(query, self._tokenizer)
         if not terms or not self._count:
             return np.zeros(padded_size(len(self._live)), dtype=np.float32)
         return self._scores(self._bm25.contributions(terms), allowed)

@@ -64,12 +64,18 @@ def top_fused(
         top = group_max.max() if normalise else 1.0
         scales.append(weight / top if top > 0 else 0.0)
     bounds = [scale * group_max for scale, group_max in zip(scales, maxima)]
-    upper, lower = sum(bounds), np.maximum.reduce(bounds)
+    if len(bounds) == 1:  # one channel (the usual call): both bounds are its maxima
+        upper = lower = bounds[0]
+    else:
+        upper, lower = sum(bounds), np.maximum.reduce(bounds)
     n_groups = len(upper)
     floor = np.partition(lower, n_groups - depth)[n_groups - depth] if n_groups > depth else 0.0
     floor = max(floor, _TINY)  # also drops slots scoring 0
     groups = np.flatnonzero(upper >= floor)
-    block = sum(scale * grid[:, groups] for scale, grid in zip(scales, grids))
+    if len(grids) == 1:
+        block = scales[0] * grids[0][:, groups]
+    else:
+        block = sum(scale * grid[:, groups] for scale, grid in zip(scales, grids))
     rows, cols = np.nonzero(block >= floor)
     values = block[rows, cols]
     slots = rows * n_groups + groups[cols]

@@ -6,11 +6,11 @@ of ``shared_entries``, both replaced least recently used. A query hits when its 
 (the same space as recall by vector) has cosine >= ``threshold`` with an entry of the same namespace
 and the same filters, k, as_of and include_forgotten.
 
-What an entry keeps is the *candidate set* of the recall that made it: the units (pages and rings)
-the two-stage search looked at, with their coarse scores. A hit re-runs the fine stage over those
-units plus every short-term ring as it is now (so anything written since is scored), under the
-current filters mask (so anything forgotten or purged since is excluded). It skips the coarse stage,
-the knowledge lookup and candidate selection.
+What an entry keeps is the *candidate set* of the recall that made it: the pages and rings the
+two-stage search looked at, with their coarse scores. A hit re-runs the fine stage over those
+pages, every page formed since and every short-term ring as it is now (so anything written since
+is scored), under the current filters mask (so anything forgotten or purged since is excluded). It
+skips the coarse stage, the knowledge lookup and candidate selection.
 
 Invalidation: a namespace's generation counter is bumped by every update, forget, unforget and purge;
 an entry made at an older generation is dropped on lookup. New writes need no invalidation (they are
@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..tiers.search import Candidates
+from ..tiers.state import TierState
+
 Signature = tuple
 """What must be equal besides the query for an entry to apply: (filters, k, as_of, include_forgotten)."""
 
@@ -38,13 +41,31 @@ class Entry:
     """The query's hashed n-gram vector, L2-normalised (sparse)."""
     signature: Signature
     generation: int
-    units: np.ndarray
-    """Candidate units (page ids > 0, rings < 0) of the recall that made the entry."""
-    unit_scores: np.ndarray
+    pages: np.ndarray
+    """Candidate pages of the recall that made the entry."""
+    page_scores: np.ndarray
     """Their coarse scores, scaled to the maximum over all units at the time."""
+    rings: np.ndarray
+    """The rings (units < 0) then, and their coarse scores: ``ring_scores``."""
+    ring_scores: np.ndarray
     next_page: int = 0
     """The namespace's next page id then: pages from this id on were formed later and are re-scored too."""
     uses: int = 0
+
+    def candidates(self, tiers: TierState) -> Candidates:
+        """The entry's candidates as of now: its pages and every page formed since (coarse score 0), and
+        every ring there is now (with its score then if it was a ring then, else 0)."""
+        formed = [p for p in range(self.next_page, tiers.next_page_id) if p in tiers.pages]
+        pages = np.union1d(self.pages, np.asarray(formed, dtype=np.int64))
+        page_scores = np.zeros(len(pages), dtype=np.float32)
+        page_scores[np.searchsorted(pages, self.pages)] = self.page_scores
+        rings = tiers.ring_layout()
+        ring_scores = np.zeros(len(rings.units), dtype=np.float32)
+        if len(rings.units) and len(self.rings):
+            pos = np.minimum(np.searchsorted(rings.units, self.rings), len(rings.units) - 1)
+            still = rings.units[pos] == self.rings
+            ring_scores[pos[still]] = self.ring_scores[still]
+        return Candidates(pages, page_scores, rings, ring_scores)
 
 
 CELLS = 64

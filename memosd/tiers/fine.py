@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..retrieval.hashing import HashEncoder
+from ..retrieval.query import AnalyzedQuery, hashed_of
 from ..retrieval.term_batch import TermBatch
 from ..retrieval.tokenizer import Tokenizer
 
@@ -71,9 +72,9 @@ class Featurizer:
         buckets = buckets.astype(np.int32)
         return [(buckets[a:b], stored[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def query(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, text: str | AnalyzedQuery) -> tuple[np.ndarray, np.ndarray]:
         """(buckets, weights) of a query, unnormalised (as the flat hash channel queries)."""
-        return self.encoder.query(self.tokenizer.terms(text))
+        return hashed_of(text, self.tokenizer, self.encoder)
 
     def forget(self, texts: Iterable[str]) -> None:
         """Drop purged texts' words from the caches."""
@@ -110,6 +111,41 @@ class DocumentFrequencies:
         return self.df.nbytes
 
 
+@dataclass(frozen=True, slots=True)
+class BucketIndex:
+    """A block's cells grouped by bucket, so that a query (a few dozen buckets) is scored by touching
+    only the cells of its buckets instead of every cell (kept for the short-term block, which every
+    query scores and which only changes when a ring does)."""
+
+    order: np.ndarray
+    """Cell positions sorted by bucket (stably)."""
+    starts: np.ndarray
+    """The cells of bucket b are ``order[starts[b]:starts[b + 1]]``."""
+
+    @staticmethod
+    def of(block: FineBlock, dim: int) -> "BucketIndex":
+        order = np.argsort(block.buckets, kind="stable")
+        return BucketIndex(order, np.searchsorted(block.buckets[order], np.arange(dim + 1)))
+
+    @property
+    def nbytes(self) -> int:
+        return self.order.nbytes + self.starts.nbytes
+
+
+def add_indexed(scores: np.ndarray, block: FineBlock, index: BucketIndex, qvec: np.ndarray) -> None:
+    """Add q·d per slot of ``block`` to ``scores``: the same sums, in the same order, as score_blocks
+    (cells whose bucket the query lacks add exactly zero there)."""
+    buckets = np.flatnonzero(qvec)
+    lo, hi = index.starts[buckets], index.starts[buckets + 1]
+    counts = hi - lo
+    total = int(counts.sum())
+    if not total:
+        return
+    offsets = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(total)
+    cells = np.sort(index.order[offsets])  # each slot's cells in their stored order, as score_blocks adds them
+    np.add.at(scores, block.slots[cells], qvec[block.buckets[cells]] * block.weights[cells])
+
+
 def score_blocks(blocks: Iterable[FineBlock], qvec: np.ndarray, size: int) -> np.ndarray:
     """Sum of q·d per slot over the given blocks, as a float32 array of ``size`` slots."""
     scores = np.zeros(size, dtype=np.float32)
@@ -126,4 +162,5 @@ def row_nbytes(row: Row) -> int:
     return row[0].nbytes + row[1].nbytes + 2 * 112
 
 
-__all__ = ["DocumentFrequencies", "Featurizer", "FineBlock", "Row", "row_nbytes", "score_blocks"]
+__all__ = ["BucketIndex", "DocumentFrequencies", "Featurizer", "FineBlock", "Row", "add_indexed", "row_nbytes",
+           "score_blocks"]

@@ -39,8 +39,8 @@ def heat(hits, touched_at, size, now: float, half_life: float, size_weight: floa
 
 
 def touched(hits: float, touched_at: float, now: float, half_life: float) -> float:
-    """The decayed hit count after one more hit at ``now``."""
-    return float(hits * decay(now - touched_at, half_life) + 1.0)
+    """The decayed hit count after one more hit at ``now`` (plain floats: this runs per page per recall)."""
+    return hits * math.exp2(-max(now - touched_at, 0.0) / half_life) + 1.0
 
 
 def eviction_key(hits: float, touched_at: float, size: int, half_life: float, size_weight: float) -> float:

@@ -24,13 +24,15 @@ cannot change an answer.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..retrieval import Hit
-from ..retrieval.ranking import restrict, top_fused
-from .fine import score_blocks
-from .state import TierState
+from ..retrieval.query import AnalyzedQuery
+from ..retrieval.ranking import GROUP_ROWS, restrict, top_fused
+from .fine import add_indexed, score_blocks
+from .state import RingLayout, TierState
 
 KNOWLEDGE_FACTS = 10
 """Fewest facts taken from the knowledge index per query when the knowledge lookup is on."""
@@ -41,8 +43,19 @@ def _scaled(scores: np.ndarray) -> np.ndarray:
     return scores / top if top > 0 else scores
 
 
+def _unit_scores(coarse: np.ndarray, docs: np.ndarray, top: float) -> np.ndarray:
+    """Coarse scores of the units whose documents are ``docs`` (-1: none yet), scaled by ``top``."""
+    scores = np.zeros(len(docs), dtype=np.float32)
+    if top > 0 and len(docs):
+        found = docs >= 0
+        scores[found] = coarse[docs[found]] / top
+    return scores
+
+
 def _top_keys(scores: np.ndarray, limit: int) -> np.ndarray:
     """Indices of the best ``limit`` positive scores (ties: lowest index)."""
+    if len(scores) and len(scores) % GROUP_ROWS == 0:  # a padded array: the grouped top-k pass is faster
+        return top_fused([(1.0, scores)], limit, normalise=False)[0]
     positive = np.flatnonzero(scores > 0)
     if len(positive) > limit:
         values = scores[positive]
@@ -52,6 +65,20 @@ def _top_keys(scores: np.ndarray, limit: int) -> np.ndarray:
     return positive
 
 
+@dataclass(slots=True)
+class Candidates:
+    """What the fine stage scores: candidate pages and every short-term ring, with coarse scores."""
+
+    pages: np.ndarray
+    """Candidate page ids (int64, ascending)."""
+    page_scores: np.ndarray
+    """Their coarse scores (float32), scaled to the best unit's."""
+    rings: RingLayout
+    """Every ring of the namespace (TierState.ring_layout) when the candidates were taken."""
+    ring_scores: np.ndarray
+    """The rings' coarse scores, aligned with ``rings.units``."""
+
+
 class TwoStage:
     """Runs one query against one namespace's tiers."""
 
@@ -59,58 +86,80 @@ class TwoStage:
         self.tiers = tiers
         self.hash_weight = hash_weight
 
-    def candidates(self, coarse: np.ndarray, lexical: np.ndarray, fact_units: set[int]) -> list[int]:
+    def candidate_pages(self, coarse: np.ndarray, bm25: np.ndarray, fact_units: set[int]) -> np.ndarray:
+        """The pages among the best coarse units, the units of the best lexical hits and the facts' pages
+        (rings need no choosing: every ring is a candidate)."""
         tiers, cfg = self.tiers, self.tiers.cfg
         key_of = tiers.coarse.key_of
         units = {key_of[d] for d in _top_keys(coarse, cfg.candidate_pages).tolist() if d in key_of} | fact_units
-        for slot in _top_keys(lexical, cfg.candidate_lexical).tolist():
-            units.add(int(tiers.unit_of[slot]))
-        units.update(-2 - code for code in tiers.rings)
-        units.discard(0)
-        return sorted(u for u in units if u < 0 or u in tiers.pages)
+        units.update(tiers.unit_of[_top_keys(bm25, cfg.candidate_lexical)].tolist())
+        return np.asarray(sorted(u for u in units if u > 0 and u in tiers.pages), dtype=np.int64)
 
-    def search(self, query: str, k: int, allowed: np.ndarray, bm25: np.ndarray) -> list[Hit]:
+    def search(self, query: str | AnalyzedQuery, k: int, allowed: np.ndarray, bm25: np.ndarray) -> list[Hit]:
         """Best ``k`` turns for a text query; ``bm25`` is the lexical index's raw scores (padded)."""
-        units, unit_scores, fact_boost = self.stage_one(query, bm25)
-        return self.stage_two(query, k, allowed, bm25, units, unit_scores, fact_boost)
+        candidates, fact_boost = self.stage_one(query, bm25)
+        return self.stage_two(query, k, allowed, bm25, candidates, fact_boost)
 
-    def stage_one(self, query: str, bm25: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    def stage_one(self, query: str | AnalyzedQuery, bm25: np.ndarray) -> tuple[Candidates, np.ndarray | None]:
         """Candidate units with their coarse scores (scaled to the best unit's), and the knowledge boost."""
         tiers = self.tiers
         coarse = self._coarse_scores(query)
         fact_boost, fact_units = self._knowledge(query, len(bm25))
-        units = self.candidates(coarse, _scaled(bm25), fact_units)
+        pages = self.candidate_pages(coarse, bm25, fact_units)  # the top lexical hits rank alike scaled or not
         top = coarse.max() if len(coarse) else 0.0
-        docs = np.asarray([tiers.coarse.slot_of.get(u, -1) for u in units], dtype=np.int64)
-        scores = np.zeros(len(units), dtype=np.float32)
-        if top > 0 and len(units):
-            found = docs >= 0
-            scores[found] = coarse[docs[found]] / top
-        return units, scores, fact_boost
+        slot_of = tiers.coarse.slot_of
+        page_docs = np.asarray([slot_of.get(p, -1) for p in pages.tolist()], dtype=np.int64)
+        ring_docs = tiers.ring_docs()
+        return Candidates(pages, _unit_scores(coarse, page_docs, top), tiers.ring_layout(),
+                          _unit_scores(coarse, ring_docs, top)), fact_boost
 
-    def stage_two(self, query: str, k: int, allowed: np.ndarray, bm25: np.ndarray, units: list[int],
-                  unit_scores: np.ndarray, fact_boost: np.ndarray | None = None) -> list[Hit]:
-        """Fine scores over ``units`` and every short-term ring, fused as the module docstring says."""
+    def stage_two(self, query: str | AnalyzedQuery, k: int, allowed: np.ndarray, bm25: np.ndarray,
+                  candidates: Candidates, fact_boost: np.ndarray | None = None) -> list[Hit]:
+        """Fine scores over the candidates, fused as the module docstring says.
+
+        Only the candidates' turns get more than their BM25 part, so the fusion runs on them alone (the
+        rest of ``final`` is the scaled BM25 array): the same numbers as fusing every slot, without a
+        dozen passes over arrays the size of the namespace."""
         tiers, cfg = self.tiers, self.tiers.cfg
         tiers.counters.queries += 1
         size = len(bm25)
-        mask = np.zeros(size, dtype=bool)
-        mask[: len(allowed)] = allowed[:size]
-        lexical = _scaled(bm25)
         faults = tiers.counters.faults
-        blocks = [tiers.stm_block()] + tiers.blocks_for([u for u in units if u > 0 and u in tiers.pages])
+        page_ids = candidates.pages.tolist()
+        blocks = tiers.blocks_for([p for p in page_ids if p in tiers.pages])
         if tiers.counters.faults != faults:
             tiers.counters.fault_queries += 1
         qvec = tiers.df.query_vector(*tiers.feat.query(query))
-        fine = score_blocks(blocks, qvec, size)
-        restrict(fine, mask)
-        fine = _scaled(fine)
-        base = lexical + self.hash_weight * fine
-        final = base.copy()
-        self._context(final, base, units, unit_scores)
-        if fact_boost is not None:
+        fine = score_blocks(blocks, qvec, size)  # non-zero only on the candidates' turns
+        add_indexed(fine, tiers.stm_block(), tiers.stm_index(), qvec)
+
+        page_arrays = [tiers.unit_array(p) for p in page_ids]
+        lengths = np.concatenate([candidates.rings.lengths, np.asarray([len(a) for a in page_arrays], dtype=np.int64)])
+        unit_scores = np.concatenate([candidates.ring_scores, candidates.page_scores])
+        keep = lengths > 0
+        lengths, unit_scores = lengths[keep], unit_scores[keep]
+        idx = np.concatenate([candidates.rings.slots, *page_arrays]).astype(np.int64, copy=False)
+        visible = np.zeros(len(idx), dtype=bool)
+        inside = idx < min(len(allowed), size)
+        visible[inside] = allowed[idx[inside]]
+
+        cand_fine = fine[idx] * visible
+        top = cand_fine.max() if len(cand_fine) else 0.0
+        if top > 0:
+            cand_fine = cand_fine / top
+        # bm25 is zero where not allowed; the candidates' turns are overwritten below, in a copy (the
+        # caller may use bm25 again).
+        top = bm25.max() if len(bm25) else 0.0
+        final = bm25 / top if top > 0 else bm25.copy()
+        base = final[idx] + self.hash_weight * cand_fine
+        fused = base.copy()
+        if len(idx):
+            self._context(fused, base, lengths, unit_scores)
+        if fact_boost is None:
+            final[idx] = fused * visible
+        else:
+            final[idx] = fused
             final += cfg.knowledge_weight * fact_boost
-        restrict(final, mask)
+            restrict(final, allowed)
         slots, values = top_fused([(1.0, final)], k, normalise=False)
         hits = []
         for slot, value in zip(slots.tolist(), values.tolist()):
@@ -118,30 +167,22 @@ class TwoStage:
             hits.append(Hit(slot, value, channels or ("page",)))
         return hits
 
-    def _context(self, final: np.ndarray, base: np.ndarray, units: list[int], unit_scores: np.ndarray) -> None:
-        """Add the page term and the neighbour term to ``final`` for every turn of the candidate units
-        (vectorised over all units at once; each slot belongs to exactly one unit)."""
-        tiers, cfg = self.tiers, self.tiers.cfg
-        arrays = [tiers.unit_array(u) for u in units]
-        keep = np.asarray([len(a) > 0 for a in arrays], dtype=bool)
-        if not keep.any():
-            return
-        arrays = [a for a in arrays if len(a)]
-        lengths = np.asarray([len(a) for a in arrays])
-        idx = np.concatenate(arrays)
+    def _context(self, fused: np.ndarray, base: np.ndarray, lengths: np.ndarray, unit_scores: np.ndarray) -> None:
+        """Add the page term and the neighbour term to the candidates' ``fused`` scores, laid out unit after
+        unit (``lengths``) like ``base`` (vectorised over all units at once)."""
+        cfg = self.tiers.cfg
         if cfg.page_weight:
-            final[idx] += (cfg.page_weight * np.repeat(unit_scores[keep], lengths)).astype(np.float32)
+            fused += (cfg.page_weight * np.repeat(unit_scores, lengths)).astype(np.float32)
         if cfg.neighbor_weight:
             ends = np.cumsum(lengths)
-            first = np.zeros(len(idx), dtype=bool)
+            first = np.zeros(len(base), dtype=bool)
             first[ends - lengths] = True
-            last = np.zeros(len(idx), dtype=bool)
+            last = np.zeros(len(base), dtype=bool)
             last[ends - 1] = True
-            values = base[idx]
-            around = np.zeros(len(idx), dtype=np.float32)
-            around[1:] += np.where(first[1:], 0.0, values[:-1])
-            around[:-1] += np.where(last[:-1], 0.0, values[1:])
-            final[idx] += cfg.neighbor_weight * around
+            around = np.zeros(len(base), dtype=np.float32)
+            around[1:] += np.where(first[1:], 0.0, base[:-1])
+            around[:-1] += np.where(last[:-1], 0.0, base[1:])
+            fused += cfg.neighbor_weight * around
 
     def search_vector(self, vector: np.ndarray, k: int, allowed: np.ndarray, size: int) -> list[Hit]:
         """Best ``k`` turns for a vector in the hash space: coarse by the units' hash documents, fine exact."""
@@ -154,9 +195,9 @@ class TwoStage:
             coarse = np.zeros(max((h.slot for h in hits), default=-1) + 1, dtype=np.float32)
             for hit in hits:
                 coarse[hit.slot] = hit.score
-        units = self.candidates(coarse, np.zeros(0, dtype=np.float32), set())
+        pages = self.candidate_pages(coarse, np.zeros(0, dtype=np.float32), set())
         faults = tiers.counters.faults
-        blocks = [tiers.stm_block()] + tiers.blocks_for([u for u in units if u > 0])
+        blocks = [tiers.stm_block()] + tiers.blocks_for(pages.tolist())
         if tiers.counters.faults != faults:
             tiers.counters.fault_queries += 1
         qvec = tiers.df.query_vector(buckets, vector[buckets].astype(np.float64))
@@ -167,14 +208,14 @@ class TwoStage:
         slots, values = top_fused([(1.0, scores)], k, normalise=False)
         return [Hit(s, v, ("hash",)) for s, v in zip(slots.tolist(), values.tolist())]
 
-    def _coarse_scores(self, query: str) -> np.ndarray:
+    def _coarse_scores(self, query: str | AnalyzedQuery) -> np.ndarray:
         """Fused coarse score of every unit document (indexed by document slot)."""
         coarse = self.tiers.coarse
         if not len(coarse):
             return np.zeros(0, dtype=np.float32)
         return coarse.index.fused_scores(query)
 
-    def _knowledge(self, query: str, size: int) -> tuple[np.ndarray | None, set[int]]:
+    def _knowledge(self, query: str | AnalyzedQuery, size: int) -> tuple[np.ndarray | None, set[int]]:
         tiers, cfg = self.tiers, self.tiers.cfg
         if not len(tiers.knowledge) or not (cfg.knowledge_candidates or cfg.knowledge_weight):
             return None, set()

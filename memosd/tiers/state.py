@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from memosd_client.protocol.messages import Memory
 
 from ..retrieval import HybridIndex, RetrievalConfig
 from ..retrieval.postings import grown
-from .fine import DocumentFrequencies, Featurizer, FineBlock, Row, row_nbytes
+from .fine import BucketIndex, DocumentFrequencies, Featurizer, FineBlock, Row, row_nbytes
 from .heat import eviction_key, heat, touched
 from .records import FactRecord, PageRecord
 
@@ -64,10 +65,13 @@ class DocTable:
         self.slot_of: dict[int, int] = {}
         self.key_of: dict[int, int] = {}
         self._free: list[int] = []
+        self.version = 0
+        """Bumped whenever a key's slot may change (what caches of slot_of check)."""
 
     def put(self, key: int, text: str, old_text: str | None) -> None:
         """Index ``text`` under ``key``, replacing its previous document (whose text was ``old_text``)."""
         self.drop(key, old_text)
+        self.version += 1
         slot = self._free.pop() if self._free else len(self.slot_of)
         self.index.add(slot, text)
         self.slot_of[key] = slot
@@ -75,6 +79,7 @@ class DocTable:
 
     def add_many(self, items: Sequence[tuple[int, str]]) -> None:
         """Index new keys in one batch (much cheaper per document than ``put``)."""
+        self.version += 1
         slots = []
         for key, _ in items:
             slot = self._free.pop() if self._free else len(self.slot_of)
@@ -87,6 +92,7 @@ class DocTable:
         slot = self.slot_of.pop(key, None)
         if slot is None:
             return
+        self.version += 1
         self.index.remove(slot, old_text if old_text is not None else "")
         del self.key_of[slot]
         self._free.append(slot)
@@ -116,6 +122,9 @@ class TierState:
         self.stm_text: dict[int, str] = {}
         self._stm_block: FineBlock | None = None
         self._ring_blocks: dict[int, FineBlock] = {}
+        self._ring_layout: RingLayout | None = None
+        self._stm_index: BucketIndex | None = None
+        self._ring_docs: tuple[int, RingLayout, np.ndarray] | None = None
         """Session code -> the fine vectors of its ring's searched part (see stm_block)."""
         self.pages: dict[int, PageRecord] = {}
         self.page_slots: dict[int, list[int]] = {}
@@ -468,7 +477,15 @@ class TierState:
                 if len(block.slots):
                     blocks.append(block)
             self._stm_block = _concat(blocks) if blocks else FineBlock.of([], [])
+            self._stm_index = None
         return self._stm_block
+
+    def stm_index(self) -> BucketIndex:
+        """stm_block() grouped by bucket (rebuilt with it)."""
+        block = self.stm_block()
+        if self._stm_index is None:
+            self._stm_index = BucketIndex.of(block, self.feat.dim)
+        return self._stm_index
 
     def _unit_changed(self, unit: int) -> None:
         """A unit's membership changed: drop what is cached about it."""
@@ -476,6 +493,7 @@ class TierState:
         if unit < 0:
             self._ring_blocks.pop(-unit - 2, None)
             self._stm_block = None
+            self._ring_layout = None
 
     def _ring_proper(self, ring: list[int]) -> list[int]:
         cap = self.cfg.stm_capacity
@@ -530,6 +548,7 @@ class TierState:
             self.pending_docs[ring_unit(code)] = self._ring_text(code) if self.rings.get(code) else None
             if not self.rings.get(code):
                 self.rings.pop(code, None)
+                self._ring_layout = None
         self.dirty_rings.clear()
 
     def _ring_text(self, code: int) -> str:
@@ -586,6 +605,28 @@ class TierState:
             heapq.heappush(self._waiting, page_id)
         return out
 
+    def ring_layout(self) -> RingLayout:
+        """Every ring as a candidate unit, laid out for the fine stage (cached until a ring changes):
+        rings are candidates of every query, and with thousands of sessions a per-ring loop per query
+        would cost more than the scoring."""
+        if self._ring_layout is None:
+            units = np.asarray(sorted(ring_unit(code) for code in self.rings), dtype=np.int64)
+            arrays = [self.unit_array(int(u)) for u in units]
+            lengths = np.asarray([len(a) for a in arrays], dtype=np.int64)
+            slots = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+            self._ring_layout = RingLayout(units, lengths, slots)
+        return self._ring_layout
+
+    def ring_docs(self) -> np.ndarray:
+        """The coarse document slot of each unit of ring_layout() (-1: not indexed yet)."""
+        layout, version = self.ring_layout(), self.coarse.version
+        cached = self._ring_docs
+        if cached is None or cached[0] != version or cached[1] is not layout:
+            slot_of = self.coarse.slot_of
+            docs = np.asarray([slot_of.get(int(u), -1) for u in layout.units], dtype=np.int64)
+            self._ring_docs = cached = (version, layout, docs)
+        return cached[2]
+
     def unit_members(self, unit: int) -> list[int]:
         """A unit's turns in order: a page's members, or the searched part of a ring (see stm_block)."""
         return self._ring_searched(self.rings.get(-unit - 2, [])) if unit < 0 else self.page_slots.get(unit, [])
@@ -607,6 +648,16 @@ class TierState:
         return (self.coarse.index.resident_bytes() + self.knowledge.index.resident_bytes() + self.df.nbytes
                 + self.unit_of.nbytes + self.stm_bytes() + 400 * len(self.pages)
                 + sum(len(t) + 49 for t in self.fact_text.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class RingLayout:
+    """Every ring's searched turns, concatenated: ``slots[sum(lengths[:i]):][:lengths[i]]`` are unit
+    ``units[i]``'s, oldest first."""
+
+    units: np.ndarray
+    lengths: np.ndarray
+    slots: np.ndarray
 
 
 def fact_document(fact: FactRecord, page: PageRecord) -> str:
