@@ -70,10 +70,10 @@ def main() -> int:
             procs[name], endpoint, admin = start(tree, work, name)
             clients[name] = (Client(endpoint, namespace="bench", timeout=120), admin)
         for name, (client, admin) in clients.items():
-            for batch in Workload(seed=0).batches(args.memories, 1000):
+            for number, batch in enumerate(Workload(seed=0).batches(args.memories, 1000)):
                 if args.sessions:
-                    batch = [m.MemoryIn(text=b.text, event_time=b.event_time, session=str(i % args.sessions))
-                             for i, b in enumerate(batch)]
+                    batch = [m.MemoryIn(text=b.text, event_time=b.event_time,
+                                        session=str((number * 1000 + i) % args.sessions)) for i, b in enumerate(batch)]
                 client.remember_many(batch)
             with AdminClient(admin, timeout=60) as a:
                 while a.tiers().backlog:
