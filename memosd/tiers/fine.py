@@ -124,7 +124,10 @@ class BucketIndex:
 
     @staticmethod
     def of(block: FineBlock, dim: int) -> "BucketIndex":
-        order = np.argsort(block.buckets, kind="stable")
+        # Order within a bucket does not matter (add_indexed sorts the cells it takes); 16-bit keys let
+        # numpy use a radix sort, several times faster than sorting the int32 buckets.
+        keys = block.buckets.astype(np.uint16) if dim <= 1 << 16 else block.buckets
+        order = np.argsort(keys, kind="stable")
         return BucketIndex(order, np.searchsorted(block.buckets[order], np.arange(dim + 1)))
 
     @property

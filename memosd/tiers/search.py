@@ -129,8 +129,10 @@ class TwoStage:
         if tiers.counters.faults != faults:
             tiers.counters.fault_queries += 1
         qvec = tiers.df.query_vector(*tiers.feat.query(query))
-        fine = score_blocks(blocks, qvec, size)  # non-zero only on the candidates' turns
-        add_indexed(fine, tiers.stm_block(), tiers.stm_index(), qvec)
+        stm, stm_index = tiers.stm_block(), tiers.stm_index()
+        fine = score_blocks(blocks if stm_index is not None else [stm, *blocks], qvec, size)  # candidates' turns only
+        if stm_index is not None:
+            add_indexed(fine, stm, stm_index, qvec)
 
         page_arrays = [tiers.unit_array(p) for p in page_ids]
         lengths = np.concatenate([candidates.rings.lengths, np.asarray([len(a) for a in page_arrays], dtype=np.int64)])

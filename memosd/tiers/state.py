@@ -122,10 +122,12 @@ class TierState:
         self.stm_text: dict[int, str] = {}
         self._stm_block: FineBlock | None = None
         self._ring_blocks: dict[int, FineBlock] = {}
-        self._ring_layout: RingLayout | None = None
-        self._stm_index: BucketIndex | None = None
-        self._ring_docs: tuple[int, RingLayout, np.ndarray] | None = None
         """Session code -> the fine vectors of its ring's searched part (see stm_block)."""
+        self._stm_index: BucketIndex | None = None
+        self._stm_scored = 0
+        self._ring_layout: RingLayout | None = None
+        self._ring_docs: tuple[int, RingLayout, np.ndarray] | None = None
+        """(coarse index version, layout, each ring's coarse document slot): see ring_docs."""
         self.pages: dict[int, PageRecord] = {}
         self.page_slots: dict[int, list[int]] = {}
         self.open_page: dict[int, int] = {}
@@ -478,12 +480,18 @@ class TierState:
                     blocks.append(block)
             self._stm_block = _concat(blocks) if blocks else FineBlock.of([], [])
             self._stm_index = None
+            self._stm_scored = 0
         return self._stm_block
 
-    def stm_index(self) -> BucketIndex:
-        """stm_block() grouped by bucket (rebuilt with it)."""
+    def stm_index(self) -> BucketIndex | None:
+        """stm_block() grouped by bucket, from the second query that scores the same block on (None
+        before): building it costs as much as a few plain passes, and a write changes the block, so a
+        stream alternating writes and recalls would pay for it every time and never use it."""
         block = self.stm_block()
         if self._stm_index is None:
+            self._stm_scored += 1
+            if self._stm_scored < 2:
+                return None
             self._stm_index = BucketIndex.of(block, self.feat.dim)
         return self._stm_index
 
@@ -647,6 +655,7 @@ class TierState:
         """Coarse and knowledge indexes, frequencies, rings, page records: what eviction cannot drop."""
         return (self.coarse.index.resident_bytes() + self.knowledge.index.resident_bytes() + self.df.nbytes
                 + self.unit_of.nbytes + self.stm_bytes() + 400 * len(self.pages)
+                + (self._stm_index.nbytes if self._stm_index is not None else 0)
                 + sum(len(t) + 49 for t in self.fact_text.values()))
 
 
