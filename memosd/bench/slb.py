@@ -43,6 +43,7 @@ class _Pair:
         self.lat = {"off": [], "on": []}
         self.agreement: list[float] = []
         self._flip = False
+        self._write_flip = False
 
     def ask(self, namespace: str, query: str) -> None:
         if self.think_s:
@@ -60,7 +61,9 @@ class _Pair:
         self.agreement.append(len(expected & set(ids["on"])) / len(expected) if expected else float(not ids["on"]))
 
     def remember(self, namespace: str, items: list[m.MemoryIn]) -> None:
-        for client in (self.off, self.on):
+        # Alternate which daemon gets the write first too: the one written first then waits longest.
+        self._write_flip = not self._write_flip
+        for client in (self.off, self.on) if self._write_flip else (self.on, self.off):
             client.remember_many(items, namespace=namespace)
 
 
