@@ -37,6 +37,8 @@ FACT_BATCH = 64
 
 TextLoader = Callable[[Sequence[int]], dict[int, str]]
 """Memory ids -> their stored texts (read from the store), for faults and coarse documents."""
+STM_INDEX_AFTER = 8
+"""Queries that score the same short-term block plainly before it is indexed by bucket (see stm_index)."""
 
 
 def ring_unit(session_code: int) -> int:
@@ -484,13 +486,13 @@ class TierState:
         return self._stm_block
 
     def stm_index(self) -> BucketIndex | None:
-        """stm_block() grouped by bucket, from the second query that scores the same block on (None
-        before): building it costs as much as a few plain passes, and a write changes the block, so a
-        stream alternating writes and recalls would pay for it every time and never use it."""
+        """stm_block() grouped by bucket, once STM_INDEX_AFTER queries have scored the same block (None
+        before): building it costs as much as several plain passes, and every write or page formed
+        changes the block, so while writes flow it would be rebuilt for a query or two each time."""
         block = self.stm_block()
         if self._stm_index is None:
             self._stm_scored += 1
-            if self._stm_scored < 2:
+            if self._stm_scored < STM_INDEX_AFTER:
                 return None
             self._stm_index = BucketIndex.of(block, self.feat.dim)
         return self._stm_index
