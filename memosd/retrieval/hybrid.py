@@ -143,7 +143,7 @@ class HybridIndex:
             postings = self._bm25.contributions(terms)
             channels.append(("bm25", config.bm25_weight, self._scores(postings, allowed)))
         if config.hash_weight:
-            postings = self._hash.contributions(*hashed_of(query, self._tokenizer, self._encoder))
+            postings = self._hash.contributions(*hashed_of(query, terms, self._encoder))
             channels.append(("hash", config.hash_weight, self._scores(postings, allowed)))
         slots, values = top_fused([(weight, scores) for _, weight, scores in channels], limit)
         return [
@@ -164,7 +164,7 @@ class HybridIndex:
             return total
         channels = [(self.config.bm25_weight, self._bm25.contributions(terms))]
         if self._with_hash and self.config.hash_weight:
-            hashed = hashed_of(query, self._tokenizer, self._encoder)
+            hashed = hashed_of(query, terms, self._encoder)
             channels.append((self.config.hash_weight, self._hash.contributions(*hashed)))
         for weight, postings in channels:
             scores = self._scores(postings, None)

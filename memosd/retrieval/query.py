@@ -33,8 +33,10 @@ class AnalyzedQuery:
 
 
 def terms_of(query: str | AnalyzedQuery, tokenizer: Tokenizer) -> list[str]:
+    """The index terms of a query, tokenised here unless it was analysed already."""
     return query.terms if isinstance(query, AnalyzedQuery) else tokenizer.terms(query)
 
 
-def hashed_of(query: str | AnalyzedQuery, tokenizer: Tokenizer, encoder: HashEncoder) -> tuple[np.ndarray, np.ndarray]:
-    return query.hashed(encoder) if isinstance(query, AnalyzedQuery) else encoder.query(tokenizer.terms(query))
+def hashed_of(query: str | AnalyzedQuery, terms: list[str], encoder: HashEncoder) -> tuple[np.ndarray, np.ndarray]:
+    """``encoder``'s vector of a query whose ``terms`` the caller already has."""
+    return query.hashed(encoder) if isinstance(query, AnalyzedQuery) else encoder.query(terms)

@@ -56,14 +56,23 @@ def slb_line(slb: m.SlbInfo) -> str:
     return f"{buffer}; {prefetch}"
 
 
-def cmd_show_page(args) -> int:
-    """One page: members, heat, residency, summary, keywords, entities and facts with their sources."""
+def _fetch(args, ask):
+    """``ask(client)`` with the command's connection settings; under --json, print the answer and
+    return None (the command is done), else return it for a text rendering."""
     from ..cli.main import _client  # the same connection settings (CURVE key included) as every command
 
     with _client(args) as client:
-        page: m.PageResult = client.page(args.id, memory=args.memory)
+        result = ask(client)
     if args.json:
-        print_json(page)
+        print_json(result)
+        return None
+    return result
+
+
+def cmd_show_page(args) -> int:
+    """One page: members, heat, residency, summary, keywords, entities and facts with their sources."""
+    page: m.PageResult | None = _fetch(args, lambda client: client.page(args.id, memory=args.memory))
+    if page is None:
         return ExitCode.OK
     state = ("closed" if page.closed else "open") + (", consolidated by " + page.policy if page.consolidated else "")
     print(f"page {page.id} of session {page.session!r}: {len(page.members)} turns, tier {page.tier}, {state}")
@@ -84,12 +93,8 @@ def cmd_show_page(args) -> int:
 
 def cmd_show_entity(args) -> int:
     """An entity's long-term profile: the pages and turns that name it, and the facts about it."""
-    from ..cli.main import _client
-
-    with _client(args) as client:
-        profile: m.EntityResult = client.entity(args.name, limit=args.limit)
-    if args.json:
-        print_json(profile)
+    profile: m.EntityResult | None = _fetch(args, lambda client: client.entity(args.name, limit=args.limit))
+    if profile is None:
         return ExitCode.OK
     print(f"{profile.name}: named in {len(profile.mentions)} turns of {len(profile.pages)} pages, "
           f"{fmt_time(profile.first_time)} .. {fmt_time(profile.last_time)}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..retrieval.hashing import HashEncoder
-from ..retrieval.query import AnalyzedQuery, hashed_of
+from ..retrieval.query import AnalyzedQuery, hashed_of, terms_of
 from ..retrieval.term_batch import TermBatch
 from ..retrieval.tokenizer import Tokenizer
 
@@ -74,7 +74,7 @@ class Featurizer:
 
     def query(self, text: str | AnalyzedQuery) -> tuple[np.ndarray, np.ndarray]:
         """(buckets, weights) of a query, unnormalised (as the flat hash channel queries)."""
-        return hashed_of(text, self.tokenizer, self.encoder)
+        return hashed_of(text, terms_of(text, self.tokenizer), self.encoder)
 
     def forget(self, texts: Iterable[str]) -> None:
         """Drop purged texts' words from the caches."""

@@ -38,11 +38,6 @@ KNOWLEDGE_FACTS = 10
 """Fewest facts taken from the knowledge index per query when the knowledge lookup is on."""
 
 
-def _scaled(scores: np.ndarray) -> np.ndarray:
-    top = scores.max() if len(scores) else 0.0
-    return scores / top if top > 0 else scores
-
-
 def _unit_scores(coarse: np.ndarray, docs: np.ndarray, top: float) -> np.ndarray:
     """Coarse scores of the units whose documents are ``docs`` (-1: none yet), scaled by ``top``."""
     scores = np.zeros(len(docs), dtype=np.float32)

@@ -245,3 +245,25 @@ def test_prefetch_warms_the_time_neighbours_of_a_hit_within_the_budget(tmp_path,
             result = admin.tiers()
         assert result.namespaces[0].faults == faults  # no fault: it was already there
         assert result.slb.prefetch_used >= 1 and not client.page(after).prefetched
+
+
+def test_show_page_and_entity_print_text_and_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    with DaemonProcess(tmp_path / "store") as daemon, daemon.client(namespace="chat") as client:
+        client.remember_many([f"Ana: Paris trip number {i} with Ben" for i in range(30)])
+        settle(daemon)
+
+        def show(*args):
+            done = subprocess.run([sys.executable, "-m", "memosd", "show", *args, "-n", "chat", "--endpoint",
+                                   daemon.endpoint, "--admin-endpoint", daemon.admin_endpoint],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        assert show("page", "1").startswith("page 1 of session None: 8 turns")
+        assert json.loads(show("page", "1", "--json"))["members"] == client.page(1).members
+        assert show("entity", "Ana").startswith("Ana: named in")
+        assert json.loads(show("entity", "Ana", "--json"))["name"] == "Ana"
