@@ -3,13 +3,33 @@ read from the daemon when scraped (so gauges cost nothing between scrapes)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-if TYPE_CHECKING:
-    from .daemon import Daemon
+from .engine.engine import Engine
+from .events import EventBus
+from .events.mqtt import MqttBridge
+from .plugins.registry import PluginRegistry
+from .store import Environment, WriterThread
+from .tiers.manager import TierManager
+from .tiers.scheduler import Scheduler
+
+
+class MetricsSource(Protocol):
+    """What the collector reads at scrape time: the running daemon's parts (the daemon satisfies
+    it; naming the parts rather than the daemon keeps ``daemon`` -> ``metrics`` one-way)."""
+
+    engine: Engine
+    env: Environment
+    writer: WriterThread
+    tiers: TierManager
+    scheduler: Scheduler
+    events: EventBus
+    plugins: PluginRegistry
+    mqtt: MqttBridge | None
+    loop_lag_ms: float
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
@@ -34,7 +54,7 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def watch(self, daemon: "Daemon") -> None:
+    def watch(self, daemon: MetricsSource) -> None:
         self.registry.register(DaemonCollector(daemon))
 
     def serve(self, listen: str) -> tuple[str, int]:
@@ -53,7 +73,7 @@ class Metrics:
 class DaemonCollector:
     """Gauges and counters read from the running daemon at scrape time."""
 
-    def __init__(self, daemon: "Daemon"):
+    def __init__(self, daemon: MetricsSource):
         self.daemon = daemon
 
     def describe(self):

@@ -14,11 +14,11 @@ from collections.abc import Callable
 import msgspec
 import zmq
 
-from memosd_client import AdminClient, Client
 from memosd_client.protocol import OPERATIONS
 from memosd_client.protocol import messages as m
 from memosd_client.protocol.errors import MemosdError
 
+from .connection import admin_client, agent_client
 from .output import ExitCode, exit_code_for, memory_line, parse_time, print_json
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -30,20 +30,6 @@ def command(name: str):
         return fn
 
     return register
-
-
-def _curve(args):
-    from memosd_client import CurveKeys
-
-    return CurveKeys.from_file(args.key_file) if getattr(args, "key_file", None) else None
-
-
-def _client(args) -> Client:
-    return Client(args.endpoint, namespace=args.namespace, timeout=args.timeout, curve=_curve(args))
-
-
-def _admin(args) -> AdminClient:
-    return AdminClient(args.admin_endpoint, timeout=args.timeout)
 
 
 def _filters(args) -> m.Filters:
@@ -98,7 +84,7 @@ def cmd_serve(args) -> int:
 
 @command("status")
 def cmd_status(args) -> int:
-    with _admin(args) as admin:
+    with admin_client(args) as admin:
         status = admin.status()
     if args.json:
         print_json(status)
@@ -143,7 +129,7 @@ def health_checks(status) -> dict[str, dict]:
 @command("health")
 def cmd_health(args) -> int:
     try:
-        with _admin(args) as admin:
+        with admin_client(args) as admin:
             status = admin.status()
     except MemosdError as err:
         report = {"healthy": False, "error": str(err)}
@@ -162,7 +148,7 @@ def cmd_health(args) -> int:
 def cmd_keys(args) -> int:
     from ..security.grants import parse_grant
 
-    with _admin(args) as admin:
+    with admin_client(args) as admin:
         if args.keys_command == "create":
             grants = [parse_grant(text) for text in args.grant or []]
             created = admin.request("keys_create", m.KeysCreateArgs(name=args.name, grants=grants))
@@ -201,7 +187,7 @@ def cmd_top(args) -> int:
 
 @command("stop")
 def cmd_stop(args) -> int:
-    with _admin(args) as admin:
+    with admin_client(args) as admin:
         admin.shutdown()
     return ExitCode.OK
 
@@ -218,7 +204,7 @@ def cmd_remember(args) -> int:
         if not sep:
             raise ValueError(f"--meta expects key=value, got {pair!r}")
         meta[key] = value
-    with _client(args) as client:
+    with agent_client(args) as client:
         memory_id = client.remember(
             text,
             meta=meta,
@@ -234,7 +220,7 @@ def cmd_remember(args) -> int:
 
 @command("recall")
 def cmd_recall(args) -> int:
-    with _client(args) as client:
+    with agent_client(args) as client:
         hits = client.recall(args.query, k=args.k, filters=_filters(args),
                              as_of=parse_time(args.as_of) if args.as_of else None)
     if args.json:
@@ -247,7 +233,7 @@ def cmd_recall(args) -> int:
 
 @command("get")
 def cmd_get(args) -> int:
-    with _client(args) as client:
+    with agent_client(args) as client:
         mem = client.get(args.id)
     print_json(mem) if args.json else print(memory_line(mem))
     return ExitCode.OK
@@ -255,7 +241,7 @@ def cmd_get(args) -> int:
 
 @command("history")
 def cmd_history(args) -> int:
-    with _client(args) as client:
+    with agent_client(args) as client:
         versions = client.history(args.id)
     if args.json:
         print_json(versions)
@@ -267,7 +253,7 @@ def cmd_history(args) -> int:
 
 @command("list")
 def cmd_list(args) -> int:
-    with _client(args) as client:
+    with agent_client(args) as client:
         page = client.list(cursor=args.cursor, limit=args.limit, filters=_filters(args),
                            include_forgotten=args.include_forgotten, include_superseded=args.include_superseded)
     if args.json:
@@ -282,14 +268,14 @@ def cmd_list(args) -> int:
 
 @command("update")
 def cmd_update(args) -> int:
-    with _client(args) as client:
+    with agent_client(args) as client:
         new_id = client.update(args.id, args.text, reason=args.reason)
     print_json({"id": new_id, "supersedes": args.id}) if args.json else print(new_id)
     return ExitCode.OK
 
 
 def _id_change(args, method: str) -> int:
-    with _client(args) as client:
+    with agent_client(args) as client:
         result = getattr(client, method)(args.ids)
     if args.json:
         print_json(result)
@@ -315,7 +301,7 @@ def cmd_purge(args) -> int:
         if not args.yes:
             print(f"refusing to purge namespace {args.namespace!r} without --yes", file=sys.stderr)
             return ExitCode.USAGE
-        with _client(args) as client:
+        with agent_client(args) as client:
             purged = client.purge_namespace()
         print_json({"purged": purged}) if args.json else print(f"purged {purged} versions")
         return ExitCode.OK
@@ -327,7 +313,7 @@ def cmd_purge(args) -> int:
 
 @command("stats")
 def cmd_stats(args) -> int:
-    with _client(args) as client:
+    with agent_client(args) as client:
         stats = client.stats(all_namespaces=args.namespace is None)
     if args.json:
         print_json(stats)
@@ -354,7 +340,7 @@ def cmd_export(args) -> int:
     encode = msgspec.json.encode if args.format == "jsonl" else msgspec.msgpack.encode
     count = 0
     try:
-        with _client(args) as client:
+        with agent_client(args) as client:
             for mem in client.export():
                 out.write(encode(mem) + (b"\n" if args.format == "jsonl" else b""))
                 count += 1
@@ -385,7 +371,7 @@ def cmd_import(args) -> int:
     from rich.progress import Progress
 
     memories = list(_read_export(args.file, args.format))
-    with _client(args) as client, Progress(transient=not sys.stderr.isatty()) as progress:
+    with agent_client(args) as client, Progress(transient=not sys.stderr.isatty()) as progress:
         task = progress.add_task("importing", total=len(memories))
         result = client.import_(memories, progress=lambda n: progress.advance(task, n))
     print_json(result) if args.json else print(f"imported {result.imported}, skipped {result.skipped}")

@@ -7,6 +7,7 @@ import argparse
 from memosd_client import AdminClient
 from memosd_client.protocol import messages as m
 
+from ..cli.connection import agent_client
 from ..cli.output import ExitCode, fmt_time, print_json
 
 
@@ -59,9 +60,7 @@ def slb_line(slb: m.SlbInfo) -> str:
 def _fetch(args, ask):
     """``ask(client)`` with the command's connection settings; under --json, print the answer and
     return None (the command is done), else return it for a text rendering."""
-    from ..cli.main import _client  # the same connection settings (CURVE key included) as every command
-
-    with _client(args) as client:
+    with agent_client(args) as client:
         result = ask(client)
     if args.json:
         print_json(result)
