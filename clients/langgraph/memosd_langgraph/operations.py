@@ -26,6 +26,7 @@ class Context:
     codec: NamespaceCodec
     fields: list[str]
     max_k: int = 1000
+    max_text_bytes: int = 64 << 10
     limits_known: bool = False
 
 
@@ -33,6 +34,7 @@ def _limits(ctx: Context) -> Plan[None]:
     if not ctx.limits_known:
         hello = yield Request("hello", {"client": "memosd-langgraph"})
         ctx.max_k = hello.limits.max_k
+        ctx.max_text_bytes = hello.limits.max_text_bytes
         ctx.limits_known = True
 
 
@@ -67,6 +69,9 @@ def put(ctx: Context, op: PutOp) -> Plan[None]:
         return
     value = records.normalize_value(op.value)
     text, ranked = records.index_text(value, op.key, op.index, ctx.fields)
+    yield from _limits(ctx)
+    # memosd bounds a memory's text, not its meta: a large value is kept whole and ranked on its start.
+    text = records.clip_text(text, ctx.max_text_bytes)
     tags = [key_tag(op.key)] + ([] if ranked else [NOINDEX_TAG])
     mem = yield from _current(name, op.key)
     if mem is None:

@@ -47,6 +47,14 @@ def index_text(value: dict[str, Any], key: str, index: Any, fields: list[str]) -
     return (text, True) if text else (_fallback(key), False)
 
 
+def clip_text(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8, at a character boundary."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes].decode("utf-8", "ignore")
+
+
 def _fallback(key: str) -> str:
     return key if key.strip() else "(item)"
 
