@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langgraph.store.base import InvalidNamespaceError
-from memosd_client import ConnectionFailedError, Filters, RequestTimeoutError
+from memosd_client import ConnectionFailedError, RequestTimeoutError
 
 from memosd_langgraph import MemosdStore, NamespaceCodec
 
