@@ -210,3 +210,17 @@ def test_namespace_names_round_trip(namespace):
                                   "lg:a_c3"])
 def test_names_this_store_did_not_make_do_not_decode(name):
     assert NamespaceCodec("lg").decode(name) is None
+
+
+def test_one_store_serves_successive_event_loops_and_threads(store):
+    async def write(n):
+        await store.aput(("loops",), "k", {"n": n})
+        return (await store.aget(("loops",), "k")).value
+
+    assert asyncio.run(write(1)) == {"n": 1}
+    assert asyncio.run(write(2)) == {"n": 2}  # a new loop gets its own memosd AsyncClient
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(store.get(("loops",), "k").value))
+    worker.start()
+    worker.join()
+    assert seen == [{"n": 2}] and store.get(("loops",), "k").value == {"n": 2}
