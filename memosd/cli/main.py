@@ -507,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..reliability.cli import add_reliability_commands
 
     add_reliability_commands(sub, common)
+    from ..mcp.cli import add_mcp_command
+
+    add_mcp_command(sub, common)
     return parser
 
 
