@@ -26,6 +26,7 @@ from enum import Enum
 import anyio
 import zmq
 import zmq.utils.monitor
+import zmq.utils.z85
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memosd_client import CurveKeys

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from memosd_client import AsyncClient, Client, CurveKeys
 from memosd_client.endpoints import default_endpoint, runtime_dir
-from memosd_client.protocol.errors import MemosdError
+from memosd_client.protocol.errors import InvalidNamespaceError, MemosdError
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,10 @@ class DaemonLink:
 
     async def client(self, binding: Binding) -> AsyncClient:
         """The client acting as ``binding`` (its namespace is fixed: tools pass none of their own)."""
+        if not binding.namespace:
+            # Without one, some requests (stats) would address the whole daemon: never from MCP.
+            raise InvalidNamespaceError("no namespace: this MCP server or session is bound to none "
+                                        "(start it with --namespace, or send the X-Memosd-Namespace header)")
         client = self._clients.get(binding)
         if client is not None:
             self._clients.move_to_end(binding)

@@ -240,7 +240,10 @@ CURRENT_CONTEXT: ContextVar[Context | None] = ContextVar("memosd_mcp_context", d
 async def _resource_client(ctx: Context | None) -> AsyncClient:
     if ctx is None:
         raise ResourceError("no request context")
-    return await _client(ctx)
+    try:
+        return await _client(ctx)
+    except MemosdError as err:
+        raise ResourceError(str(err)) from None
 
 
 async def stats_resource() -> str:
