@@ -85,7 +85,8 @@ class RecallOut(BaseModel):
     def text(self) -> str:
         if not self.hits:
             return f"no memories match {self.query!r}"
-        lines = [f"{len(self.hits)} memories for {self.query!r}:"]
+        count = len(self.hits)
+        lines = [f"{count} {'memory' if count == 1 else 'memories'} for {self.query!r}:"]
         lines += [f"{h.rank}. ({h.score:.3f}) {h.memory.line()}" for h in self.hits]
         return "\n".join(lines)
 

@@ -112,7 +112,8 @@ async def update(
 
 async def forget(
     ctx: Context,
-    ids: Annotated[list[Annotated[int, Field(**ID_BOUNDS)]], Field(min_length=1, description="ids of the memories to forget")],
+    ids: Annotated[list[Annotated[int, Field(**ID_BOUNDS)]],
+                   Field(min_length=1, description="ids of the memories to forget")],
 ) -> Annotated[CallToolResult, o.ForgetOut]:
     """Forget memories (reversible soft delete): they no longer appear in recall or list."""
     client = await _client(ctx)

@@ -204,3 +204,14 @@ def test_without_a_namespace_nothing_is_reached(server, keys, secured):
     assert_tool_error(recall, "INVALID_NAMESPACE")
     assert_tool_error(remember, "INVALID_NAMESPACE")
     assert "INVALID_NAMESPACE" in stats_refused
+
+
+def test_an_unreachable_daemon_is_a_503_not_a_hang(secured, keys, tmp_path):
+    from mcp_support import free_port
+
+    with HttpServer(secured, "--endpoint", f"tcp://127.0.0.1:{free_port()}",
+                    "--server-key", keys["writer"].server_public_key) as lonely:
+        reply = raw_post(lonely.url, {"Authorization": f"Bearer {keys['writer'].secret_key}",
+                                      "X-Memosd-Namespace": "mcp-a"}, INITIALIZE)
+        assert reply.status_code == 503 and reply.json()["error"]["code"] == "CONNECTION"
+        assert lonely.alive()

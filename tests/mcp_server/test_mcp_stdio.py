@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -262,3 +263,14 @@ def test_stdio_needs_a_namespace():
     done = subprocess.run([sys.executable, "-m", "memosd", "mcp", "--endpoint", "ipc:///nonexistent/x.sock"],
                           capture_output=True, text=True, env=env, timeout=30, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and "--namespace" in done.stderr
+
+
+def test_the_shell_example_lists_tools_remembers_and_recalls(daemon, ns):
+    example = Path(__file__).resolve().parents[2] / "examples" / "mcp_roundtrip.py"
+    done = subprocess.run([sys.executable, str(example), "--endpoint", daemon.endpoint, "--namespace", ns],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "tools: remember, recall, get, update, forget, history, list, entity, page" in done.stdout
+    assert "remembered #1" in done.stdout and "Alice moved to Lisbon in May 2023" in done.stdout
+    with daemon.client(ns) as client:
+        assert [mem.text for mem in client.list().memories] == ["Alice moved to Lisbon in May 2023"]
