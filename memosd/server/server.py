@@ -177,21 +177,24 @@ class Server:
             if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return
             try:
-                if listener.curve:
-                    # Frames (not bytes) carry the ZAP User-Id: the client's CURVE public key.
-                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    principal = self._principal_for_key(parts[-1].get("User-Id"))
-                    frames = [part.bytes for part in parts]
-                else:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                    principal = LOCAL if listener.is_ipc else self.tcp_principal
+                # Frames (not bytes): they carry the ZAP User-Id that names the peer.
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            principal = self._principal(listener, parts[-1])
+            frames = [part.bytes for part in parts]
             try:
                 self._dispatch(listener, frames, principal)
             except Exception:  # never let one request stop the loop
                 log.exception("dispatch failed")
         self._schedule_recheck(listener)
+
+    def _principal(self, listener: Listener, frame: zmq.Frame) -> Principal | None:
+        """Who sent ``frame``: on CURVE the key store's entry for its public key (None when the key
+        is unknown or revoked), on ipc the local user, on plain TCP ``tcp_principal``."""
+        if listener.curve:
+            return self._principal_for_key(frame.get("User-Id"))
+        return LOCAL if listener.is_ipc else self.tcp_principal
 
     def _principal_for_key(self, user_id: str | None) -> Principal | None:
         if not user_id or self.keys is None:
