@@ -23,6 +23,11 @@ export interface ClientOptions {
   curve?: CurveKeys;
   /** Sent as `client` in `hello`. */
   clientName?: string;
+  /**
+   * Send the envelope field `deadline` (now + timeoutMs, fresh on each retry) so the daemon drops a
+   * request nobody waits for any more. Default false: daemons before the field refuse it as MALFORMED.
+   */
+  sendDeadline?: boolean;
 }
 
 /** Per call: whether it may be resent automatically. */
@@ -43,7 +48,8 @@ export class Core {
   readonly clientName: string;
 
   constructor(options: ClientOptions, defaultEndpoint: () => string) {
-    this.connection = new Connection(options.endpoint ?? defaultEndpoint(), { curve: options.curve });
+    this.connection = new Connection(options.endpoint ?? defaultEndpoint(),
+                                     { curve: options.curve, sendDeadline: options.sendDeadline ?? false });
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.retries = Math.max(0, options.retries ?? 2);
     this.retryBackoffMs = options.retryBackoffMs ?? 50;

@@ -18,7 +18,10 @@ import { Core, type ClientOptions } from "./base";
 export interface AgentClientOptions extends ClientOptions {
   /** The namespace every data operation works in. */
   namespace?: string;
-  /** Give every write without an idempotency key a random one, so that retries never store twice (default true). */
+  /**
+   * Give every write without an idempotency key a random one, so that retries never store twice (default true).
+   * A write that still has no key (false, and none given) is sent once and never resent.
+   */
   autoIdempotency?: boolean;
 }
 
@@ -74,7 +77,9 @@ export class Client {
       if (m.idempotency_key == null && this.autoIdempotency) m.idempotency_key = randomUUID();
       return m;
     });
-    return read.plain<RememberResult>(await this.data("remember", { items: wire }, SAFE));
+    // Without a key on every item a resend could store twice: such a write is sent once.
+    const policy = wire.every((m) => m.idempotency_key != null) ? SAFE : NEVER_RETRIED;
+    return read.plain<RememberResult>(await this.data("remember", { items: wire }, policy));
   }
 
   /** One memory by id (any version, forgotten included); NotFoundError when this namespace has none. */
@@ -127,7 +132,8 @@ export class Client {
   async update(id: number, change: string | UpdateFields): Promise<UpdateResult> {
     const fields: UpdateFields = typeof change === "string" ? { text: change } : { ...change };
     if (fields.idempotency_key == null && this.autoIdempotency) fields.idempotency_key = randomUUID();
-    return read.updateResult(await this.data("update", { id, ...fields }, SAFE));
+    const policy = fields.idempotency_key != null ? SAFE : NEVER_RETRIED;
+    return read.updateResult(await this.data("update", { id, ...fields }, policy));
   }
 
   /** Every version of a memory's lineage, oldest first. */

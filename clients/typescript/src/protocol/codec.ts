@@ -13,6 +13,8 @@ export interface Envelope {
   op: string;
   ns: string | null;
   args: Record<string, unknown>;
+  /** Seconds since the Unix epoch (UTC) after which the client no longer waits for the reply; left out when absent. */
+  deadline?: number;
 }
 
 /** A reply (`Reply`), before its result is typed. */
@@ -33,7 +35,8 @@ const decoder = new Decoder();
  * the id of a frame it refuses as too large and the error reaches its request.
  */
 export function encodeEnvelope(env: Envelope): Uint8Array {
-  return encoder.encode({ v: PROTOCOL_VERSION, id: env.id, op: env.op, ns: env.ns, args: env.args });
+  return encoder.encode({ v: PROTOCOL_VERSION, id: env.id, op: env.op, ns: env.ns, deadline: env.deadline,
+                          args: env.args });
 }
 
 /** Decode a reply frame; null when it is not a reply map (such a frame is ignored). */

@@ -21,6 +21,8 @@ export interface ConnectionOptions {
   curve?: CurveKeys;
   /** How often ZeroMQ retries a lost connection, in ms. */
   reconnectIntervalMs?: number;
+  /** Send each request's `deadline` (now + its timeout) so the daemon can drop it once nobody waits. */
+  sendDeadline?: boolean;
 }
 
 /** What one request is sent as. */
@@ -60,7 +62,9 @@ export class Connection {
       return Promise.reject(new ConnectionFailedError(ErrorCode.CONNECTION, "the client is closed"));
     }
     const id = this.takeId();
-    const frame = encodeEnvelope({ id, ...out });
+    // Computed per attempt: a retry gets a fresh deadline, never the expired one of the attempt before.
+    const deadline = this.options.sendDeadline ? Date.now() / 1000 + timeoutMs / 1000 : undefined;
+    const frame = encodeEnvelope({ id, ...out, deadline });
     if (this.maxMessageBytes !== null && frame.byteLength > this.maxMessageBytes) {
       // Frames over twice the limit would make the daemon drop the connection: refuse before sending.
       return Promise.reject(new TooLargeError(ErrorCode.TOO_LARGE,

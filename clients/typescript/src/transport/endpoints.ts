@@ -8,7 +8,9 @@ import * as path from "node:path";
 
 function defaultSocketDir(): string {
   const env = process.env;
+  // Same order as the daemon (memosd_client/endpoints.py): systemd's list keeps its first entry.
   if (env.RUNTIME_DIRECTORY) return env.RUNTIME_DIRECTORY.split(":")[0];
+  if (env.MEMOSD_RUNTIME_DIR) return env.MEMOSD_RUNTIME_DIR.split(":")[0];
   if (env.XDG_RUNTIME_DIR) return path.join(env.XDG_RUNTIME_DIR, "memosd");
   return `/tmp/memosd-${os.userInfo().uid}`;
 }
