@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 import zmq
 
 from ..security.curve import ServerKeys, make_curve_server
+from ..security.grants import Principal
+from ..security.keys import KeyStore
+from ..security.peercred import UnixUsers, ipc_principal
 
 
 @dataclass(eq=False)
@@ -19,10 +22,21 @@ class Listener:
     admin: bool
     curve: bool
     recheck_scheduled: bool = field(default=False)
+    users: UnixUsers = field(default_factory=UnixUsers)
+    """uid -> grant name of ipc peers (cached: looked up on every request)."""
 
     @property
     def is_ipc(self) -> bool:
         return self.endpoint.startswith("ipc://")
+
+    def ipc_principal(self, frame: zmq.Frame, keys: KeyStore | None) -> Principal:
+        """Who sent ``frame`` on this ipc socket: its Unix user, from the credentials the kernel
+        gave libzmq (SO_PEERCRED) when the peer connected."""
+        try:
+            address = frame.get("Peer-Address")
+        except zmq.ZMQError:  # no address recorded for this connection: no credentials either
+            address = None
+        return ipc_principal(address, self.users, keys.lookup_user if keys is not None else None)
 
 
 def prepare_socket_dir(path: str) -> None:

@@ -191,10 +191,11 @@ class Server:
 
     def _principal(self, listener: Listener, frame: zmq.Frame) -> Principal | None:
         """Who sent ``frame``: on CURVE the key store's entry for its public key (None when the key
-        is unknown or revoked), on ipc the local user, on plain TCP ``tcp_principal``."""
+        is unknown or revoked), on ipc the peer's Unix user (LOCAL for the daemon's own user and
+        root, else the grants of ``unix:<user>``), on plain TCP ``tcp_principal``."""
         if listener.curve:
             return self._principal_for_key(frame.get("User-Id"))
-        return LOCAL if listener.is_ipc else self.tcp_principal
+        return listener.ipc_principal(frame, self.keys) if listener.is_ipc else self.tcp_principal
 
     def _principal_for_key(self, user_id: str | None) -> Principal | None:
         if not user_id or self.keys is None:
