@@ -142,3 +142,28 @@ def test_a_grant_for_a_user_that_does_not_exist_is_refused(shared_daemon):
     with shared_daemon.admin() as admin:
         names = [key.name for key in admin.request("keys_list", m.KeysListArgs()).keys]
     assert not any(name.startswith("unix:nobody-") for name in names)
+
+
+def memosd_cli(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "memosd", *args, "--admin-endpoint", daemon.admin_endpoint],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_memosd_keys_grants_a_unix_user_from_the_command_line(shared_daemon, other_user):
+    ns = f"cli-{uuid.uuid4().hex[:8]}"
+    name = f"unix:{other_user.pw_name}"
+    created = memosd_cli(shared_daemon, "keys", "create", name, "--grant", f"{ns}:read")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout) == {"name": name, "grants": [{"namespace": ns, "rights": "read"}]}
+    listed = memosd_cli(shared_daemon, "keys", "list")
+    assert f"{name}\tactive\t-\t{ns}:read" in listed.stdout.splitlines()
+
+    with shared_daemon.client(ns) as own:
+        own.remember("read-only for the other user")
+    assert run_as(other_user, shared_daemon, [
+        ("recall", ns, "read-only"), ("remember", ns, "a write it may not make"),
+    ]) == [["read-only for the other user"], "FORBIDDEN"]
+
+    revoked = memosd_cli(shared_daemon, "keys", "revoke", name)
+    assert revoked.returncode == 0, revoked.stderr
+    assert run_as(other_user, shared_daemon, [("recall", ns, "read-only")]) == ["FORBIDDEN"]

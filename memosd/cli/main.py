@@ -152,6 +152,11 @@ def cmd_keys(args) -> int:
         if args.keys_command == "create":
             grants = [parse_grant(text) for text in args.grant or []]
             created = admin.request("keys_create", m.KeysCreateArgs(name=args.name, grants=grants))
+            if not created.secret_key:  # unix:<user>: grants for that user's ipc clients, no key to keep
+                if args.output:
+                    print("a Unix user's grants have no key file; nothing written", file=sys.stderr)
+                print_json({"name": created.name, "grants": created.grants})
+                return ExitCode.OK
             document = {"name": created.name, "public_key": created.public_key, "secret_key": created.secret_key,
                         "server_public_key": created.server_public_key}
             if args.output:
@@ -170,7 +175,7 @@ def cmd_keys(args) -> int:
                 for key in listing.keys:
                     state = "revoked" if key.revoked_at is not None else "active"
                     grants = ", ".join(f"{g.namespace}:{g.rights}" for g in key.grants)
-                    print(f"{key.name}\t{state}\t{key.public_key}\t{grants}")
+                    print(f"{key.name}\t{state}\t{key.public_key or '-'}\t{grants}")
         else:
             admin.request("keys_revoke", m.KeysRevokeArgs(name=args.name))
             print(f"revoked {args.name}", file=sys.stderr)
@@ -427,10 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "daemon status (admin endpoint)")
     add("health", "exit 0 when healthy, 7 when not, 4 when unreachable")
     add("stop", "ask the daemon to stop cleanly")
-    p = add("keys", "CURVE client keys for TCP endpoints: create, list, revoke (admin endpoint)")
+    p = add("keys", "CURVE client keys for TCP endpoints and Unix users' grants on ipc: create, list, revoke "
+                    "(admin endpoint)")
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = keys_sub.add_parser("create", parents=[common], help="create a key; prints or writes the key file")
-    create.add_argument("name")
+    create.add_argument("name", help="the key's name, or unix:USER to grant namespaces to that Unix user's ipc "
+                                     "clients (no key: the kernel tells the daemon who connects)")
     create.add_argument("--grant", action="append", required=True,
                         help="NAMESPACE_PATTERN:RIGHT (read, write or admin); repeatable, e.g. 'agent-*:write'")
     create.add_argument("-o", "--output", help="write the key file here (mode 0600) instead of printing it")
