@@ -13,7 +13,7 @@ import uuid
 import pytest
 import zmq
 
-from memosd.security.peercred import parse_peer_address
+from memosd.security.peercred import UnixUsers, parse_peer_address
 from memosd.testing import DaemonProcess
 from memosd_client.protocol import messages as m
 from memosd_client.protocol.errors import InvalidArgumentError
@@ -61,6 +61,17 @@ def test_ipc_frames_carry_the_peers_kernel_credentials(tmp_path):
         assert (cred.uid, cred.gid, cred.pid) == (os.getuid(), os.getgid(), os.getpid())
     finally:
         ctx.destroy(linger=0)
+
+
+def test_peers_map_to_grant_names_and_trusted_users_to_none():
+    users = UnixUsers()
+    assert users.name_for_address(f"localhost:{os.getuid()}:{os.getgid()}:123") is None  # the daemon's user
+    assert users.name_for_address("localhost:0:0:1") is None  # root
+    assert users.name_for_address(None) is None  # no credentials (not ipc, not Linux): as before
+    nobody = pwd.getpwnam("nobody")
+    assert users.name_for_address(f"localhost:{nobody.pw_uid}:{nobody.pw_gid}:7") == "unix:nobody"
+    unused = max(entry.pw_uid for entry in pwd.getpwall() if entry.pw_uid < 60000) + 1
+    assert users.name_for_address(f"localhost:{unused}:{unused}:7") == f"unix:{unused}"
 
 
 @pytest.fixture(scope="module")

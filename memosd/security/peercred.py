@@ -54,12 +54,31 @@ def unix_principal_name(username: str) -> str:
 class UnixUsers:
     """Maps peer uids to the names grants use; trusted uids (the daemon's own, root) map to None.
 
-    Names are cached per uid: this runs on every ipc request and ``getpwuid`` reads /etc/passwd.
+    Names are cached per uid and per peer address: this runs on every ipc request, and
+    ``getpwuid`` reads /etc/passwd.
     """
+
+    MAX_ADDRESSES = 4096
+    """Addresses include the peer's pid, so they are many over a long run: the cache starts over past this."""
 
     def __init__(self, trusted_uids: frozenset[int] | None = None):
         self.trusted = trusted_uids if trusted_uids is not None else frozenset({0, os.getuid()})
         self._names: dict[int, str] = {}
+        self._by_address: dict[str | None, str | None] = {}
+
+    def name_for_address(self, address: str | None) -> str | None:
+        """:meth:`principal_name` of the peer at ``address`` (a frame's ``Peer-Address``); None
+        for a trusted peer or one without credentials."""
+        try:
+            return self._by_address[address]
+        except KeyError:
+            pass
+        cred = parse_peer_address(address)
+        name = self.principal_name(cred.uid) if cred is not None else None
+        if len(self._by_address) >= self.MAX_ADDRESSES:
+            self._by_address.clear()
+        self._by_address[address] = name
+        return name
 
     def principal_name(self, uid: int) -> str | None:
         """``unix:<username>`` for an untrusted uid (``unix:<uid>`` when it has no passwd entry),
@@ -81,8 +100,7 @@ def ipc_principal(address: str | None, users: UnixUsers,
     """Who an ipc peer is, from its frame's ``Peer-Address``: LOCAL (full access) for a trusted user
     or when the system gave no credentials; otherwise the grants recorded for ``unix:<user>``,
     none when there are none (every namespace refused with FORBIDDEN)."""
-    cred = parse_peer_address(address)
-    name = users.principal_name(cred.uid) if cred is not None else None
+    name = users.name_for_address(address)
     if name is None:
         return LOCAL
     principal = lookup_user(name) if lookup_user is not None else None
