@@ -22,6 +22,11 @@ class RequestStats:
             self.errors[op] += 1
         self.recent[op].append(seconds)
 
+    def count(self, event: str) -> None:
+        """Count a request the daemon did not answer (``deadline_dropped``, ``peers_cut_off``, ...):
+        it is listed in status beside the operations, with no latency."""
+        self.counts[event] += 1
+
     def summary(self) -> dict[str, tuple[int, int, float, float]]:
         """Per operation: (count, errors, p50 ms, p99 ms over the recent window)."""
         out = {}

@@ -234,6 +234,10 @@ class Server:
             env = codec.decode_envelope(payload)
             request_id = env.id
             op = env.op
+            if env.deadline is not None and time.time() > env.deadline:
+                # The client stopped waiting: computing the reply would only delay everyone else.
+                self._count("deadline_dropped", op)
+                return
             # Request context for every log line this request causes (tasks inherit it).
             structlog.contextvars.bind_contextvars(request_id=request_id, op=op,
                                                    namespace=env.ns[:128] if env.ns else None)
@@ -303,6 +307,12 @@ class Server:
         self.errors += 1
         self._send(listener, identity, codec.encode_error(request_id, err))
         self._observe(op, err.code.name, started)
+
+    def _count(self, event: str, op: str) -> None:
+        """Count a request left unanswered, in status and in the metrics (outcome ``event``)."""
+        self.stats.count(event)
+        if self.metrics is not None:
+            self.metrics.requests.labels(op, event).inc()  # no latency: nothing was served
 
     def _observe(self, op: str, outcome: str, started: float) -> None:
         seconds = time.perf_counter() - started

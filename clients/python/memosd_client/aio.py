@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -113,12 +114,13 @@ class AsyncClient(Api):
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read_replies())
         request_id = next(self._ids)
-        frame = codec.encode_request(request_id, op, args, namespace)
         attempts = 1 + (self.retries if codec.retry_safe(op, args) else 0)
         fut = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         try:
             for _ in range(attempts):
+                # Each attempt tells the daemon when this client stops waiting, so it can skip stale work.
+                frame = codec.encode_request(request_id, op, args, namespace, deadline=time.time() + self.timeout)
                 try:
                     await asyncio.wait_for(self._sock.send(frame), self.timeout)
                     reply = await asyncio.wait_for(asyncio.shield(fut), self.timeout)

@@ -98,10 +98,11 @@ class Client(Api):
         if self._sock is None:
             raise ConnectionFailedError("client is closed")
         request_id = next(self._ids)
-        frame = codec.encode_request(request_id, op, args, namespace)
         attempts = 1 + (self.retries if codec.retry_safe(op, args) else 0)
         for _ in range(attempts):
             deadline = time.monotonic() + self.timeout
+            # Each attempt tells the daemon when this client stops waiting, so it can skip stale work.
+            frame = codec.encode_request(request_id, op, args, namespace, deadline=time.time() + self.timeout)
             if not self._send(frame, deadline):
                 continue
             reply = self._receive(request_id, deadline)

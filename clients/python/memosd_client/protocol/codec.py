@@ -33,9 +33,11 @@ def encode(obj: object) -> bytes:
 # --------------------------------------------------------------------------- requests
 
 
-def encode_request(request_id: int, op: str, args: Struct, namespace: str | None = None) -> bytes:
-    """Build a request frame."""
-    env = Envelope(v=PROTOCOL_VERSION, id=request_id, op=op, ns=namespace, args=msgspec.Raw(_encoder.encode(args)))
+def encode_request(request_id: int, op: str, args: Struct, namespace: str | None = None,
+                   deadline: float | None = None) -> bytes:
+    """Build a request frame; ``deadline`` is time.time() after which the client stops waiting."""
+    env = Envelope(v=PROTOCOL_VERSION, id=request_id, op=op, ns=namespace, args=msgspec.Raw(_encoder.encode(args)),
+                   deadline=deadline)
     return _encoder.encode(env)
 
 

@@ -41,6 +41,9 @@ class Envelope(Struct):
     op: str
     ns: str | None = None
     args: msgspec.Raw = msgspec.Raw(b"\x80")
+    deadline: float | None = None
+    """Seconds since the Unix epoch (UTC) after which the client no longer waits for the reply;
+    the daemon drops a request still queued past it unanswered. None: no deadline."""
 
 
 class ErrorBody(ReplyStruct):
