@@ -60,6 +60,10 @@ class LimitsConfig:
     """Writes one client connection may have waiting for a commit; beyond it: BUSY."""
     rate_per_client: float = 0.0
     """Requests per second per client connection (token bucket, burst = rate); 0 = unlimited."""
+    max_queued_per_client: int = 64
+    """Requests (reads and writes) one client connection may have queued or in flight; beyond it: BUSY."""
+    cut_off_s: float = 10.0
+    """How long a client connection that leaves its replies unread (its send queue full) is ignored."""
 
 
 @dataclass(slots=True)

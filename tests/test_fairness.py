@@ -67,3 +67,60 @@ def test_client_sends_a_deadline_the_daemon_honours(daemon, ns):
     with Client(daemon.endpoint, timeout=5.0) as client:
         client.request("remember", m.RememberArgs(items=[m.MemoryIn(text="deadline in the future")]), ns)
         assert client.request("recall", m.RecallArgs(query="deadline"), ns).hits
+
+
+def _count(daemon, event: str) -> int:
+    with AdminClient(daemon.admin_endpoint) as admin:
+        ops = admin.status().ops
+    return ops[event].count if event in ops else 0
+
+
+def _flood(sock: zmq.Socket, ns: str, n: int) -> None:
+    frame = codec.encode_request(1, "recall", m.RecallArgs(query="flood", k=100), ns)
+    for _ in range(n):
+        sock.send(frame)
+
+
+def test_flooding_peer_gets_busy_while_another_client_is_served(daemon, ns):
+    ctx = zmq.Context()
+    try:
+        flooder = _dealer(ctx, daemon.endpoint)
+        _flood(flooder, ns, 2000)
+        with Client(daemon.endpoint, timeout=10.0) as polite:
+            assert polite.request("recall", m.RecallArgs(query="polite"), ns).hits == []
+        busy = []
+        while (reply := _reply(flooder, 2000)) is not None and len(busy) < 1:
+            if not reply.ok:
+                busy.append(reply.error)
+        assert busy and busy[0].code == ErrorCode.BUSY
+        assert busy[0].details["retry_after_s"] > 0
+        assert _count(daemon, "busy") >= 1
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_slow_reader_is_cut_off_while_others_are_served(daemon, ns):
+    ctx = zmq.Context()
+    try:
+        before = _count(daemon, "peers_cut_off")
+        reader = ctx.socket(zmq.DEALER)
+        reader.setsockopt(zmq.LINGER, 0)
+        reader.setsockopt(zmq.RCVHWM, 1)
+        reader.setsockopt(zmq.RCVBUF, 4096)
+        reader.connect(daemon.endpoint)
+        # Far more replies than the daemon's send queue (1000) and the socket buffers hold.
+        _flood(reader, ns, 30_000)
+        with Client(daemon.endpoint, timeout=10.0) as polite:
+            for _ in range(3):
+                assert polite.request("recall", m.RecallArgs(query="polite"), ns).hits == []
+        got = before
+        for _ in range(50):
+            got = _count(daemon, "peers_cut_off")
+            if got > before:
+                break
+            time.sleep(0.1)
+        assert got == before + 1
+        with Client(daemon.endpoint, timeout=10.0) as polite:
+            assert polite.request("recall", m.RecallArgs(query="after"), ns).hits == []
+    finally:
+        ctx.destroy(linger=0)

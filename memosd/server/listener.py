@@ -69,6 +69,9 @@ def bind_listener(
     # Replies waiting for a peer that does not read are capped per peer (ROUTER drops beyond it);
     # with replies capped at max_message_bytes this bounds what one stalled client can pin.
     sock.setsockopt(zmq.SNDHWM, 1000)
+    # A reply to a peer whose send queue is full raises EAGAIN instead of vanishing: the server
+    # cuts off a client that does not read its replies.
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.RCVHWM, 10_000)
     use_curve = curve is not None and endpoint.startswith("tcp://")
     if use_curve:

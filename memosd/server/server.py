@@ -27,6 +27,7 @@ import zmq
 
 from memosd_client.protocol import codec
 from memosd_client.protocol.errors import (
+    BusyError,
     ForbiddenError,
     InternalError,
     MalformedError,
@@ -41,6 +42,7 @@ from ..security.curve import ServerKeys
 from ..security.grants import LOCAL, Principal, authorize
 from ..security.keys import KeyStore
 from .backpressure import Backpressure
+from .fair_queue import FairQueue, Queued
 from .handlers import Handler
 from .listener import Listener, bind_listener
 from .request_stats import RequestStats
@@ -81,7 +83,10 @@ class Server:
     """Serves the agent endpoints and the admin endpoint on one asyncio loop."""
 
     BATCH = 64
-    """Messages handled per reader callback before yielding to other sockets and tasks."""
+    """Requests served per reader callback before yielding to other sockets and tasks."""
+
+    READ_BATCH = 1024
+    """Messages read into the per-peer queues per reader callback (reading is cheap; serving is not)."""
 
     def __init__(
         self,
@@ -97,6 +102,8 @@ class Server:
         keys: KeyStore | None = None,
         curve: ServerKeys | None = None,
         tcp_principal: Principal | None = LOCAL,
+        max_queued_per_client: int = 64,
+        cut_off_s: float = 10.0,
     ):
         self.handlers = handlers
         self.metrics = metrics
@@ -121,6 +128,11 @@ class Server:
         self.errors = 0
         self.stats = RequestStats()
         self._inflight: set[asyncio.Task] = set()
+        self.max_queued_per_client = max_queued_per_client
+        self.cut_off_s = cut_off_s
+        self._queues: dict[int, FairQueue] = {}
+        self._cut_off: dict[bytes, float] = {}
+        """Peers that left replies unread, and the time.monotonic() until which they are ignored."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -150,8 +162,12 @@ class Server:
         """Refuse new requests and wait for in-flight ones to be answered."""
         self.stopping = True
         deadline = time.monotonic() + timeout
-        while self._inflight and time.monotonic() < deadline:
-            await asyncio.wait(set(self._inflight), timeout=max(0.0, deadline - time.monotonic()))
+        # Queued requests are still taken off their queues (and answered UNAVAILABLE or served).
+        while (self._inflight or any(self._queues.values())) and time.monotonic() < deadline:
+            if self._inflight:
+                await asyncio.wait(set(self._inflight), timeout=min(0.05, max(0.0, deadline - time.monotonic())))
+            else:
+                await asyncio.sleep(0.005)
 
     async def close(self) -> None:
         for listener in self.listeners:
@@ -173,21 +189,59 @@ class Server:
         sock = listener.sock
         if sock.closed:
             return
-        for _ in range(self.BATCH):
+        queue = self._queues.get(id(listener))
+        if queue is None:
+            queue = self._queues[id(listener)] = FairQueue()
+        more = False
+        for _ in range(self.READ_BATCH):
             if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                return
+                break
             try:
                 # Frames (not bytes): they carry the ZAP User-Id that names the peer.
                 parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
-            principal = self._principal(listener, parts[-1])
-            frames = [part.bytes for part in parts]
+                break
             try:
-                self._dispatch(listener, frames, principal)
+                self._enqueue(listener, queue, parts)
+            except Exception:  # never let one request stop the loop
+                log.exception("enqueue failed")
+        else:
+            more = True
+        for _ in range(self.BATCH):
+            item = queue.pop()
+            if item is None:
+                break
+            try:
+                self._dispatch(listener, item[1].frames, item[1].principal)
             except Exception:  # never let one request stop the loop
                 log.exception("dispatch failed")
-        self._schedule_recheck(listener)
+        if more or queue:
+            self._schedule_recheck(listener)
+
+    def _enqueue(self, listener: Listener, queue: FairQueue, parts: list[zmq.Frame]) -> None:
+        """Queue one message for its peer's turn, or refuse it at once (BUSY, or nothing for a peer
+        that is cut off)."""
+        identity = parts[0].bytes
+        if self._cut_off:
+            until = self._cut_off.get(identity)
+            if until is not None:
+                if time.monotonic() < until:
+                    self._count("cut_off_dropped", "unknown")
+                    return
+                del self._cut_off[identity]
+        # Reads are served from the queue; writes stay counted while they wait for their commit.
+        pending = queue.pending(identity) + self.backpressure.inflight.get(identity, 0)
+        if pending >= self.max_queued_per_client and not listener.admin:
+            payload = parts[-1].bytes if len(parts) > 1 else b""
+            self.errors += 1
+            self._count("busy", "unknown")
+            self._send(listener, identity, codec.encode_error(_request_id(payload[:4096]), BusyError(
+                f"{pending} requests already queued or in flight from this client "
+                f"(limit {self.max_queued_per_client}); read the replies before sending more",
+                details={"retry_after_s": round(min(1.0, 0.001 * pending), 3)})))
+            return
+        queue.push(identity, Queued(frames=[part.bytes for part in parts],
+                                    principal=self._principal(listener, parts[-1])))
 
     def _principal(self, listener: Listener, frame: zmq.Frame) -> Principal | None:
         """Who sent ``frame``: on CURVE the key store's entry for its public key (None when the key
@@ -320,12 +374,25 @@ class Server:
         if self.metrics is not None:
             self.metrics.observe(op, outcome, seconds)
 
-    @staticmethod
-    def _send(listener: Listener, identity: bytes, payload: bytes) -> None:
+    def _send(self, listener: Listener, identity: bytes, payload: bytes) -> None:
         try:
-            # ROUTER sends never block; a vanished peer's reply is dropped by libzmq.
             listener.sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)
         except zmq.Again:
-            log.warning("reply dropped: peer queue full")
+            self._cut(listener, identity)
         except zmq.ZMQError as exc:
-            log.warning("reply dropped", error=str(exc))
+            if exc.errno != zmq.EHOSTUNREACH:  # a peer that went away: its reply has no reader
+                log.warning("reply dropped", error=str(exc))
+
+    def _cut(self, listener: Listener, identity: bytes) -> None:
+        """Cut off a peer whose send queue is full (it does not read its replies), as Redis drops a
+        client past its output buffer limit: its queued requests are discarded and what it sends is
+        ignored for ``cut_off_s``, or until it reconnects (a new connection has a new identity)."""
+        if identity in self._cut_off:
+            return
+        self._cut_off[identity] = time.monotonic() + self.cut_off_s
+        discarded = self._queues[id(listener)].discard(identity) if id(listener) in self._queues else 0
+        self._count("peers_cut_off", "unknown")
+        log.warning("client cut off: it leaves its replies unread", discarded=discarded, seconds=self.cut_off_s)
+        if len(self._cut_off) > 10_000:  # forget expired entries rather than grow without bound
+            now = time.monotonic()
+            self._cut_off = {peer: until for peer, until in self._cut_off.items() if until > now}
