@@ -52,9 +52,9 @@ test("with sendDeadline every attempt carries a fresh deadline of now + timeout,
   }
 });
 
-test("without sendDeadline the envelope has no deadline field", async () => {
+test("with sendDeadline: false the envelope has no deadline field", async () => {
   const r = await recorder("none", 1);
-  const client = new Client({ endpoint: r.endpoint, namespace: "dl", timeoutMs: 2000, retries: 0 });
+  const client = new Client({ endpoint: r.endpoint, namespace: "dl", timeoutMs: 2000, retries: 0, sendDeadline: false });
   try {
     await client.getMany([1]);
     assert.deepEqual(Object.keys(r.seen[0].env).sort(), ["args", "id", "ns", "op", "v"]);

@@ -25,7 +25,7 @@ export interface ClientOptions {
   clientName?: string;
   /**
    * Send the envelope field `deadline` (now + timeoutMs, fresh on each retry) so the daemon drops a
-   * request nobody waits for any more. Default false: daemons before the field refuse it as MALFORMED.
+   * request nobody waits for any more. Default true; set false for a daemon that predates the field (it refuses it as MALFORMED).
    */
   sendDeadline?: boolean;
 }
@@ -49,7 +49,7 @@ export class Core {
 
   constructor(options: ClientOptions, defaultEndpoint: () => string) {
     this.connection = new Connection(options.endpoint ?? defaultEndpoint(),
-                                     { curve: options.curve, sendDeadline: options.sendDeadline ?? false });
+                                     { curve: options.curve, sendDeadline: options.sendDeadline ?? true });
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.retries = Math.max(0, options.retries ?? 2);
     this.retryBackoffMs = options.retryBackoffMs ?? 50;
