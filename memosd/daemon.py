@@ -93,6 +93,8 @@ class Daemon:
             admin_ipc_mode=config.server.admin_ipc_mode,
             metrics=self.metrics,
             backpressure=Backpressure(config.limits.max_inflight_per_client, config.limits.rate_per_client),
+            max_queued_per_client=config.limits.max_queued_per_client,
+            cut_off_s=config.limits.cut_off_s,
             keys=self.keys,
             curve=self.server_keys if config.security.curve else None,
             tcp_principal=_tcp_principal(config.security.tcp_without_curve),
@@ -285,6 +287,8 @@ class Daemon:
         self.server.backpressure.max_inflight = new.limits.max_inflight_per_client
         self.server.backpressure.rate = new.limits.rate_per_client
         self.server.backpressure.burst = max(new.limits.rate_per_client, 1.0)
+        self.server.max_queued_per_client = new.limits.max_queued_per_client
+        self.server.cut_off_s = new.limits.cut_off_s
         restart_only = [f.name for f in dataclasses.fields(new)
                         if f.name not in ("log", "limits") and getattr(new, f.name) != getattr(self.config, f.name)]
         if restart_only:

@@ -124,3 +124,19 @@ def test_slow_reader_is_cut_off_while_others_are_served(daemon, ns):
             assert polite.request("recall", m.RecallArgs(query="after"), ns).hits == []
     finally:
         ctx.destroy(linger=0)
+
+
+def test_the_queue_bound_comes_from_the_config(tmp_path):
+    # With max_queued_per_client = 2, a burst of 50 unread recalls meets BUSY at once.
+    from memosd.testing import DaemonProcess
+
+    with DaemonProcess(tmp_path / "data", env={"MEMOSD_LIMITS_MAX_QUEUED_PER_CLIENT": "2"}) as daemon:
+        ctx = zmq.Context()
+        try:
+            sock = _dealer(ctx, daemon.endpoint)
+            _flood(sock, "cfg", 50)
+            replies = [_reply(sock) for _ in range(50)]
+            busy = [r for r in replies if r is not None and not r.ok and r.error.code == ErrorCode.BUSY]
+            assert len(busy) >= 40
+        finally:
+            ctx.destroy(linger=0)
