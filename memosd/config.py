@@ -173,6 +173,12 @@ class TiersConfig:
     """Weight of the adjacent turns' scores in a turn's final score (conversation context)."""
     knowledge_weight: float = 0.0
     """Weight of consolidated facts' scores on their source turns."""
+    time_weight: float = 0.3
+    """Added to a candidate turn's score when the question asks for a time ("when", "how long") and the
+    turn says one ("yesterday", "in 2019", "for three years")."""
+    period_weight: float = 1.0
+    """Added to a candidate turn's score when the question names a period ("in June 2023", "in May") and
+    the turn was said in it or talks about a time in it."""
     knowledge_candidates: int = 0
     """Best facts whose pages join the fine stage; 0 skips the knowledge lookup (on LoCoMo dev it changed
     nothing, 0.734 either way, while costing a search over every fact per recall)."""

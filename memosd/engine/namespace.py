@@ -15,6 +15,7 @@ import numpy as np
 from memosd_client.protocol.messages import Filters, Memory
 
 from ..retrieval import HybridIndex, RetrievalConfig
+from ..temporal import find_mentions, resolved_hull
 from .slots import INF, Interner, SlotTable
 
 TIERS = {"stm": 0, "mtm": 1, "ltm": 2}
@@ -69,10 +70,20 @@ class NamespaceState:
         t.forgotten_at[slot] = INF if mem.forgotten_at is None else mem.forgotten_at
         t.present[slot] = True
         t.refresh_current(slot)
+        self._set_time_mentions(slot, mem)
         self.slot_of[mem.id] = slot
         for tag in mem.tags:
             self.tag_slots.setdefault(tag, set()).add(slot)
         return slot
+
+    def _set_time_mentions(self, slot: int, mem: Memory) -> None:
+        """What the text says about time, resolved against when it was said (its event time, else
+        when it was written): how many time expressions, and the period its dated ones cover."""
+        t = self.table
+        mentions = find_mentions(mem.text, mem.event_time if mem.event_time is not None else mem.valid_from)
+        t.time_mentions[slot] = min(len(mentions), 127)
+        hull = resolved_hull([m for m in mentions if m.kind == "point"])
+        t.talks_from[slot], t.talks_to[slot] = hull if hull is not None else (np.nan, np.nan)
 
     def supersede(self, memory_id: int, valid_to: float) -> None:
         slot = self.slot_of.get(memory_id)

@@ -40,7 +40,8 @@ class Interner:
 
 
 class SlotTable:
-    """Columns: id, valid_from, valid_to, event_time, session, source, tier, forgotten_at, present.
+    """Columns: id, valid_from, valid_to, event_time, session, source, tier, forgotten_at, present, and
+    what the text says about time (time_mentions, talks_from, talks_to).
 
     Open-ended times (current versions, memories never forgotten) are +inf.
     """
@@ -55,6 +56,9 @@ class SlotTable:
         "tier": np.int8,
         "forgotten_at": np.float64,
         "present": np.bool_,
+        "time_mentions": np.int8,
+        "talks_from": np.float64,
+        "talks_to": np.float64,
     }
 
     def __init__(self, capacity: int = 1024):

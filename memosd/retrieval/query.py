@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..temporal import TimeIntent, time_intent
 from .hashing import HashEncoder
 from .tokenizer import Tokenizer
 
@@ -16,12 +17,19 @@ from .tokenizer import Tokenizer
 class AnalyzedQuery:
     """A query's text, its index terms, and its hashed vector per encoder setting (computed once each)."""
 
-    __slots__ = ("text", "terms", "_hashed")
+    __slots__ = ("text", "terms", "_hashed", "_time")
 
     def __init__(self, text: str, tokenizer: Tokenizer):
         self.text = text
         self.terms = tokenizer.terms(text)
         self._hashed: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
+        self._time: TimeIntent | None = None
+
+    def time_intent(self) -> TimeIntent:
+        """What the query asks about time (memosd.temporal), read on first use."""
+        if self._time is None:
+            self._time = time_intent(self.text)
+        return self._time
 
     def hashed(self, encoder: HashEncoder) -> tuple[np.ndarray, np.ndarray]:
         """``encoder.query(self.terms)``, shared by every encoder with the same dimension and bigram weight."""

@@ -14,6 +14,8 @@ Stage 2 (fine) scores the turns of those units with the hashed n-gram vectors
           + page_weight * unit_n                      (the coarse score of the turn's page or ring)
           + neighbor_weight * (base of the previous + base of the next turn of its unit)
           + knowledge_weight * fact_n                 (best fact citing the turn)
+          + time_weight   [the question asks when / how long, and the turn says a time]
+          + period_weight [the question names a period, and the turn was said in it or talks about it]
 
 where ``_n`` means scaled to a maximum of 1 over what the query may see and
 ``base`` is the first line. Turns outside the candidates keep their BM25 part.
@@ -33,6 +35,7 @@ from ..retrieval.query import AnalyzedQuery
 from ..retrieval.ranking import GROUP_ROWS, restrict, top_fused
 from .fine import add_indexed, score_blocks
 from .state import RingLayout, TierState
+from .timing import period_units, time_boost
 
 KNOWLEDGE_FACTS = 10
 """Fewest facts taken from the knowledge index per query when the knowledge lookup is on."""
@@ -100,7 +103,7 @@ class TwoStage:
         tiers = self.tiers
         coarse = self._coarse_scores(query)
         fact_boost, fact_units = self._knowledge(query, len(bm25))
-        pages = self.candidate_pages(coarse, bm25, fact_units)  # the top lexical hits rank alike scaled or not
+        pages = self.candidate_pages(coarse, bm25, fact_units | period_units(query, tiers))  # the top lexical hits rank alike scaled or not
         top = coarse.max() if len(coarse) else 0.0
         slot_of = tiers.coarse.slot_of
         page_docs = np.asarray([slot_of.get(p, -1) for p in pages.tolist()], dtype=np.int64)
@@ -151,6 +154,9 @@ class TwoStage:
         fused = base.copy()
         if len(idx):
             self._context(fused, base, lengths, unit_scores)
+            boost = time_boost(query, tiers.table, idx, cfg)
+            if boost is not None:
+                fused += boost
         if fact_boost is None:
             final[idx] = fused * visible
         else:
