@@ -179,6 +179,9 @@ class TiersConfig:
     period_weight: float = 1.0
     """Added to a candidate turn's score when the question names a period ("in June 2023", "in May") and
     the turn was said in it or talks about a time in it."""
+    speaker_weight: float = 0.0
+    """Added to a candidate turn's score when the question names its speaker (a transcript line
+    "Alice: ..." is Alice's)."""
     knowledge_candidates: int = 0
     """Best facts whose pages join the fine stage; 0 skips the knowledge lookup (on LoCoMo dev it changed
     nothing, 0.734 either way, while costing a search over every fact per recall)."""

@@ -15,6 +15,7 @@ import numpy as np
 from memosd_client.protocol.messages import Filters, Memory
 
 from ..retrieval import HybridIndex, RetrievalConfig
+from ..retrieval.speakers import SpeakerIndex, speaker_of
 from ..temporal import find_mentions, resolved_hull
 from .slots import INF, Interner, SlotTable
 
@@ -36,8 +37,9 @@ class NamespaceState:
         self.slot_of: dict[int, int] = {}
         self.sessions = Interner()
         self.sources = Interner()
+        self.speakers = SpeakerIndex()
         self.tag_slots: dict[str, set[int]] = {}
-        self.tiers = tiers.create(name, ns_id, self.table, self.slot_of, self.sessions)
+        self.tiers = tiers.create(name, ns_id, self.table, self.slot_of, self.sessions, self.speakers)
         self._bytes: int | None = None
         self._bytes_at = 0.0
 
@@ -66,6 +68,7 @@ class NamespaceState:
         t.event_time[slot] = np.nan if mem.event_time is None else mem.event_time
         t.session[slot] = self.sessions.code(mem.session)
         t.source[slot] = self.sources.code(mem.source)
+        t.speaker[slot] = self.speakers.code(speaker_of(mem.text))
         t.tier[slot] = TIERS.get(mem.tier, 0)
         t.forgotten_at[slot] = INF if mem.forgotten_at is None else mem.forgotten_at
         t.present[slot] = True

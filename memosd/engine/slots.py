@@ -41,7 +41,8 @@ class Interner:
 
 class SlotTable:
     """Columns: id, valid_from, valid_to, event_time, session, source, tier, forgotten_at, present, and
-    what the text says about time (time_mentions, talks_from, talks_to).
+    who said it (speaker, a code of the namespace's SpeakerIndex) and what the text says about time
+    (time_mentions, talks_from, talks_to).
 
     Open-ended times (current versions, memories never forgotten) are +inf.
     """
@@ -56,6 +57,7 @@ class SlotTable:
         "tier": np.int8,
         "forgotten_at": np.float64,
         "present": np.bool_,
+        "speaker": np.int32,
         "time_mentions": np.int8,
         "talks_from": np.float64,
         "talks_to": np.float64,

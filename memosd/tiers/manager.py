@@ -46,11 +46,12 @@ class TierManager:
 
     # ------------------------------------------------------------------ namespaces
 
-    def create(self, name: str, ns_id: int, table, slot_of, sessions) -> TierState:
+    def create(self, name: str, ns_id: int, table, slot_of, sessions, speakers) -> TierState:
         def load_texts(ids: Sequence[int]) -> dict[int, str]:
             return self.read_texts(ns_id, ids)
 
         state = TierState(name, ns_id, table, slot_of, sessions, self.cfg, self.featurizer, load_texts)
+        state.speakers = speakers
         state.load_room = self.load_room
         state.evict_heap = self.evict_heap
         self.states[ns_id] = state

@@ -16,6 +16,7 @@ Stage 2 (fine) scores the turns of those units with the hashed n-gram vectors
           + knowledge_weight * fact_n                 (best fact citing the turn)
           + time_weight   [the question asks when / how long, and the turn says a time]
           + period_weight [the question names a period, and the turn was said in it or talks about it]
+          + speaker_weight [the question names the turn's speaker]
 
 where ``_n`` means scaled to a maximum of 1 over what the query may see and
 ``base`` is the first line. Turns outside the candidates keep their BM25 part.
@@ -35,6 +36,7 @@ from ..retrieval.query import AnalyzedQuery
 from ..retrieval.ranking import GROUP_ROWS, restrict, top_fused
 from .fine import add_indexed, score_blocks
 from .state import RingLayout, TierState
+from .speaking import speaker_boost
 from .timing import period_units, time_boost
 
 KNOWLEDGE_FACTS = 10
@@ -154,9 +156,9 @@ class TwoStage:
         fused = base.copy()
         if len(idx):
             self._context(fused, base, lengths, unit_scores)
-            boost = time_boost(query, tiers.table, idx, cfg)
-            if boost is not None:
-                fused += boost
+            for boost in (time_boost(query, tiers.table, idx, cfg), speaker_boost(query, tiers, idx)):
+                if boost is not None:
+                    fused += boost
         if fact_boost is None:
             final[idx] = fused * visible
         else:

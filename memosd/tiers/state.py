@@ -117,6 +117,8 @@ class TierState:
         self.cfg = cfg
         self.feat = featurizer
         self.load_texts = load_texts
+        self.speakers = None
+        """The namespace's SpeakerIndex (retrieval.speakers), set by TierManager.create."""
         self.df = DocumentFrequencies(featurizer.dim)
         self.unit_of = np.zeros(1024, dtype=np.int64)
         self.rings: dict[int, list[int]] = {}

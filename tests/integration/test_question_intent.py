@@ -1,6 +1,7 @@
-"""Recall reads a question's time intent: "in June 2023" prefers what was said then or is about then,
-"when ..." prefers turns that say a time. Through a real daemon; with the time terms off, the same
-store ranks by text alone (older first on ties), which is what makes each case a real test."""
+"""Recall reads what a question is about: "in June 2023" prefers what was said then or is about then,
+"when ..." prefers turns that say a time, "what does Alice ..." prefers what Alice said. Through a real
+daemon; with those terms off, the same store ranks by text alone (older first on ties), which is what
+makes each case a real test."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ def at(y: int, m: int, d: int) -> float:
     return datetime(y, m, d, 12, tzinfo=timezone.utc).timestamp()
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["time-terms", "text-only"])
+@pytest.fixture(scope="module", params=[True, False], ids=["intent-terms", "text-only"])
 def daemon_and_mode(request):
-    weights = {"MEMOSD_TIERS_TIME_WEIGHT": "0.3", "MEMOSD_TIERS_PERIOD_WEIGHT": "1.0"} if request.param else {
-        "MEMOSD_TIERS_TIME_WEIGHT": "0", "MEMOSD_TIERS_PERIOD_WEIGHT": "0"}
+    names = ("MEMOSD_TIERS_TIME_WEIGHT", "MEMOSD_TIERS_PERIOD_WEIGHT", "MEMOSD_TIERS_SPEAKER_WEIGHT")
+    weights = dict(zip(names, ("0.3", "1.0", "0.3") if request.param else ("0", "0", "0")))
     proc = DaemonProcess(env=weights)
     proc.start()
     yield proc, request.param
@@ -58,3 +59,17 @@ def test_a_question_asking_when_prefers_turns_that_say_a_time(daemon_and_mode, n
         assert ("two weeks ago" in top) is on
         # A question that does not ask about time ranks by text alone either way.
         assert _top(client, "What did Bob adopt?") == "Bob: we adopted a puppy, she is so sweet"
+
+
+def test_a_question_naming_a_speaker_prefers_what_that_speaker_said(daemon_and_mode, ns):
+    daemon, on = daemon_and_mode
+    with Client(endpoint=daemon.endpoint, namespace=ns) as client:
+        # Both name Alice and calm; Bob's is shorter, so by text alone it ranks first.
+        client.remember("Bob: Alice, pottery calms me", session="s1")
+        client.remember("Alice: I really love pottery, it calms me down every single evening", session="s2")
+        top = _top(client, "What does Alice do to calm down?")
+        assert top.startswith("Alice:") is on
+        # Possessives name the speaker too; a name nobody speaks under changes nothing.
+        assert _top(client, "What is Alice's way to calm down?").startswith("Alice:") is on
+        assert _top(client, "What does Carol do to calm down, Alice?").startswith("Alice:") is on
+        assert _top(client, "What does Carol do to calm down?").startswith("Bob:")
