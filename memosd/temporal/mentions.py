@@ -28,37 +28,13 @@ Times are UTC epoch seconds; intervals are half-open [lo, hi).
 
 from __future__ import annotations
 
-import calendar
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from .grammar import expressions
+from .vocabulary import MONTHS, SEASONS, UNITS, WEEKDAYS
+
 DAY = 86400.0
-
-MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
-MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
-MONTHS["sept"] = 9
-WEEKDAYS = {"monday": 0, "mon": 0, "tuesday": 1, "tue": 1, "tues": 1, "wednesday": 2, "wed": 2,
-            "thursday": 3, "thu": 3, "thur": 3, "thurs": 3, "friday": 4, "fri": 4, "saturday": 5,
-            "sat": 5, "sunday": 6, "sun": 6}
-SEASONS = {"spring": 3, "summer": 6, "fall": 9, "autumn": 9, "winter": 12}
-"""Northern-hemisphere meteorological seasons: the month each one starts in (three months long)."""
-NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-                "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
-                "thirty": 30, "forty": 40, "fifty": 50, "a couple of": 2, "a couple": 2, "couple of": 2,
-                "a few": 3, "few": 3, "several": 3, "a dozen": 12, "half a": 0.5}
-UNITS = {"day": 1.0, "night": 1.0, "week": 7.0, "weekend": 7.0, "month": 30.44, "year": 365.25,
-         "decade": 3652.5}
-"""Length of each unit in days."""
-
-_NUM = r"(?P<num>\d{1,3}|" + "|".join(sorted((re.escape(w) for w in NUMBER_WORDS), key=len, reverse=True)) + r")"
-_UNIT = r"(?P<unit>day|night|week(?:end)?|month|year|decade)s?"
-_MONTH = r"(?P<month>" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
-_WEEKDAY = r"(?P<weekday>" + "|".join(sorted(WEEKDAYS, key=len, reverse=True)) + r")\.?"
-_SEASON = r"(?P<season>spring|summer|fall|autumn|winter)"
-_DAYNUM = r"(?P<day>[0-3]?\d)(?:st|nd|rd|th)?"
-_YEAR = r"(?P<year>(?:19|20)\d\d)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,107 +44,13 @@ class Mention:
     kind: str
     """"point" (a day, week, month, season or year the text refers to), "span" (a stretch of time up
     to the text's date: "for three years", "since 2016") or "vague" ("recently": no interval)."""
-    start: int
-    end: int
-    """Character offsets of the expression in the text."""
+    words: str
+    """The expression's words, lower-cased and single-spaced ("last fri", "8 may 2023")."""
     lo: float | None = None
     hi: float | None = None
     """The resolved interval (UTC epoch seconds, half-open), None when it cannot be resolved."""
     month_only: int | None = None
     """For a month named without a year or a day and no date to resolve against: that month (1-12)."""
-
-
-def _rule(pattern: str) -> re.Pattern:
-    return re.compile(r"(?<![\w-])" + pattern + r"(?![\w-])", re.IGNORECASE)
-
-
-_UNIT_WORDS = {f"{u}{s}" for u in UNITS for s in ("", "s")}
-_MONTH_WORDS = set(MONTHS)
-_WEEKDAY_WORDS = set(WEEKDAYS) | {f"{w}s" for w in WEEKDAYS}
-_MODIFIERS = {"last", "this", "next", "past", "coming"}
-_DIGITS = "<digit>"
-"""Stands for any word with a digit in a rule's trigger set."""
-
-# Longest and most specific patterns first: a match claims its characters, later rules skip them.
-# Each rule names the words one of which a text must contain for the rule to be tried (regular
-# expressions with large alternations are slow; most turns have no time expression at all).
-_RULES: list[tuple[str, set[str], re.Pattern]] = [
-    ("iso", {_DIGITS}, _rule(r"(?P<year>(?:19|20)\d\d)-(?P<m>[01]?\d)-(?P<d>[0-3]?\d)")),
-    ("numeric", {_DIGITS}, _rule(r"(?P<m>[01]?\d)/(?P<d>[0-3]?\d)/(?P<year>(?:19|20)\d\d)")),
-    ("day_month_year", _MONTH_WORDS,
-     _rule(r"(?:the\s+)?" + _DAYNUM + r"\s+(?:of\s+)?" + _MONTH + r",?(?:\s+" + _YEAR + r")?")),
-    ("month_day_year", _MONTH_WORDS, _rule(_MONTH + r"\s+" + _DAYNUM + r"(?:,?\s+" + _YEAR + r")?")),
-    ("month_year", _MONTH_WORDS, _rule(_MONTH + r",?\s+(?:of\s+)?" + _YEAR)),
-    ("day_before", {"yesterday"}, _rule(r"the\s+day\s+before\s+yesterday")),
-    ("day_after", {"tomorrow"}, _rule(r"the\s+day\s+after\s+tomorrow")),
-    ("ago", {"ago", "back", "before"}, _rule(_NUM + r"\s+" + _UNIT + r"\s+(?:ago|back|before)")),
-    ("in_count", _UNIT_WORDS, _rule(r"in\s+" + _NUM + r"\s+" + _UNIT)),
-    ("later", {"later", "from"}, _rule(_NUM + r"\s+" + _UNIT + r"\s+(?:later|from\s+now)")),
-    ("for_count", _UNIT_WORDS,
-     _rule(r"(?:for|over)\s+(?:the\s+(?:last|past)\s+)?" + _NUM + r"\s+" + _UNIT)),
-    ("count_now", {"now"}, _rule(_NUM + r"\s+" + _UNIT + r"\s+now")),
-    ("since_year", {"since"}, _rule(r"since\s+" + _YEAR)),
-    ("since_month", {"since"}, _rule(r"since\s+" + _MONTH + r"(?:\s+" + _YEAR + r")?")),
-    ("modified_weekday", _WEEKDAY_WORDS, _rule(r"(?P<mod>last|this|next|past|coming)\s+" + _WEEKDAY)),
-    ("modified_season", set(SEASONS), _rule(r"(?P<mod>last|this|next|past|coming)\s+" + _SEASON)),
-    ("modified_month", _MONTH_WORDS, _rule(r"(?P<mod>last|this|next|past|coming)\s+" + _MONTH)),
-    ("modified_unit", {"week", "weekend", "month", "year", "night"},
-     _rule(r"(?P<mod>last|this|next|past|coming)\s+(?P<unit>week(?:end)?|month|year|night)")),
-    ("earlier_unit", {"earlier", "later"}, _rule(r"(?P<mod>earlier|later)\s+this\s+(?P<unit>week|month|year)")),
-    ("today", {"today", "tonight", "morning", "afternoon", "evening"},
-     _rule(r"today|tonight|this\s+(?:morning|afternoon|evening)")),
-    ("yesterday", {"yesterday", "night"}, _rule(r"yesterday|last\s+night")),
-    ("tomorrow", {"tomorrow"}, _rule(r"tomorrow")),
-    ("on_weekday", _WEEKDAY_WORDS, _rule(r"(?:on|every)\s+" + _WEEKDAY + r"s?")),
-    ("season_year", set(SEASONS), _rule(r"(?:the\s+)?" + _SEASON + r"\s+(?:of\s+)?" + _YEAR)),
-    ("in_month", _MONTH_WORDS, _rule(r"(?:in|during|since|by|until|last|this)\s+" + _MONTH)),
-    ("year", {_DIGITS}, _rule(r"(?:in|since|of|from|during|by|until|around)\s+" + _YEAR)),
-    ("bare_year", {_DIGITS}, _rule(_YEAR)),
-    ("vague", {"recently", "lately", "other", "while", "ago", "earlier", "soon", "days", "nowadays", "then",
-               "back"},
-     _rule(r"recently|lately|the\s+other\s+day|a\s+while\s+(?:ago|back)|some\s+time\s+ago|"
-           r"earlier|soon|the\s+other\s+week|these\s+days|nowadays|back\s+then|ages\s+ago|"
-           r"years\s+ago|months\s+ago|weeks\s+ago|days\s+ago")),
-]
-_TRIGGERS = set().union(*(words for _, words, _ in _RULES)) - {_DIGITS}
-_RULES_OF: dict[str, list[int]] = {}
-for _index, (_, _words, _) in enumerate(_RULES):
-    for _word in _words:
-        _RULES_OF.setdefault(_word, []).append(_index)
-_WORD = re.compile(r"[a-z]+|\d+")
-_REACH = 48
-"""Characters either side of a trigger word that a rule's match can reach."""
-
-
-_DIGIT = re.compile(r"\d")
-
-
-def _positions(lower: str, words: set[str]) -> list[int]:
-    """Sorted offsets of ``words`` (and of digits, for _DIGITS) in ``lower`` (substring hits are fine:
-    they only widen the windows searched)."""
-    out: list[int] = []
-    for word in words:
-        if word == _DIGITS:
-            out.extend(m.start() for m in _DIGIT.finditer(lower))
-            continue
-        at = lower.find(word)
-        while at >= 0:
-            out.append(at)
-            at = lower.find(word, at + 1)
-    out.sort()
-    return out
-
-
-def _windows(positions: list[int], size: int) -> list[tuple[int, int]]:
-    """Merged [lo, hi) windows of _REACH characters around sorted ``positions``."""
-    out: list[tuple[int, int]] = []
-    for pos in positions:
-        lo, hi = max(0, pos - _REACH), min(size, pos + _REACH)
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return out
 
 
 def _day_start(t: datetime) -> datetime:
@@ -188,13 +70,6 @@ def _month_span(year: int, month: int) -> tuple[float, float]:
 
 def _day_span(d: date) -> tuple[float, float]:
     return _ts(d), _ts(d + timedelta(days=1))
-
-
-def _number(text: str) -> float | None:
-    text = " ".join(text.lower().split())
-    if text.isdigit():
-        return float(text)
-    return NUMBER_WORDS.get(text)
 
 
 def _safe_date(year: int, month: int, day: int) -> date | None:
@@ -297,18 +172,12 @@ class _Resolver:
         return self._offset_days(2, 1)
 
     @staticmethod
-    def _count(g) -> tuple[float, float] | None:
-        n = _number(g["num"])
-        if n is None:
-            return None
-        unit = UNITS[g["unit"].lower().rstrip("s")]
-        return n, unit
+    def _count(g) -> tuple[float, float]:
+        """(count, unit length in days)."""
+        return float(g["num"]), UNITS[g["unit"]]
 
     def _counted(self, g, sign: float):
-        counted = self._count(g)
-        if counted is None:
-            return ("vague", None, None, None)
-        n, unit = counted
+        n, unit = self._count(g)
         # The further back, the rounder the number: allow half a unit either side (at least a day).
         return self._offset_days(sign * n * unit, max(unit, 1.0))
 
@@ -321,10 +190,9 @@ class _Resolver:
     _later = _in_count
 
     def _span_back(self, g):
-        counted = self._count(g)
-        if counted is None or self.ref is None:
+        if self.ref is None:
             return ("span", None, None, None)
-        n, unit = counted
+        n, unit = self._count(g)
         end = self.ref.timestamp()
         return ("span", end - n * unit * DAY, end, None)
 
@@ -445,34 +313,16 @@ class _Resolver:
 def find_mentions(text: str, ref: float | None = None) -> list[Mention]:
     """Every time expression of ``text``, in order, resolved against ``ref`` (UTC epoch seconds) when given.
 
-    Expressions do not overlap: the more specific pattern wins ("8 May 2023" is one date, not a day
-    and a year)."""
-    if not text:
-        return []
-    lower = text.lower()
-    words = _WORD.findall(lower)
-    present = _TRIGGERS.intersection(words)
-    if any(w[0].isdigit() for w in words):
-        present.add(_DIGITS)
-    if not present:
+    Expressions do not overlap: "8 May 2023" is one date, not a day and a year."""
+    found = expressions(text) if text else []
+    if not found:
         return []
     resolve = _Resolver(ref)
-    taken: list[tuple[int, int]] = []
-    found: list[Mention] = []
-    for index in sorted({i for word in present for i in _RULES_OF[word]}):
-        rule, needs, pattern = _RULES[index]
-        # Every match of a rule contains one of its trigger words and is shorter than _REACH, so it is
-        # only tried in the windows around those words (large alternations are slow to run everywhere).
-        for lo, hi in _windows(_positions(lower, needs & present), len(text)):
-            for match in pattern.finditer(text, lo, hi):
-                start, end = match.span()
-                if any(start < e and s < end for s, e in taken):
-                    continue
-                kind, lo_t, hi_t, month_only = resolve(rule, match.groupdict())
-                taken.append((start, end))
-                found.append(Mention(kind, start, end, lo_t, hi_t, month_only))
-    found.sort(key=lambda m: m.start)
-    return found
+    mentions = []
+    for rule, groups, words in found:
+        kind, lo, hi, month_only = resolve(rule, groups)
+        mentions.append(Mention(kind, words, lo, hi, month_only))
+    return mentions
 
 
 def resolved_hull(mentions: list[Mention]) -> tuple[float, float] | None:

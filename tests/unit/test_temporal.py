@@ -21,7 +21,7 @@ def day(y: int, m: int, d: int) -> float:
 
 def only(text: str, ref: float | None = REF):
     mentions = find_mentions(text, ref)
-    assert len(mentions) == 1, [text[m.start:m.end] for m in mentions]
+    assert len(mentions) == 1, [m.words for m in mentions]
     return mentions[0]
 
 
@@ -108,8 +108,7 @@ def test_text_without_a_time_expression_has_no_mention(text):
 
 def test_one_date_is_one_mention_and_mentions_come_in_order():
     mentions = find_mentions("On 8 May 2022 we met; yesterday we met again; in 2019 we did not.", REF)
-    texts = ["On 8 May 2022 we met; yesterday we met again; in 2019 we did not."[m.start:m.end] for m in mentions]
-    assert texts == ["8 May 2022", "yesterday", "in 2019"]
+    assert [m.words for m in mentions] == ["8 may 2022", "yesterday", "in 2019"]
     assert resolved_hull(mentions) == (day(2019, 1, 1), day(2023, 3, 15))
 
 
