@@ -4,6 +4,7 @@
     python bench/crossval.py FILE --param tiers.page_weight=0.2,0.6 --param retrieval.k1=1.2
     python bench/crossval.py FILE --param tiers.page_weight=0.2,0.6 --param tiers.neighbor_weight=0,0.3 --joint
     python bench/crossval.py FILE --json > cv.json
+    python bench/crossval.py --show cv.json                                    # the tables of a saved run
 
 Every grid point is evaluated once, through its own temporary daemon (the
 settings reach it as MEMOSD_<SECTION>_<KEY>), keeping each question's recall.
@@ -31,7 +32,7 @@ from memosd.cli.output import progress_printer  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", type=Path, help="LoCoMo JSON file (two conversations or more)")
+    parser.add_argument("file", type=Path, nargs="?", help="LoCoMo JSON file (two conversations or more)")
     parser.add_argument("--param", action="append", default=[], metavar="SECTION.KEY=V1,V2",
                         help="a setting and the values to try; repeatable (default: a few values around each "
                              "default of " + ", ".join(p.split("=")[0] for p in DEFAULT_NEIGHBOURHOOD) + ")")
@@ -42,11 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--k", type=int, default=10, help="choose and report on recall@k (default 10)")
     parser.add_argument("--jobs", type=int, default=1, help="daemons evaluated at once (default 1)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--show", type=Path, metavar="RUN.json", help="print the tables of a saved --json run")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.show is not None:
+        print_crossval(json.loads(args.show.read_text()))
+        return 0
+    if args.file is None:
+        parser.error("a LoCoMo file is needed (or --show RUN.json)")
     try:
         specs = [parse_param(text) for text in (args.param or DEFAULT_NEIGHBOURHOOD)]
         check_environment(specs)

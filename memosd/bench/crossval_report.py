@@ -13,9 +13,9 @@ def _categories(result: dict) -> list[str]:
     return sorted(result["default"]["per_category"], key=int)
 
 
-def _stacked(label: str) -> str:
-    """A point's label with one setting per line, so narrow columns wrap between settings, not inside one."""
-    return label.replace(" ", "\n")
+def _short(label: str) -> str:
+    """A point's label without the section names (``k1=0.5, page_weight=0.8``), to keep the fold table narrow."""
+    return ", ".join(part.split(".", 1)[-1] for part in label.split(" "))
 
 
 def _signed(value: float | None) -> str:
@@ -43,21 +43,25 @@ def grid_table(result: dict) -> Table:
 
 
 def folds_table(result: dict) -> Table:
-    """Per fold: the held-out conversation, the setting chosen without it, held-in and held-out R@k."""
+    """Per fold: the held-out conversation, the setting chosen without it, held-in and held-out R@k (chosen and
+    default), and on how many held-out questions the chosen setting beat or lost to the default."""
     k = result["k"]
     key = f"recall@{k}"
     cats = _categories(result)
     table = Table(title=f"leave-one-conversation-out folds (choice: best mean R@{k} over the held-in questions)")
     table.add_column("held out")
-    table.add_column("chosen on held-in", no_wrap=True)
+    table.add_column("chosen on held-in", min_width=24, max_width=44)
     for name in ("held-in R@k", "held-in default", "held-out R@k", "held-out default"):
         table.add_column(name.replace("R@k", f"R@{k}"), justify="right")
+    table.add_column("questions better/worse", justify="right", min_width=9)
     for cat in cats:
         table.add_column(f"held-out {cat} {CATEGORIES.get(int(cat), '?')}", justify="right")
     for fold in result["folds"]:
         out, base = fold["held_out_figures"], fold["default_held_out_figures"]
-        table.add_row(fold["held_out"], _stacked(fold["chosen"]), recall_cell(fold["held_in"]),
+        paired = fold.get("vs_default_questions") or {}
+        table.add_row(fold["held_out"], _short(fold["chosen"]), recall_cell(fold["held_in"]),
                       recall_cell(fold["default_held_in"]), recall_cell(out[key]), recall_cell(base[key]),
+                      f"{paired.get('better', '-')} / {paired.get('worse', '-')}",
                       *(recall_cell(out["per_category"].get(cat, {}).get(key)) for cat in cats))
     return table
 
@@ -76,9 +80,11 @@ def headline_table(result: dict) -> Table:
     table.add_column("cats 1-4", justify="right")
     table.add_column("min conv", justify="right")
     table.add_column("max conv", justify="right")
-    rows = [("cross-validated (settings chosen per fold)", result["cross_validated"]),
-            ("default configuration", result["default"]),
-            (f"in-sample best, optimistic:\n{_stacked(best['label'])}", best)]
+    rows = [("cross-validated (settings chosen per fold)", result["cross_validated"])]
+    if "cross_validated_grid_only" in result and any(fold.get("combined") for fold in result["folds"]):
+        rows.append(("cross-validated, grid points only (no combinations)", result["cross_validated_grid_only"]))
+    rows += [("default configuration", result["default"]),
+            (f"in-sample best, optimistic: {_short(best['label'])}", best)]
     for name, fig in rows:
         ends = fig["spread"][key] or {}
         table.add_row(name, recall_cell(fig[key]),

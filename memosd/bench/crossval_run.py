@@ -91,6 +91,15 @@ def _figures(scores: Sequence[QuestionScore], k: int) -> dict:
     return out
 
 
+def _paired(chosen: Sequence[QuestionScore], default: Sequence[QuestionScore], k: int) -> dict[str, int]:
+    """How many held-out questions the chosen setting scored higher / lower than the default on.
+
+    Both lists hold the same questions in the same order (one conversation, asked in file order).
+    """
+    pairs = [(a.recall[k], b.recall[k]) for a, b in zip(chosen, default, strict=True)]
+    return {"better": sum(a > b for a, b in pairs), "worse": sum(a < b for a, b in pairs)}
+
+
 def _fold_row(fold: Fold, k: int) -> dict:
     return {
         "held_out": fold.held_out,
@@ -100,6 +109,7 @@ def _fold_row(fold: Fold, k: int) -> dict:
         "default_held_in": round(fold.default_held_in, 4),
         "held_out_figures": summarize(fold.held_out_scores, [k]),
         "default_held_out_figures": summarize(fold.default_held_out_scores, [k]),
+        "vs_default_questions": _paired(fold.held_out_scores, fold.default_held_out_scores, k),
         "picks": fold.picks,
         "combined": fold.combined.label if fold.combined else None,
     }
@@ -111,6 +121,7 @@ def run_tuning(conversations: list[Conversation], specs: Sequence[ParamSpec], op
 
     ``evaluate`` defaults to a fresh daemon per point. Keys: ``k``, ``grid`` (every point's figures on all
     conversations), ``folds``, ``cross_validated`` (the held-out questions of all folds pooled),
+    ``cross_validated_grid_only`` (the folds choosing among the grid points without their combinations),
     ``default``, ``in_sample_best`` (the point a tuner that saw every conversation would pick, and its
     own, optimistic, figure), ``agreement`` and ``seconds``.
     """
@@ -131,6 +142,8 @@ def run_tuning(conversations: list[Conversation], specs: Sequence[ParamSpec], op
         evaluate_points(extra, evaluate, results, k, jobs=options.jobs, say=say)
     folds = cross_validate(results.scores, ids, k, combined=combined)
     held_out = [s for fold in folds for s in fold.held_out_scores]
+    # The same folds choosing among the grid points alone: how much the combinations add, or cost, out of sample.
+    plain = cross_validate({p: results.scores[p] for p in points}, ids, k) if combined else folds
     in_sample = max(points, key=lambda p: (mean_recall(results.scores[p], k), -points.index(p)))
     return {
         "k": k,
@@ -143,6 +156,9 @@ def run_tuning(conversations: list[Conversation], specs: Sequence[ParamSpec], op
                  for p, s in results.scores.items()],
         "folds": [_fold_row(fold, k) for fold in folds],
         "cross_validated": _figures(held_out, k),
+        "cross_validated_grid_only": {
+            "chosen": {fold.held_out: fold.chosen.label for fold in plain},
+            **_figures([s for fold in plain for s in fold.held_out_scores], k)},
         "default": _figures(results.scores[GridPoint()], k),
         "in_sample_best": {"label": in_sample.label, **_figures(results.scores[in_sample], k)},
         "agreement": agreement(folds),

@@ -18,18 +18,20 @@ from ..config import ConfigError, load_config
 DEFAULT_NEIGHBOURHOOD: tuple[str, ...] = (
     "retrieval.k1=0.5,1.2,1.6",
     "retrieval.b=0.0,0.4,0.75",
-    "retrieval.hash_weight=0.25,0.75,1.0",
+    "retrieval.hash_weight=0.0,0.25,0.75",
     "retrieval.bigram_weight=0.5,2.0",
     "retrieval.hash_norm_exponent=0.25,0.5",
-    "tiers.page_weight=0.2,0.6,0.8",
-    "tiers.neighbor_weight=0.0,0.3",
+    "tiers.page_weight=0.2,0.6,0.8,1.0",
+    "tiers.neighbor_weight=0.0,0.3,0.45",
     "tiers.candidate_pages=4,16",
     "tiers.candidate_lexical=10,40",
     "tiers.page_max_turns=4,12",
     "tiers.page_continuity=0.0,0.1",
     "tiers.knowledge_weight=0.1,0.3",
 )
-"""The one-at-a-time sweep the tuner runs when given no ``--param``: a few values either side of each default."""
+"""The one-at-a-time sweep the tuner runs when given no ``--param``: a few values either side of each default
+(page_weight, neighbor_weight and hash_weight reach further on the side where a first sweep found its best
+value at the grid's edge)."""
 
 
 def _default_value(key: str) -> object:
