@@ -50,12 +50,16 @@ def folds_table(result: dict) -> Table:
     cats = _categories(result)
     table = Table(title=f"leave-one-conversation-out folds (choice: best mean R@{k} over the held-in questions)")
     table.add_column("held out")
-    table.add_column("chosen on held-in", min_width=24, max_width=44)
-    for name in ("held-in R@k", "held-in default", "held-out R@k", "held-out default"):
+    table.add_column("chosen on held-in", min_width=24, max_width=40)
+    # Short headers keep the table within 160 columns; the caption says what they are.
+    for name in ("in R@k", "in dflt", "out R@k", "out dflt", "+/- qs"):
         table.add_column(name.replace("R@k", f"R@{k}"), justify="right")
-    table.add_column("questions better/worse", justify="right", min_width=9)
     for cat in cats:
-        table.add_column(f"held-out {cat} {CATEGORIES.get(int(cat), '?')}", justify="right")
+        table.add_column(f"out {cat}", justify="right")
+    table.caption = (f"in / out: mean R@{k} over the held-in / held-out questions, of the chosen setting and of the "
+                     f"default (dflt); +/- qs: held-out questions the chosen setting scored higher / lower on than "
+                     f"the default; out N: held-out R@{k} on category N ("
+                     + ", ".join(f"{cat} {CATEGORIES.get(int(cat), '?')}" for cat in cats) + ")")
     for fold in result["folds"]:
         out, base = fold["held_out_figures"], fold["default_held_out_figures"]
         paired = fold.get("vs_default_questions") or {}
