@@ -10,6 +10,10 @@ turn swapped for Zipf-drawn pseudo-words (so the vocabulary keeps growing) is
 indexed with add_many; then single adds, LoCoMo questions one by one (wall and
 CPU time: on a shared machine the gap is time spent descheduled) and removes
 are timed.
+
+The figures here are in-sample (flat index, in-process). Settings are chosen
+by leave-one-conversation-out cross-validation through the real daemon with
+bench/crossval.py.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from typing import Any
 
 from memosd_client.endpoints import default_admin_endpoint, default_endpoint
 
+from .retrieval.config import RetrievalConfig
+
 
 class ConfigError(Exception):
     """The configuration is invalid (message meant for an operator)."""
@@ -209,6 +211,22 @@ class SlbConfig:
     """Most pages warmed per recall."""
 
 
+def _section_like(frozen: type, name: str, doc: str) -> type:
+    """A mutable settings section with the fields and defaults of the frozen dataclass ``frozen``.
+
+    The defaults stay in one place (the frozen class), so the section cannot drift from the code it feeds.
+    """
+    fields = [(f.name, f.type, field(default=f.default)) for f in dataclasses.fields(frozen)]
+    section = dataclasses.make_dataclass(name, fields, slots=True, namespace={"__doc__": doc})
+    section.__module__ = __name__
+    return section
+
+
+RetrievalSection = _section_like(
+    RetrievalConfig, "RetrievalSection",
+    "The hybrid index's tunables (memosd/retrieval/config.py: BM25 k1 and b, hash encoder, channel weights).")
+
+
 @dataclass(slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -221,10 +239,15 @@ class Config:
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     tiers: TiersConfig = field(default_factory=TiersConfig)
     slb: SlbConfig = field(default_factory=SlbConfig)
+    retrieval: RetrievalSection = field(default_factory=RetrievalSection)
 
     @property
     def data_dir(self) -> Path:
         return Path(self.store.data_dir).expanduser()
+
+    def retrieval_config(self) -> RetrievalConfig:
+        """The ``[retrieval]`` section as the frozen config the indexes take."""
+        return RetrievalConfig(**dataclasses.asdict(self.retrieval))
 
 
 def _coerce(value: Any, target: Any, where: str) -> Any:
@@ -293,9 +316,14 @@ def load_config(
             continue
         rest = name[len("MEMOSD_"):].lower()
         section, _, key = rest.partition("_")
-        if section in ("server", "store", "limits", "security", "events", "metrics", "log", "plugins", "tiers", "slb") and key:
+        if section in ("server", "store", "limits", "security", "events", "metrics", "log", "plugins", "tiers", "slb",
+                       "retrieval") and key:
             _apply(config, section, key, value, f"environment {name}")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         _apply(config, section, key, value, f"option {dotted}")
+    try:
+        config.retrieval_config()
+    except ValueError as exc:  # its own checks (positive hash_dim, a non-zero channel weight)
+        raise ConfigError(f"[retrieval]: {exc}") from None
     return config

@@ -75,9 +75,10 @@ class Daemon:
         self.plugins = PluginRegistry(config.plugins)
         self.plugins.load()
         self.dense = DenseChannel(self.plugins, self.env, self.writer) if self.plugins.encoder else None
-        self.tiers = TierManager(self.env, config.tiers)
+        retrieval = config.retrieval_config()
+        self.tiers = TierManager(self.env, config.tiers, retrieval)
         self.engine = Engine(self.env, self.writer, config.limits, events=self.events, dense=self.dense,
-                             tiers=self.tiers, slb=SemanticLookasideBuffer(config.slb))
+                             tiers=self.tiers, slb=SemanticLookasideBuffer(config.slb), retrieval=retrieval)
         self.scheduler = Scheduler(self.tiers, self.writer,
                                    PolicyRunner(config.tiers.policy, self.plugins, config.tiers.policy_timeout_s),
                                    last_request_at=lambda: self.server.last_request_at)

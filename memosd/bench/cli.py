@@ -122,6 +122,7 @@ def cmd_eval_locomo(args) -> int:
     from rich.progress import Progress
 
     from ..testing import DaemonProcess
+    from .conversation_report import print_per_conversation
     from .evaluate import evaluate, namespace_for, settle_daemon, tier_counters
     from .locomo import load_conversations
     from .report import print_locomo
@@ -180,6 +181,7 @@ def cmd_eval_locomo(args) -> int:
         _print_json(result)
     else:
         print_locomo(result)
+        print_per_conversation(result)
     return 0
 
 

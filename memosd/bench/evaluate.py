@@ -11,13 +11,14 @@ score |evidence ∩ top-k turns| / |evidence|, averaged over questions.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from memosd_client import Client
 from memosd_client.protocol import messages as m
 
-from .locomo import CATEGORIES, Conversation
+from .locomo import Conversation
+from .scores import QuestionScore, per_conversation, spread, summarize
 from .stats import summarize_ns
 
 INGEST_BATCH = 1000
@@ -69,16 +70,30 @@ def hit_turns(hits: list[m.RecallHit], k: int) -> list[str]:
     return out
 
 
-def _mean(values: list[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return round(sum(values) / len(values), 4) if values else None
+@dataclass(slots=True)
+class EvalRun:
+    """What one pass over a LoCoMo file produced, before it is summarised."""
+
+    ks: list[int]
+    conversations: int
+    turns: int
+    ingest_seconds: float
+    scores: list[QuestionScore]
+    """One per question asked, in the order asked (conversation by conversation)."""
+    skipped: int
+    """Questions with no usable evidence, not asked."""
+    latencies_ns: list[int] = field(default_factory=list)
+    """Client-side time of each recall."""
+    engine_ns: list[int] = field(default_factory=list)
+    """The daemon's own ``took_us`` of each recall, in nanoseconds."""
+    settled: dict | None = None
 
 
-def evaluate(client: Client, conversations: list[Conversation], ks: list[int], *,
+def run_eval(client: Client, conversations: list[Conversation], ks: list[int], *,
              prefix: str = "locomo-", keep: bool = True,
              progress: Callable[[str, int], None] | None = None,
-             settle: Callable[[], dict] | None = None) -> dict:
-    """Ingest every conversation, ask every question with evidence, and score recall@k.
+             settle: Callable[[], dict] | None = None) -> EvalRun:
+    """Ingest every conversation, ask every question with evidence, and keep each question's recall@k.
 
     ``progress(stage, n)`` is called after each conversation ingested (``"ingest"``)
     and each question asked (``"ask"``). ``settle()`` is called between ingesting
@@ -97,61 +112,63 @@ def evaluate(client: Client, conversations: list[Conversation], ks: list[int], *
         if progress:
             progress("ingest", 1)
 
-    settled = settle() if settle is not None else None
-    scores: dict[int, list[dict[int, float]]] = defaultdict(list)  # category -> per-question {k: recall}
-    latencies: list[int] = []
-    engine: list[int] = []
-    skipped = 0
+    run = EvalRun(ks=ks, conversations=len(conversations), turns=turns, ingest_seconds=ingest_seconds,
+                  scores=[], skipped=0, settled=settle() if settle is not None else None)
     for conv in conversations:
         namespace = namespace_for(conv, prefix)
         for q in conv.questions:
             if not q.evidence:
-                skipped += 1
+                run.skipped += 1
                 continue
             started = time.perf_counter_ns()
             result = client.request("recall", m.RecallArgs(query=q.question, k=depth), namespace)
-            latencies.append(time.perf_counter_ns() - started)
-            engine.append(result.took_us * 1000)
+            run.latencies_ns.append(time.perf_counter_ns() - started)
+            run.engine_ns.append(result.took_us * 1000)
             found = hit_turns(result.hits, depth)
             evidence = set(q.evidence)
-            scores[q.category].append({k: len(evidence & set(found[:k])) / len(evidence) for k in ks})
+            run.scores.append(QuestionScore(conv.sample_id, q.category,
+                                            {k: len(evidence & set(found[:k])) / len(evidence) for k in ks}))
             if progress:
                 progress("ask", 1)
     if not keep:
         for conv in conversations:
             client.purge_namespace(namespace=namespace_for(conv, prefix))
+    return run
 
-    everything = [s for per in scores.values() for s in per]
+
+def report(run: EvalRun) -> dict:
+    """The figures of a run: overall, per category, categories 1-4, per conversation and their spread,
+    ingestion and recall latency."""
+    ks = run.ks
+    summary = summarize(run.scores, ks)
     out: dict = {
         "ks": ks,
-        "conversations": len(conversations),
-        "turns": turns,
-        "questions": len(everything),
-        "skipped_no_evidence": skipped,
+        "conversations": run.conversations,
+        "turns": run.turns,
+        "questions": summary.pop("questions"),
+        "skipped_no_evidence": run.skipped,
     }
-    for k in ks:
-        out[f"recall@{k}"] = _mean([s[k] for s in everything])
-    out["per_category"] = {}
-    for cat in sorted(scores):
-        row = {"name": CATEGORIES.get(cat, "?"), "questions": len(scores[cat])}
-        for k in ks:
-            row[f"recall@{k}"] = _mean([s[k] for s in scores[cat]])
-        out["per_category"][str(cat)] = row
-    core = [cat for cat in (1, 2, 3, 4) if scores.get(cat)]
-    c14: dict = {"questions": sum(len(scores[c]) for c in core)}
-    for k in ks:
-        # Per question (micro) and mean of the four category means (macro): both are quoted in the wild.
-        c14[f"recall@{k}"] = _mean([s[k] for c in core for s in scores[c]])
-        c14[f"macro_recall@{k}"] = _mean([_mean([s[k] for s in scores[c]]) for c in core])
-    out["categories_1_4"] = c14
-    out["ingest"] = {"turns": turns, "seconds": round(ingest_seconds, 3), "batch": INGEST_BATCH,
-                     "per_s": round(turns / ingest_seconds, 1) if ingest_seconds else None}
-    lat = summarize_ns(latencies)
-    lat["engine_p50_us"] = summarize_ns(engine)["p50_us"]
+    out.update(summary)
+    conversations = per_conversation(run.scores, ks)
+    out["per_conversation"] = conversations
+    out["spread"] = spread(conversations, ks)
+    seconds = run.ingest_seconds
+    out["ingest"] = {"turns": run.turns, "seconds": round(seconds, 3), "batch": INGEST_BATCH,
+                     "per_s": round(run.turns / seconds, 1) if seconds else None}
+    lat = summarize_ns(run.latencies_ns)
+    lat["engine_p50_us"] = summarize_ns(run.engine_ns)["p50_us"]
     out["recall_latency"] = lat
-    if settled is not None:
-        out["daemon"] = settled
+    if run.settled is not None:
+        out["daemon"] = run.settled
     return out
+
+
+def evaluate(client: Client, conversations: list[Conversation], ks: list[int], *,
+             prefix: str = "locomo-", keep: bool = True,
+             progress: Callable[[str, int], None] | None = None,
+             settle: Callable[[], dict] | None = None) -> dict:
+    """:func:`run_eval` then :func:`report`: ingest, ask and score, as one JSON-ready dict."""
+    return report(run_eval(client, conversations, ks, prefix=prefix, keep=keep, progress=progress, settle=settle))
 
 
 def settle_daemon(admin, namespaces: list[str], timeout_s: float = 600.0) -> Callable[[], dict]:

@@ -60,4 +60,15 @@ def test_example_config_is_valid_and_matches_defaults():
     config = load_config(example, environ={})
     defaults = load_config(environ={})
     assert config.limits == defaults.limits
+    assert config.retrieval == defaults.retrieval
     assert config.store.durable == defaults.store.durable
+
+
+def test_retrieval_section_mirrors_the_index_defaults_and_takes_env():
+    from memosd.retrieval import RetrievalConfig
+
+    assert load_config(environ={}).retrieval_config() == RetrievalConfig()
+    config = load_config(environ={"MEMOSD_RETRIEVAL_K1": "1.2", "MEMOSD_RETRIEVAL_HASH_NORM_EXPONENT": "0.5"})
+    assert config.retrieval_config() == RetrievalConfig(k1=1.2, hash_norm_exponent=0.5)
+    with pytest.raises(ConfigError, match="retrieval"):
+        load_config(environ={"MEMOSD_RETRIEVAL_HASH_DIM": "0"})
