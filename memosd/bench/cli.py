@@ -50,6 +50,7 @@ def cmd_bench(args) -> int:
         concurrency=args.concurrency,
         store_dir=args.store_dir,
         keep=args.keep,
+        restart=not args.no_restart,
     )
     if args.quick:
         # A smoke run: every phase once, small enough for a test suite (~15 s here).
@@ -209,6 +210,8 @@ def add_bench_commands(sub, common) -> None:
                                        "its filesystem decides what an fsync costs")
     p.add_argument("--keep", action="store_true",
                    help="with --endpoint: leave the benchmark namespace filled (default: purge it at the end)")
+    p.add_argument("--no-restart", action="store_true",
+                   help="skip the restart measurement (stop, start on the same store, first recall answered)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_bench)
 

@@ -42,3 +42,10 @@ def test_bench_quick_prints_floor_and_memosd_figures():
     assert paths["memosd ipc"]["p50_us"] > 0 and paths["memosd ipc"]["p99_us"] >= paths["memosd ipc"]["p50_us"]
     assert report["writes"]["durable"]["batched"]
     assert "targets" in report
+    row = report["recall"][0]
+    # The daemon's own RAM: more than an empty interpreter, less than the whole RSS it is part of.
+    assert 10 * 2**20 < row["rss_anon_bytes"] <= row["rss_bytes"]
+    assert row["rss_anon_bytes_per_memory"] == round(row["rss_anon_bytes"] / row["memories"], 1)
+    # Restart: stopped, started on the same store, and the first recall found what was stored.
+    assert 0 < row["restart"]["ready_s"] <= row["restart_s"] < 120
+    assert row["restart"]["first_recall_hits"] > 0
