@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .locomo import CATEGORIES
@@ -115,6 +116,34 @@ def print_bench(result: dict, console: Console | None = None) -> None:
             label, fmt = labels[key]
             table.add_row(label, fmt(value), "[green]yes[/green]" if value["met"] else "[red]NO[/red]")
         console.print(table)
+
+
+def print_peer_bench(result: dict, console: Console | None = None) -> None:
+    """One row per store: query latency, insert rate, recall@k against exact search."""
+    console = console or _console()
+    machine, v = result["machine"], result["vectors"]
+    console.print(f"[bold]memosd bench --peers[/bold]: {machine['cpus']} CPU(s) {machine['cpu']}, "
+                  f"Python {machine['python']}; {v['count']:,} x {v['dim']}-d vectors ({v['shape']}), "
+                  f"{v['queries']:,} queries; {result['seconds']} s")
+    k = result["k"]
+    table = Table(title=f"top-{k} queries, one at a time, stores alternating every 100 queries "
+                        f"(memosd over ipc; the others in this process)")
+    for col in ("store", "p50", "p99", "p50 / memosd", "insert rows/s (until searchable)", f"recall@{k} vs exact",
+                "configuration"):
+        table.add_column(col, justify="left" if col in ("store", "configuration") else "right")
+    for row in result["peers"]:
+        insert = row["insert"]
+        rate = _rate(insert["per_s"]) if row["store"] != "numpy" else "-"
+        table.add_row(row["store"], _us(row["p50_us"]), _us(row["p99_us"]), _x(row.get("vs_memosd_p50")), rate,
+                      f"{row['recall_at_k']:.3f}", escape(row["config"]))
+    console.print(table)
+    memosd = next((row for row in result["peers"] if row["store"] == "memosd"), None)
+    if memosd:
+        console.print(f"memosd: engine p50 {_us(memosd.get('engine_p50_us'))} (the rest is socket, framing and "
+                      f"client); writes acknowledged at {_rate(memosd['insert']['acked_per_s'])}; daemon RSS "
+                      f"{_bytes(memosd.get('rss_bytes'))}, anonymous {_bytes(memosd.get('rss_anon_bytes'))}")
+    for name, reason in result["skipped"].items():
+        console.print(f"[yellow]skipped {name}[/yellow]: {escape(reason)}")
 
 
 def _r(value) -> str:

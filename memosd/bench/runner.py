@@ -86,7 +86,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _machine() -> dict:
+def machine_info() -> dict:
+    """The machine and library versions a result was measured with."""
     import os
 
     import psutil
@@ -230,7 +231,7 @@ def _recall_at_size(target: Target, floor: FloorServer, opts: BenchOptions, quer
     return out
 
 
-def _settle(target: Target, say: Say, timeout_s: float = 1800.0) -> float | None:
+def settle(target: Target, say: Say, timeout_s: float = 1800.0) -> float | None:
     """Wait until the daemon's tier scheduler has paged (and consolidated) what was just written, so
     recall is measured on the store as it runs, not mid-import (docs/tiers.md); returns the seconds
     waited, or None without admin access."""
@@ -288,7 +289,7 @@ def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
                 say(f"recall: filling to {size:,} memories")
                 fill_result = fill(loader, workload, size - stored)
                 stored = size
-                settled_s = _settle(target, say)
+                settled_s = settle(target, say)
                 if floor is None:
                     # The floor's reply imitates a real recall reply (k hits) from this store.
                     hits = loader.recall(queries[0], k=opts.k)
@@ -343,7 +344,7 @@ def run_bench(opts: BenchOptions, say: Say) -> dict:
     writes = run_writes(opts, say) if opts.writes else {}
     recall = run_recall(opts, say) if opts.sizes else []
     return {
-        "machine": _machine(),
+        "machine": machine_info(),
         "options": asdict(opts),
         "workload": "generated" if opts.data is None else f"locomo:{opts.data}",
         "writes": writes,

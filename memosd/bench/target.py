@@ -54,12 +54,13 @@ class Target:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def start(cls, *, tcp: bool = True, no_fsync: bool = False, store_dir: str | None = None) -> "Target":
-        """Start a fresh daemon on a temporary store (ipc, plus tcp when asked)."""
+    def start(cls, *, tcp: bool = True, no_fsync: bool = False, store_dir: str | None = None,
+              env: dict[str, str] | None = None) -> "Target":
+        """Start a fresh daemon on a temporary store (ipc, plus tcp when asked); ``env`` adds settings."""
         data_dir = None
         if store_dir is not None:
             data_dir = tempfile.mkdtemp(prefix="memosd-bench-", dir=store_dir)
-        daemon = DaemonProcess(data_dir, tcp=tcp, extra_args=["--no-fsync"] if no_fsync else [])
+        daemon = DaemonProcess(data_dir, tcp=tcp, extra_args=["--no-fsync"] if no_fsync else [], env=env)
         try:
             daemon.start()
         except BaseException:
