@@ -235,11 +235,11 @@ def add_bench_commands(sub, common) -> None:
                                        "its filesystem decides what an fsync costs")
     p.add_argument("--keep", action="store_true",
                    help="with --endpoint: leave the benchmark namespace filled (default: purge it at the end)")
-    p.add_argument("--peers", nargs="?", const="memosd,chromadb,lancedb,numpy", default=None, metavar="LIST",
+    p.add_argument("--peers", nargs="?", const="memosd,memosd-hnsw,chromadb,lancedb,numpy", default=None, metavar="LIST",
                    help="instead: compare memosd (daemon over ipc) with chromadb and lancedb in-process and "
-                        "numpy exact search, same vectors and queries (default LIST: memosd,chromadb,lancedb,numpy; "
+                        "numpy exact search, same vectors and queries (default LIST: memosd,memosd-hnsw,chromadb,lancedb,numpy; "
                         "one --sizes value, default 100000; --queries default 1000); a peer whose package is "
-                        "missing is skipped (pip install 'memosd[peers]')")
+                        "missing is skipped (pip install 'memosd[peers]'; memosd-hnsw: the memosd-ann plugin)")
     p.add_argument("--dim", type=int, default=384, help="with --peers: vector dimension (default 384)")
     p.add_argument("--no-restart", action="store_true",
                    help="skip the restart measurement (stop, start on the same store, first recall answered)")

@@ -29,15 +29,17 @@ NAMESPACE = "memosd-bench-peers"
 class MemosdStore:
     """The daemon under test, fed and queried through the client library (a ``PeerStore``)."""
 
-    name = "memosd"
-
-    def __init__(self, vectors_dir: Path, store_dir: str | None = None) -> None:
+    def __init__(self, vectors_dir: Path, store_dir: str | None = None, backend: str = "") -> None:
+        """``backend``: a ``memosd.backends`` plugin for the dense channel ("" = the built-in exact numpy)."""
+        self.name = f"memosd-{backend}" if backend else "memosd"
         plugin_dir = write_plugin_package(vectors_dir / "plugin")
         # The daemon inherits our PYTHONPATH (so it runs this checkout's memosd); the plugin's metadata
         # goes in front of it.
         path = os.pathsep.join(p for p in (str(plugin_dir), os.environ.get("PYTHONPATH", "")) if p)
         env = {"PYTHONPATH": path, ENV: str(vectors_dir), "MEMOSD_PLUGINS_ENCODER": NAME,
                "MEMOSD_PLUGINS_TIMEOUT_S": "30"}
+        if backend:
+            env["MEMOSD_PLUGINS_BACKEND"] = backend
         self.target = Target.start(tcp=False, store_dir=store_dir, env=env)
         self._client = None
         try:
@@ -45,6 +47,9 @@ class MemosdStore:
             if not plugins.dense:
                 failed = [p.error for p in plugins.plugins if p.name == NAME]
                 raise RuntimeError(f"the daemon did not load the {NAME} encoder: {failed or 'not found'}")
+            if backend and not plugins.backend.startswith(backend):
+                # memosd falls back to numpy when a backend fails: that would be measured under the wrong name.
+                raise RuntimeError(f"the daemon did not load the {backend} backend (it uses {plugins.backend})")
             self.config = f"daemon over ipc, dense channel {plugins.encoder}, backend {plugins.backend}, durable"
             self._client = self.target.client("ipc", NAMESPACE)
         except BaseException:

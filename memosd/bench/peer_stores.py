@@ -127,8 +127,9 @@ class Lance:
         self._table = self._db = None
 
 
-PACKAGES = {"chromadb": "chromadb", "lancedb": "lancedb"}
-"""Peer name -> the module it needs (installed by ``pip install 'memosd[peers]'``)."""
+PACKAGES = {"chromadb": "chromadb", "lancedb": "lancedb", "memosd-hnsw": "memosd_ann"}
+"""Peer name -> the module it needs (chromadb and lancedb: ``pip install 'memosd[peers]'``; memosd-hnsw:
+the memosd-ann plugin, ``pip install -e plugins/memosd-ann``)."""
 
 
 def missing_package(name: str) -> str | None:
@@ -139,7 +140,8 @@ def missing_package(name: str) -> str | None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        return f"{module} is not installed ({exc.msg}); pip install 'memosd[peers]'"
+        how = "pip install -e plugins/memosd-ann" if name == "memosd-hnsw" else "pip install 'memosd[peers]'"
+        return f"{module} is not installed ({exc.msg}); {how}"
     return None
 
 

@@ -26,7 +26,8 @@ from .peer_stores import PeerStore, missing_package, open_store
 from .runner import Say, machine_info
 from .stats import ratio, summarize_ns
 
-PEERS = ["memosd", "chromadb", "lancedb", "numpy"]
+PEERS = ["memosd", "memosd-hnsw", "chromadb", "lancedb", "numpy"]
+"""memosd-hnsw: memosd with the memosd-ann plugin's faiss HNSW backend in its dense channel."""
 
 
 @dataclass
@@ -48,6 +49,8 @@ class PeerBenchOptions:
 def _open(name: str, where: Path, opts: PeerBenchOptions) -> PeerStore:
     if name == "memosd":
         return MemosdStore(where, opts.store_dir)
+    if name == "memosd-hnsw":
+        return MemosdStore(where, opts.store_dir, backend="hnsw")
     return open_store(name, where, opts.size, opts.dim)
 
 

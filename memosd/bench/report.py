@@ -137,9 +137,8 @@ def print_peer_bench(result: dict, console: Console | None = None) -> None:
         table.add_row(row["store"], _us(row["p50_us"]), _us(row["p99_us"]), _x(row.get("vs_memosd_p50")), rate,
                       f"{row['recall_at_k']:.3f}", escape(row["config"]))
     console.print(table)
-    memosd = next((row for row in result["peers"] if row["store"] == "memosd"), None)
-    if memosd:
-        console.print(f"memosd: engine p50 {_us(memosd.get('engine_p50_us'))} (the rest is socket, framing and "
+    for memosd in (row for row in result["peers"] if row["store"].startswith("memosd")):
+        console.print(f"{memosd['store']}: engine p50 {_us(memosd.get('engine_p50_us'))} (the rest is socket, framing and "
                       f"client); writes acknowledged at {_rate(memosd['insert']['acked_per_s'])}; daemon RSS "
                       f"{_bytes(memosd.get('rss_bytes'))}, anonymous {_bytes(memosd.get('rss_anon_bytes'))}")
     for name, reason in result["skipped"].items():
