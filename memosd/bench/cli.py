@@ -32,9 +32,34 @@ def _print_json(obj) -> None:
 # --------------------------------------------------------------------------- bench
 
 
+def cmd_bench_peers(args) -> int:
+    from .peers import PeerBenchOptions, run_peer_bench
+    from .report import print_peer_bench
+
+    opts = PeerBenchOptions(k=args.k, seed=args.seed, dim=args.dim, store_dir=args.store_dir,
+                            peers=[p.strip() for p in args.peers.split(",") if p.strip()])
+    if args.sizes is not None:
+        if len(args.sizes) != 1:
+            raise ValueError("--peers compares the stores at one size: give one --sizes value")
+        opts.size = args.sizes[0]
+    if args.queries is not None:
+        if args.queries < 1:
+            raise ValueError("--queries must be positive")
+        opts.queries = args.queries
+    result = run_peer_bench(opts, progress_printer())
+    if args.json:
+        _print_json(result)
+    else:
+        print_peer_bench(result)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .report import print_bench
     from .runner import BenchOptions, run_bench
+
+    if args.peers is not None:
+        return cmd_bench_peers(args)
 
     opts = BenchOptions(
         k=args.k,
@@ -50,6 +75,7 @@ def cmd_bench(args) -> int:
         concurrency=args.concurrency,
         store_dir=args.store_dir,
         keep=args.keep,
+        restart=not args.no_restart,
     )
     if args.quick:
         # A smoke run: every phase once, small enough for a test suite (~15 s here).
@@ -211,6 +237,14 @@ def add_bench_commands(sub, common) -> None:
                                        "its filesystem decides what an fsync costs")
     p.add_argument("--keep", action="store_true",
                    help="with --endpoint: leave the benchmark namespace filled (default: purge it at the end)")
+    p.add_argument("--peers", nargs="?", const="memosd,memosd-hnsw,chromadb,lancedb,numpy", default=None, metavar="LIST",
+                   help="instead: compare memosd (daemon over ipc) with chromadb and lancedb in-process and "
+                        "numpy exact search, same vectors and queries (default LIST: memosd,memosd-hnsw,chromadb,lancedb,numpy; "
+                        "one --sizes value, default 100000; --queries default 1000); a peer whose package is "
+                        "missing is skipped (pip install 'memosd[peers]'; memosd-hnsw: the memosd-ann plugin)")
+    p.add_argument("--dim", type=int, default=384, help="with --peers: vector dimension (default 384)")
+    p.add_argument("--no-restart", action="store_true",
+                   help="skip the restart measurement (stop, start on the same store, first recall answered)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_bench)
 

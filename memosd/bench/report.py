@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .locomo import CATEGORIES
@@ -62,16 +63,21 @@ def print_bench(result: dict, console: Console | None = None) -> None:
             table.add_section()
         console.print(table)
 
-        table = Table(title="store (after filling in durable batches of 1000)")
+        table = Table(title="store (after filling in durable batches of 1000; RSS after the recalls; restart: "
+                            "stop, start on the same store, first recall answered)")
         for col in ("memories", "fill rate", "on disk", "bytes/memory", "LMDB used", "daemon RSS",
-                    "daemon CPU/recall"):
+                    "anon RSS", "RAM/memory", "restart", "daemon CPU/recall"):
             table.add_column(col, justify="right")
         for row in result["recall"]:
             cpu = row.get("daemon_cpu_us_per_recall")
+            per_memory = row.get("rss_anon_bytes_per_memory")
+            restart = row.get("restart_s")
             table.add_row(f"{row['memories']:,}", _rate(row["fill"]["per_s"]), _bytes(row["store"]["disk_bytes"]),
                           "-" if row["store"]["disk_bytes_per_memory"] is None
                           else f"{row['store']['disk_bytes_per_memory']:,.0f}",
-                          _bytes(row["store"]["used_bytes"]), _bytes(row["rss_bytes"]), _us(cpu))
+                          _bytes(row["store"]["used_bytes"]), _bytes(row["rss_bytes"]),
+                          _bytes(row.get("rss_anon_bytes")), "-" if per_memory is None else f"{per_memory:,.0f} B",
+                          "-" if restart is None else f"{restart:.2f} s", _us(cpu))
         console.print(table)
 
     if result["writes"]:
@@ -110,6 +116,33 @@ def print_bench(result: dict, console: Console | None = None) -> None:
             label, fmt = labels[key]
             table.add_row(label, fmt(value), "[green]yes[/green]" if value["met"] else "[red]NO[/red]")
         console.print(table)
+
+
+def print_peer_bench(result: dict, console: Console | None = None) -> None:
+    """One row per store: query latency, insert rate, recall@k against exact search."""
+    console = console or _console()
+    machine, v = result["machine"], result["vectors"]
+    console.print(f"[bold]memosd bench --peers[/bold]: {machine['cpus']} CPU(s) {machine['cpu']}, "
+                  f"Python {machine['python']}; {v['count']:,} x {v['dim']}-d vectors ({v['shape']}), "
+                  f"{v['queries']:,} queries; {result['seconds']} s")
+    k = result["k"]
+    table = Table(title=f"top-{k} queries, one at a time, stores alternating every 100 queries "
+                        f"(memosd over ipc; the others in this process)")
+    for col in ("store", "p50", "p99", "p50 / memosd", "insert rows/s (until searchable)", f"recall@{k} vs exact",
+                "configuration"):
+        table.add_column(col, justify="left" if col in ("store", "configuration") else "right")
+    for row in result["peers"]:
+        insert = row["insert"]
+        rate = _rate(insert["per_s"]) if row["store"] != "numpy" else "-"
+        table.add_row(row["store"], _us(row["p50_us"]), _us(row["p99_us"]), _x(row.get("vs_memosd_p50")), rate,
+                      f"{row['recall_at_k']:.3f}", escape(row["config"]))
+    console.print(table)
+    for memosd in (row for row in result["peers"] if row["store"].startswith("memosd")):
+        console.print(f"{memosd['store']}: engine p50 {_us(memosd.get('engine_p50_us'))} (the rest is socket, framing and "
+                      f"client); writes acknowledged at {_rate(memosd['insert']['acked_per_s'])}; daemon RSS "
+                      f"{_bytes(memosd.get('rss_bytes'))}, anonymous {_bytes(memosd.get('rss_anon_bytes'))}")
+    for name, reason in result["skipped"].items():
+        console.print(f"[yellow]skipped {name}[/yellow]: {escape(reason)}")
 
 
 def _r(value) -> str:

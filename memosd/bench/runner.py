@@ -7,7 +7,8 @@ Phases:
 2. recall: one daemon, one namespace filled in batches of 1000 up to each
    store size in turn; at each size, recall latency over ipc and tcp and the
    pyzmq floor over ipc and tcp, interleaved block by block; then store size on
-   disk and daemon RSS.
+   disk, daemon RSS and anonymous RSS (RAM per memory), and the restart time:
+   stop the daemon, start it on the same store, time until a recall answers.
 
 Writes get their own daemons so the recall store holds exactly the stated
 number of memories and its bytes per memory are not inflated by them.
@@ -67,6 +68,8 @@ class BenchOptions:
     store_dir: str | None = None
     keep: bool = False
     """With ``endpoint``: leave the benchmark namespace filled instead of purging it at the end."""
+    restart: bool = True
+    """At each size, restart the daemon we started and time it until the first recall answers."""
 
 
 Say = Callable[[str], None]
@@ -83,7 +86,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _machine() -> dict:
+def machine_info() -> dict:
+    """The machine and library versions a result was measured with."""
     import os
 
     import psutil
@@ -227,7 +231,7 @@ def _recall_at_size(target: Target, floor: FloorServer, opts: BenchOptions, quer
     return out
 
 
-def _settle(target: Target, say: Say, timeout_s: float = 1800.0) -> float | None:
+def settle(target: Target, say: Say, timeout_s: float = 1800.0) -> float | None:
     """Wait until the daemon's tier scheduler has paged (and consolidated) what was just written, so
     recall is measured on the store as it runs, not mid-import (docs/tiers.md); returns the seconds
     waited, or None without admin access."""
@@ -244,6 +248,24 @@ def _settle(target: Target, say: Say, timeout_s: float = 1800.0) -> float | None
             time.sleep(0.5)
             backlog = admin.tiers().backlog
     return round(time.monotonic() - started, 1)
+
+
+def _ram(anon: int | None, memories: int) -> dict:
+    """The daemon's own RAM (anonymous RSS, after the recalls) and what that is per memory."""
+    return {"rss_anon_bytes": anon,
+            "rss_anon_bytes_per_memory": round(anon / memories, 1) if anon is not None and memories else None}
+
+
+_NO_RESTART = {"restart_s": None, "restart": None}
+
+
+def _restart(target: Target, opts: BenchOptions, query: str, say: Say) -> dict:
+    """Stop and start the daemon on its store; None figures for a daemon we did not start."""
+    if target.daemon is None:
+        return dict(_NO_RESTART)
+    say("recall: restarting the daemon on the same store")
+    timing = target.restart(opts.namespace, query, opts.k)
+    return {"restart_s": timing.first_recall_s, "restart": asdict(timing)}
 
 
 def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
@@ -267,7 +289,7 @@ def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
                 say(f"recall: filling to {size:,} memories")
                 fill_result = fill(loader, workload, size - stored)
                 stored = size
-                settled_s = _settle(target, say)
+                settled_s = settle(target, say)
                 if floor is None:
                     # The floor's reply imitates a real recall reply (k hits) from this store.
                     hits = loader.recall(queries[0], k=opts.k)
@@ -283,6 +305,8 @@ def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
                     "disk_bytes_per_memory": round(disk / size, 1) if disk else None,
                 }
                 row["rss_bytes"] = target.rss_bytes()
+                row.update(_ram(target.rss_anon_bytes(), size))
+                row.update(_restart(target, opts, queries[0], say) if opts.restart else _NO_RESTART)
                 results.append(row)
     finally:
         if floor is not None:
@@ -320,7 +344,7 @@ def run_bench(opts: BenchOptions, say: Say) -> dict:
     writes = run_writes(opts, say) if opts.writes else {}
     recall = run_recall(opts, say) if opts.sizes else []
     return {
-        "machine": _machine(),
+        "machine": machine_info(),
         "options": asdict(opts),
         "workload": "generated" if opts.data is None else f"locomo:{opts.data}",
         "writes": writes,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,20 @@ from memosd_client import AdminClient, Client, CurveKeys
 from memosd_client.protocol import messages as m
 
 from ..testing import DaemonProcess
+
+
+@dataclass(frozen=True)
+class RestartTiming:
+    """One stop and start of the daemon on the same store, as :meth:`Target.restart` measured it."""
+
+    stop_s: float
+    """SIGTERM until the old process exited (its clean shutdown)."""
+    ready_s: float
+    """New process spawned until its admin endpoint answered ``status``."""
+    first_recall_s: float
+    """New process spawned until the first recall was answered: what an agent waits for."""
+    first_recall_hits: int
+    """Hits of that first recall (0 would mean the daemon answered before its indexes were back)."""
 
 
 @dataclass
@@ -39,12 +54,13 @@ class Target:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def start(cls, *, tcp: bool = True, no_fsync: bool = False, store_dir: str | None = None) -> "Target":
-        """Start a fresh daemon on a temporary store (ipc, plus tcp when asked)."""
+    def start(cls, *, tcp: bool = True, no_fsync: bool = False, store_dir: str | None = None,
+              env: dict[str, str] | None = None) -> "Target":
+        """Start a fresh daemon on a temporary store (ipc, plus tcp when asked); ``env`` adds settings."""
         data_dir = None
         if store_dir is not None:
             data_dir = tempfile.mkdtemp(prefix="memosd-bench-", dir=store_dir)
-        daemon = DaemonProcess(data_dir, tcp=tcp, extra_args=["--no-fsync"] if no_fsync else [])
+        daemon = DaemonProcess(data_dir, tcp=tcp, extra_args=["--no-fsync"] if no_fsync else [], env=env)
         try:
             daemon.start()
         except BaseException:
@@ -73,6 +89,37 @@ class Target:
         if self._remove_dir is not None:
             shutil.rmtree(self._remove_dir, ignore_errors=True)
             self._remove_dir = None
+
+    def restart(self, namespace: str, query: str, k: int = 10, timeout_s: float = 3600.0) -> RestartTiming | None:
+        """Stop the daemon we started and start it again on the same store; None for ``--endpoint``.
+
+        The first recall is retried until answered, so the figure holds whether the daemon loads its
+        indexes before it listens or after.
+        """
+        if self.daemon is None:
+            return None
+        from memosd_client.protocol.errors import MemosdError
+
+        t0 = time.perf_counter()
+        self.daemon.stop()
+        stopped = time.perf_counter()
+        self._process = None  # the new process has another pid
+        self.daemon.startup_timeout = timeout_s  # a large store takes a while to load
+        self.daemon.start()
+        ready = time.perf_counter()
+        deadline = stopped + timeout_s
+        while True:
+            try:
+                with self.client(next(iter(self.endpoints)), namespace, timeout=timeout_s) as client:
+                    hits = client.recall(query, k=k)
+                break
+            except MemosdError:
+                if time.perf_counter() > deadline:
+                    raise
+                time.sleep(0.05)
+        answered = time.perf_counter()
+        return RestartTiming(stop_s=round(stopped - t0, 3), ready_s=round(ready - stopped, 3),
+                             first_recall_s=round(answered - stopped, 3), first_recall_hits=len(hits))
 
     def __enter__(self) -> "Target":
         return self
@@ -115,6 +162,24 @@ class Target:
             return self._process.memory_info().rss if self._process else None
         except psutil.Error:
             return None
+
+    def rss_anon_bytes(self) -> int | None:
+        """Anonymous resident memory of the daemon (``RssAnon``): heap, numpy arrays, Python objects.
+
+        Unlike RSS it leaves out file pages mapped from the store, which the OS can drop and re-read,
+        so it is the RAM the daemon itself holds. Linux only; None elsewhere.
+        """
+        self._locate()
+        if self._process is None:
+            return None
+        try:
+            with open(f"/proc/{self._process.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("RssAnon:"):
+                        return int(line.split()[1]) * 1024  # the kernel reports kB
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time the daemon has used so far (all threads)."""

@@ -42,3 +42,31 @@ def test_bench_quick_prints_floor_and_memosd_figures():
     assert paths["memosd ipc"]["p50_us"] > 0 and paths["memosd ipc"]["p99_us"] >= paths["memosd ipc"]["p50_us"]
     assert report["writes"]["durable"]["batched"]
     assert "targets" in report
+    row = report["recall"][0]
+    # The daemon's own RAM: more than an empty interpreter, less than the whole RSS it is part of.
+    assert 10 * 2**20 < row["rss_anon_bytes"] <= row["rss_bytes"]
+    assert row["rss_anon_bytes_per_memory"] == round(row["rss_anon_bytes"] / row["memories"], 1)
+    # Restart: stopped, started on the same store, and the first recall found what was stored.
+    assert 0 < row["restart"]["ready_s"] <= row["restart_s"] < 120
+    assert row["restart"]["first_recall_hits"] > 0
+
+
+def test_bench_peers_compares_memosd_with_exact_search_on_the_same_vectors():
+    # A missing optional peer package is skipped with a reason, never an error.
+    result = run("bench", "--peers", "memosd,numpy,chromadb,lancedb", "--sizes", "600", "--queries", "60",
+                 "--dim", "32", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = {row["store"]: row for row in report["peers"]}
+    assert {"memosd", "numpy"} <= set(rows)
+    assert set(rows) | set(report["skipped"]) == {"memosd", "numpy", "chromadb", "lancedb"}
+    assert all("pip install" in reason for reason in report["skipped"].values())
+    memosd = rows["memosd"]
+    # Queries carry no index terms, so memosd answers from its exact dense channel alone.
+    assert memosd["recall_at_k"] == 1.0 and rows["numpy"]["recall_at_k"] == 1.0
+    assert memosd["insert"]["rows"] == 600 and memosd["insert"]["per_s"] > 0
+    assert memosd["n"] == 60 and 0 < memosd["p50_us"] <= memosd["p99_us"]
+    assert memosd["engine_p50_us"] > 0 and memosd["rss_anon_bytes"] > 0
+    assert memosd["vs_memosd_p50"] == 1.0
+    for row in rows.values():
+        assert 0.0 <= row["recall_at_k"] <= 1.0
