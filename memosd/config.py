@@ -169,9 +169,12 @@ class TiersConfig:
     """Pages taken from the coarse index per query (the fine stage also takes the pages of the best lexical hits)."""
     candidate_lexical: int = 20
     """Best lexical hits whose pages join the fine stage."""
-    page_weight: float = 0.4
+    fine_weight: float = 0.0
+    """Weight of a candidate turn's hashed n-gram (fine vector) score in its final score; 0 (chosen by
+    cross-validation on LoCoMo) scores no fine vectors, so text recall faults no page in."""
+    page_weight: float = 1.0
     """Weight of a turn's page score (coarse) in its final score."""
-    neighbor_weight: float = 0.15
+    neighbor_weight: float = 0.45
     """Weight of the adjacent turns' scores in a turn's final score (conversation context)."""
     knowledge_weight: float = 0.0
     """Weight of consolidated facts' scores on their source turns."""
@@ -181,7 +184,7 @@ class TiersConfig:
     period_weight: float = 1.0
     """Added to a candidate turn's score when the question names a period ("in June 2023", "in May") and
     the turn was said in it or talks about a time in it."""
-    speaker_weight: float = 0.0
+    speaker_weight: float = 0.3
     """Added to a candidate turn's score when the question names its speaker (a transcript line
     "Alice: ..." is Alice's)."""
     knowledge_candidates: int = 0

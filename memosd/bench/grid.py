@@ -28,6 +28,9 @@ DEFAULT_NEIGHBOURHOOD: tuple[str, ...] = (
     "tiers.page_max_turns=4,12",
     "tiers.page_continuity=0.0,0.1",
     "tiers.knowledge_weight=0.1,0.3",
+    "tiers.time_weight=0.0,0.15,0.6",
+    "tiers.period_weight=0.0,0.5,2.0",
+    "tiers.speaker_weight=0.1,0.2,0.3",
 )
 """The one-at-a-time sweep the tuner runs when given no ``--param``: a few values either side of each default
 (page_weight, neighbor_weight and hash_weight reach further on the side where a first sweep found its best

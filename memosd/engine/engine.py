@@ -268,7 +268,7 @@ class Engine(Validation, Records):
         if state is None:
             return m.RecallResult(hits=[], took_us=(time.perf_counter_ns() - started) // 1000)
         mask = state.mask(args.filters, as_of=args.as_of, include_forgotten=args.include_forgotten)
-        search = TwoStage(state.tiers, self.tiers.hash_weight)
+        search = TwoStage(state.tiers, self.tiers.cfg.fine_weight)
         faults = state.tiers.counters.faults
         if vector is not None:
             hits = search.search_vector(vector, args.k, mask, padded_size(state.table.size))

@@ -34,7 +34,6 @@ class TierManager:
         self.env = env
         self.cfg = cfg
         retrieval = retrieval or RetrievalConfig()
-        self.hash_weight = retrieval.hash_weight
         self.featurizer = Featurizer(retrieval.hash_dim, retrieval.bigram_weight, retrieval.hash_norm_exponent)
         self.states: dict[int, TierState] = {}
         self._pages = env.dbs["pages"]

@@ -10,7 +10,7 @@ ring (STM is always searched: each ring's newest turns, see TierState.stm_block)
 Stage 2 (fine) scores the turns of those units with the hashed n-gram vectors
 (faulting non-resident pages in) and fuses, per turn:
 
-    final = bm25_n + hash_weight * hash_n
+    final = bm25_n + fine_weight * hash_n
           + page_weight * unit_n                      (the coarse score of the turn's page or ring)
           + neighbor_weight * (base of the previous + base of the next turn of its unit)
           + knowledge_weight * fact_n                 (best fact citing the turn)
@@ -52,6 +52,20 @@ def _unit_scores(coarse: np.ndarray, docs: np.ndarray, top: float) -> np.ndarray
     return scores
 
 
+def _rings_at_least_their_best_turn(unit_scores: np.ndarray, is_ring: np.ndarray, base: np.ndarray,
+                                    lengths: np.ndarray) -> np.ndarray:
+    """Unit scores where a ring scores at least as its best turn's base score.
+
+    A ring's coarse document is re-indexed by the scheduler, after the write that changed the ring: until
+    then a new turn's ring may have no coarse score at all, and the page term (page_weight) would put a
+    memory written a moment ago behind older, paged ones. Its own score bounds what the ring's document
+    would score, and it is there at once."""
+    if not is_ring.any():
+        return unit_scores
+    best = np.maximum.reduceat(base, np.cumsum(lengths) - lengths)
+    return np.where(is_ring, np.maximum(unit_scores, best), unit_scores).astype(np.float32)
+
+
 def _top_keys(scores: np.ndarray, limit: int) -> np.ndarray:
     """Indices of the best ``limit`` positive scores (ties: lowest index)."""
     if len(scores) and len(scores) % GROUP_ROWS == 0:  # a padded array: the grouped top-k pass is faster
@@ -82,9 +96,9 @@ class Candidates:
 class TwoStage:
     """Runs one query against one namespace's tiers."""
 
-    def __init__(self, tiers: TierState, hash_weight: float):
+    def __init__(self, tiers: TierState, fine_weight: float):
         self.tiers = tiers
-        self.hash_weight = hash_weight
+        self.fine_weight = fine_weight
 
     def candidate_pages(self, coarse: np.ndarray, bm25: np.ndarray, fact_units: set[int]) -> np.ndarray:
         """The pages among the best coarse units, the units of the best lexical hits and the facts' pages
@@ -123,38 +137,35 @@ class TwoStage:
         tiers, cfg = self.tiers, self.tiers.cfg
         tiers.counters.queries += 1
         size = len(bm25)
-        faults = tiers.counters.faults
         page_ids = candidates.pages.tolist()
-        blocks = tiers.blocks_for([p for p in page_ids if p in tiers.pages])
-        if tiers.counters.faults != faults:
-            tiers.counters.fault_queries += 1
-        qvec = tiers.df.query_vector(*tiers.feat.query(query))
-        stm, stm_index = tiers.stm_block(), tiers.stm_index()
-        fine = score_blocks(blocks if stm_index is not None else [stm, *blocks], qvec, size)  # candidates' turns only
-        if stm_index is not None:
-            add_indexed(fine, stm, stm_index, qvec)
+        # With no weight on the fine vectors, they would change no score: they are neither scored nor
+        # faulted in (text recall then never waits on a page fault).
+        fine = self._fine_scores(query, page_ids, size) if self.fine_weight else None
 
         page_arrays = [tiers.unit_array(p) for p in page_ids]
         lengths = np.concatenate([candidates.rings.lengths, np.asarray([len(a) for a in page_arrays], dtype=np.int64)])
         unit_scores = np.concatenate([candidates.ring_scores, candidates.page_scores])
+        is_ring = np.arange(len(lengths)) < len(candidates.rings.lengths)
         keep = lengths > 0
-        lengths, unit_scores = lengths[keep], unit_scores[keep]
+        lengths, unit_scores, is_ring = lengths[keep], unit_scores[keep], is_ring[keep]
         idx = np.concatenate([candidates.rings.slots, *page_arrays]).astype(np.int64, copy=False)
         visible = np.zeros(len(idx), dtype=bool)
         inside = idx < min(len(allowed), size)
         visible[inside] = allowed[idx[inside]]
 
-        cand_fine = fine[idx] * visible
-        top = cand_fine.max() if len(cand_fine) else 0.0
-        if top > 0:
-            cand_fine = cand_fine / top
         # bm25 is zero where not allowed; the candidates' turns are overwritten below, in a copy (the
         # caller may use bm25 again).
         top = bm25.max() if len(bm25) else 0.0
         final = bm25 / top if top > 0 else bm25.copy()
-        base = final[idx] + self.hash_weight * cand_fine
+        base = final[idx]
+        if fine is not None:
+            cand_fine = fine[idx] * visible
+            top = cand_fine.max() if len(cand_fine) else 0.0
+            if top > 0:
+                base = base + self.fine_weight * (cand_fine / top)
         fused = base.copy()
         if len(idx):
+            unit_scores = _rings_at_least_their_best_turn(unit_scores, is_ring, base, lengths)
             self._context(fused, base, lengths, unit_scores)
             for boost in (time_boost(query, tiers.table, idx, cfg), speaker_boost(query, tiers, idx)):
                 if boost is not None:
@@ -168,9 +179,25 @@ class TwoStage:
         slots, values = top_fused([(1.0, final)], k, normalise=False)
         hits = []
         for slot, value in zip(slots.tolist(), values.tolist()):
-            channels = tuple(name for name, scores in (("bm25", bm25), ("hash", fine)) if scores[slot] > 0)
+            channels = tuple(name for name, scores in (("bm25", bm25), ("hash", fine))
+                             if scores is not None and scores[slot] > 0)
             hits.append(Hit(slot, value, channels or ("page",)))
         return hits
+
+    def _fine_scores(self, query: str | AnalyzedQuery, page_ids: list[int], size: int) -> np.ndarray:
+        """q·d of the hashed n-gram vectors over short-term memory and the candidate pages (faulting them in),
+        as a padded array that is zero elsewhere."""
+        tiers = self.tiers
+        faults = tiers.counters.faults
+        blocks = tiers.blocks_for([p for p in page_ids if p in tiers.pages])
+        if tiers.counters.faults != faults:
+            tiers.counters.fault_queries += 1
+        qvec = tiers.df.query_vector(*tiers.feat.query(query))
+        stm, stm_index = tiers.stm_block(), tiers.stm_index()
+        fine = score_blocks(blocks if stm_index is not None else [stm, *blocks], qvec, size)  # candidates' turns only
+        if stm_index is not None:
+            add_indexed(fine, stm, stm_index, qvec)
+        return fine
 
     def _context(self, fused: np.ndarray, base: np.ndarray, lengths: np.ndarray, unit_scores: np.ndarray) -> None:
         """Add the page term and the neighbour term to the candidates' ``fused`` scores, laid out unit after

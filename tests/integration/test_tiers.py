@@ -104,19 +104,35 @@ def test_short_term_keeps_the_newest_turns_and_pages_the_rest(tmp_path):
 
 def test_recall_after_eviction_returns_the_same_top_k(tmp_path):
     store = tmp_path / "store"
-    with DaemonProcess(store) as daemon, daemon.client(namespace="chat") as client:
+    fine = {"MEMOSD_TIERS_FINE_WEIGHT": "0.5"}  # text recall scores the fine vectors, so it needs the pages
+    with DaemonProcess(store, env=fine) as daemon, daemon.client(namespace="chat") as client:
         client.remember_many(conversation())
         settle(daemon)
         before = answers(client)
         assert ns_tiers(daemon, "chat").faults == 0
     # The same store with a budget no page fits in: every page is evicted, every query faults.
-    with DaemonProcess(store, env={"MEMOSD_TIERS_BUDGET_BYTES": "1"}) as daemon, \
+    with DaemonProcess(store, env={**fine, "MEMOSD_TIERS_BUDGET_BYTES": "1"}) as daemon, \
             daemon.client(namespace="chat") as client:
         assert ns_tiers(daemon, "chat").resident_pages == 0
         after = answers(client)
         tiers = ns_tiers(daemon, "chat")
     assert after == before
     assert tiers.faults > 0 and tiers.evictions > 0 and tiers.resident_pages == 0
+
+
+def test_text_recall_reads_no_page_vectors_by_default(tmp_path):
+    store = tmp_path / "store"
+    with DaemonProcess(store) as daemon, daemon.client(namespace="chat") as client:
+        client.remember_many(conversation())
+        settle(daemon)
+        before = answers(client)
+    # No page fits in the budget, yet text recall faults none in: the default scores no fine vectors.
+    with DaemonProcess(store, env={"MEMOSD_TIERS_BUDGET_BYTES": "1"}) as daemon, \
+            daemon.client(namespace="chat") as client:
+        after = answers(client)
+        tiers = ns_tiers(daemon, "chat")
+    assert after == before
+    assert tiers.faults == 0 and tiers.resident_pages == 0 and tiers.pages > 0
 
 
 def test_heat_decays_while_idle_and_rises_with_hits(tmp_path):
@@ -220,7 +236,9 @@ def test_prefetch_warms_the_time_neighbours_of_a_hit_within_the_budget(tmp_path,
         pages = all_pages(client, ns_tiers(daemon, "chat").pages)
     assert len(pages) >= 40
     budget = int(total * 0.6)  # a restart loads about the first 60% of the pages; prefetching gets the last tenth
-    env = {"MEMOSD_TIERS_BUDGET_BYTES": str(budget), "MEMOSD_SLB_PREFETCH": "1" if prefetch else "0"}
+    # Prefetching pays only where recall reads page vectors: with the fine vectors scored.
+    env = {"MEMOSD_TIERS_BUDGET_BYTES": str(budget), "MEMOSD_SLB_PREFETCH": "1" if prefetch else "0",
+           "MEMOSD_TIERS_FINE_WEIGHT": "0.5"}
     with DaemonProcess(store, env=env) as daemon, daemon.client(namespace="chat") as client:
         mid = len(pages) * 3 // 4
         middle, before, after = pages[mid], pages[mid - 1].id, pages[mid + 1].id

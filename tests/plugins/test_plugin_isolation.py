@@ -113,7 +113,7 @@ def test_default_install_has_no_dense_channel_and_writes_no_vectors(tmp_path):
         assert status.plugin_errors == [] and status.migration is None
         with daemon.client(namespace="plain") as client:
             client.remember("a memory in the default install")
-            assert client.recall("memory default")[0].matched == ["bm25", "hash"]
+            assert client.recall("memory default")[0].matched == ["bm25"]  # lexical only: no dense channel
             assert "recall.dense" not in client.hello().capabilities
     env = Environment(StoreConfig(path=daemon.data_dir))
     try:

@@ -28,9 +28,9 @@ def scores(recalls: dict[str, list[float]], category: int = 4) -> list[QuestionS
 
 
 def test_params_are_normalised_against_the_config_types():
-    spec = parse_param("tiers.page_weight=0.40, 0.6,0.6")
-    assert spec.values == ("0.4", "0.6") and spec.default == "0.4"
-    assert spec.env_name == "MEMOSD_TIERS_PAGE_WEIGHT"
+    spec = parse_param("retrieval.b=0.20, 0.6,0.6")
+    assert spec.values == ("0.2", "0.6") and spec.default == "0.2"
+    assert spec.env_name == "MEMOSD_RETRIEVAL_B"
     assert normalise("tiers.candidate_pages", "16") == "16"
     assert normalise("retrieval.k1", "1") == "1.0"
     for bad in ("tiers.nope=1", "tiers.candidate_pages=many", "page_weight=0.2", "tiers.page_weight="):
@@ -39,14 +39,15 @@ def test_params_are_normalised_against_the_config_types():
 
 
 def test_sweep_varies_one_parameter_at_a_time_and_collapses_defaults():
-    specs = [parse_param("tiers.page_weight=0.2,0.4,0.6"), parse_param("retrieval.k1=0.8,1.2")]
+    specs = [parse_param("tiers.candidate_lexical=10,20,40"), parse_param("retrieval.k1=0.8,1.2")]
     points = sweep_grid(specs)
     assert points[0] == GridPoint() and points[0].label == "default"
-    assert [p.label for p in points[1:]] == ["tiers.page_weight=0.2", "tiers.page_weight=0.6", "retrieval.k1=1.2"]
+    assert [p.label for p in points[1:]] == ["tiers.candidate_lexical=10", "tiers.candidate_lexical=40",
+                                             "retrieval.k1=1.2"]
     assert points[-1].env() == {"MEMOSD_RETRIEVAL_K1": "1.2"}
     joint = joint_grid(specs)
     assert len(joint) == 6 and joint[0] == GridPoint()  # 3 x 2 values, the all-default one first
-    assert GridPoint((("retrieval.k1", "1.2"), ("tiers.page_weight", "0.2"))) in joint
+    assert GridPoint((("retrieval.k1", "1.2"), ("tiers.candidate_lexical", "10"))) in joint
 
 
 # --------------------------------------------------------------------------- figures
