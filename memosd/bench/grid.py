@@ -16,25 +16,19 @@ from dataclasses import dataclass
 from ..config import ConfigError, load_config
 
 DEFAULT_NEIGHBOURHOOD: tuple[str, ...] = (
-    "retrieval.k1=0.5,1.2,1.6",
-    "retrieval.b=0.0,0.4,0.75",
-    "retrieval.hash_weight=0.0,0.25,0.75",
-    "retrieval.bigram_weight=0.5,2.0",
-    "retrieval.hash_norm_exponent=0.25,0.5",
-    "tiers.page_weight=0.2,0.6,0.8,1.0",
-    "tiers.neighbor_weight=0.0,0.3,0.45",
+    "retrieval.k1=0.5,1.2",
+    "retrieval.b=0.0,0.4",
+    "tiers.fine_weight=0.25,0.5",
+    "tiers.page_weight=0.6,1.5",
+    "tiers.neighbor_weight=0.3,0.6",
+    "tiers.speaker_weight=0.2,0.5",
+    "tiers.time_weight=0.0,0.6",
+    "tiers.period_weight=0.5,2.0",
     "tiers.candidate_pages=4,16",
-    "tiers.candidate_lexical=10,40",
-    "tiers.page_max_turns=4,12",
-    "tiers.page_continuity=0.0,0.1",
-    "tiers.knowledge_weight=0.1,0.3",
-    "tiers.time_weight=0.0,0.15,0.6",
-    "tiers.period_weight=0.0,0.5,2.0",
-    "tiers.speaker_weight=0.1,0.2,0.3",
+    "tiers.knowledge_weight=0.1",
 )
-"""The one-at-a-time sweep the tuner runs when given no ``--param``: a few values either side of each default
-(page_weight, neighbor_weight and hash_weight reach further on the side where a first sweep found its best
-value at the grid's edge)."""
+"""The one-at-a-time sweep the tuner runs when given no ``--param``: a value either side of each default
+that a setting has (the defaults themselves were chosen by earlier sweeps and joint grids, docs/benchmarks.md)."""
 
 
 def _default_value(key: str) -> object:
