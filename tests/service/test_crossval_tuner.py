@@ -35,15 +35,15 @@ def test_eval_locomo_reports_each_conversation_and_the_spread(tmp_path):
 
 
 def test_tuner_cross_validates_a_two_point_grid_through_daemons(tmp_path):
-    result = run("bench/crossval.py", str(tiny_file(tmp_path)), "--param", "tiers.page_weight=0.4,0.8", "--json")
+    result = run("bench/crossval.py", str(tiny_file(tmp_path)), "--param", "retrieval.b=0.2,0.6", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert [row["label"] for row in report["grid"]] == ["default", "tiers.page_weight=0.8"]
+    assert [row["label"] for row in report["grid"]] == ["default", "retrieval.b=0.6"]
     assert report["conversations"] == ["tiny-1", "tiny-2"]
     folds = report["folds"]
     assert [fold["held_out"] for fold in folds] == ["tiny-1", "tiny-2"]
     for fold in folds:
-        assert fold["chosen"] in ("default", "tiers.page_weight=0.8")
+        assert fold["chosen"] in ("default", "retrieval.b=0.6")
         assert 0.0 <= fold["held_in"] <= 1.0
     # Every question is scored once, in the fold that held its conversation out.
     assert report["cross_validated"]["questions"] == 6

@@ -30,8 +30,11 @@ MAX_MESSAGE_BYTES = 65_536
 
 @pytest.fixture(scope="module")
 def daemon():
-    """One daemon for the module, with a small message limit so TOO_LARGE is cheap to provoke."""
-    proc = DaemonProcess(env={"MEMOSD_LIMITS_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES)})
+    """One daemon for the module, with a small message limit so TOO_LARGE is cheap to provoke, and room for
+    the 420 requests the concurrency test keeps in flight on one socket (the default per-client queue, 64,
+    answers the rest BUSY when the daemon is slower than the client: tests/test_fairness.py covers that)."""
+    proc = DaemonProcess(env={"MEMOSD_LIMITS_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),
+                              "MEMOSD_LIMITS_MAX_QUEUED_PER_CLIENT": "1024"})
     proc.start()
     yield proc
     proc.cleanup()
