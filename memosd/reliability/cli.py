@@ -104,7 +104,8 @@ def add_reliability_commands(sub, common) -> None:
     p.add_argument("--cycles", type=_positive(int), help="crash: kill -9 cycles (default 100)")
     p.add_argument("--load-seconds", type=_positive(float), help="load: seconds of load (default 30)")
     p.add_argument("--clients", type=_positive(int), default=64, help="load: concurrent clients (default 64)")
-    p.add_argument("--cases", type=_positive(int), help="fuzz: cases to send, each one message of 1-4 frames (default 1000000)")
+    p.add_argument("--cases", type=_positive(int),
+                   help="fuzz: cases to send, each one message of 1-4 frames (default 1000000)")
     p.add_argument("--soak-seconds", type=_positive(float), help="soak: seconds of load (default 120)")
     p.add_argument("--seed", type=int, help="seed for every suite's random choices (default: a random one, "
                                             "reported in the results)")
