@@ -16,7 +16,7 @@ import sys
 from ..cli.output import progress_printer
 from . import SUITES
 
-QUICK = {"cycles": 3, "load_seconds": 5.0, "seed_memories": 500, "cases": 2_000, "fairness_seconds": 4.0,
+QUICK = {"cycles": 3, "load_seconds": 5.0, "seed_memories": 500, "cases": 2_000, "fairness_seconds": 6.0,
          "soak_seconds": 10.0, "window": 2_000}
 # Issue-level bar for the full run: >= 100 kill -9 cycles and >= 1,000,000 fuzzed frames (a case is at
 # least one frame). On a 2-core machine the fuzz part alone takes about an hour.
@@ -106,7 +106,7 @@ def add_reliability_commands(sub, common) -> None:
                     "memory stays flat under sustained load (soak). See docs/reliability.md.")
     p.add_argument("suite", choices=[*SUITES, "all"], help="which suite to run (all: each in turn)")
     p.add_argument("--quick", action="store_true",
-                   help="small run for CI: 3 crash cycles, 5 s load, 2000 fuzz cases, 4 s fairness flood "
+                   help="small run for CI: 3 crash cycles, 5 s load, 2000 fuzz cases, 6 s fairness flood "
                         "phase, 10 s soak")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--cycles", type=_positive(int), help="crash: kill -9 cycles (default 100)")

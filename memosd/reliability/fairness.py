@@ -19,10 +19,12 @@ counters show that the flooder was answered BUSY or cut off.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from memosd_client import MemoryIn
@@ -79,8 +81,6 @@ class Flooder:
 
     def finish(self) -> dict:
         """Disconnect it; what it reported sending (empty when it never finished sending)."""
-        import json
-
         self.proc.stdin.close()
         out = self.proc.stdout.read()
         self.proc.wait(timeout=120)
@@ -135,6 +135,7 @@ def _run(daemon, opts: FairnessOptions, rng: random.Random, say: Say, result: Su
         say(f"fairness: flood phase {opts.duration_s:g} s, {opts.flood_requests:,} recalls (k={opts.flood_k}) "
             "never read")
         flooder.go()
+        flood_started = time.perf_counter()
         flood = polite.run(opts.duration_s)
         sent = flooder.finish()
         say(f"fairness: baseline again {half:g} s")
@@ -167,6 +168,10 @@ def _run(daemon, opts: FairnessOptions, rng: random.Random, say: Say, result: Su
         "recalls computed": max(0, _delta(after, before, "recall") - polite_recalls),
     }
     _judge(result, base, hit, flooder_got)
+    # Not part of the bar: the polite requests sent while the flooder was still sending (the
+    # daemon reads and drops its frames then), to see where in the phase any slowdown sits.
+    sending_until = flood_started + (sent.get("send_s") or 0.0)
+    during = latency_ms([lat for at, lat in flood.timeline if at < sending_until])
     result.figures = {
         "polite clients": opts.clients,
         "polite ops, baseline": base["polite ops"],
@@ -177,6 +182,8 @@ def _run(daemon, opts: FairnessOptions, rng: random.Random, say: Say, result: Su
         "p50 ratio": round(hit["p50_ms"] / base["p50_ms"], 2) if base["p50_ms"] and hit["p50_ms"] else None,
         "p99 ratio": round(hit["p99_ms"] / base["p99_ms"], 2) if base["p99_ms"] and hit["p99_ms"] else None,
         "polite errors": errors,
+        "polite p50 / p99 ms while the flooder was sending": [during["p50_ms"], during["p99_ms"]],
+        "polite requests sent while the flooder was sending": during["count"],
         "flooder": flooder_got,
     }
     result.tables["polite clients per phase"] = [*rows, base]

@@ -34,6 +34,8 @@ class PhaseTally:
     latency: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
     errors: collections.Counter = field(default_factory=collections.Counter)
     messages: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    """(sent at, latency) of every answered request, in answer order."""
 
     def all_latencies(self) -> list[float]:
         return [s for samples in self.latency.values() for s in samples]
@@ -133,6 +135,7 @@ class PoliteClients:
             self._note(tally, f"{client.op}: {code}: {reply.error.message if reply.error else ''}")
             return
         tally.latency[client.op].append(elapsed)
+        tally.timeline.append((client.sent_at, elapsed))
         if client.op == "remember":
             client.mine.extend(codec.reply_result("remember", reply).ids)
         elif client.op == "update":
