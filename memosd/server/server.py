@@ -160,9 +160,9 @@ class Server:
         self.cut_off_s = cut_off_s
         self._queues: dict[int, FairQueue] = {}
         self._cut_off: dict[bytes, float] = {}
+        """Peers that left replies unread, and the time.monotonic() until which they are ignored."""
         self._busy_streak: dict[bytes, int] = {}
         """BUSY replies sent to each peer since one of its requests was last admitted."""
-        """Peers that left replies unread, and the time.monotonic() until which they are ignored."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
