@@ -101,7 +101,9 @@ def _row(phase: str, tally: PhaseTally) -> dict:
             "errors": sum(tally.errors.values())}
 
 
-def _judge(result: SuiteResult, base: dict, flood: dict, flooder: dict) -> None:
+def judge(result: SuiteResult, base: dict, flood: dict, flooder: dict) -> None:
+    """Fail ``result`` where the flood phase's p50 or p99 is over :data:`MAX_RATIO` times the
+    baseline's, or where the daemon neither answered the flooder BUSY nor cut it off."""
     for key in ("p50_ms", "p99_ms"):
         if base[key] is None or flood[key] is None:
             result.fail(f"no polite requests were served in a phase ({key} missing)")
@@ -167,7 +169,7 @@ def _run(daemon, opts: FairnessOptions, rng: random.Random, say: Say, result: Su
         # Recalls the daemon served from the flood phase on, beyond the polite clients' own.
         "recalls computed": max(0, _delta(after, before, "recall") - polite_recalls),
     }
-    _judge(result, base, hit, flooder_got)
+    judge(result, base, hit, flooder_got)
     # Not part of the bar: the polite requests sent while the flooder was still sending (the
     # daemon reads and drops its frames then), to see where in the phase any slowdown sits.
     sending_until = flood_started + (sent.get("send_s") or 0.0)
