@@ -54,6 +54,14 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def count(self, op: str, outcome: str, n: int = 1) -> None:
+        """Count ``n`` requests with no latency to record (dropped, refused before serving)."""
+        key = (op, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(op, outcome), self.latency.labels(op))
+        children[0].inc(n)
+
     def watch(self, daemon: MetricsSource) -> None:
         self.registry.register(DaemonCollector(daemon))
 

@@ -38,6 +38,7 @@ def test_expired_deadline_is_dropped_unanswered(daemon, ns):
     try:
         sock = _dealer(ctx, daemon.endpoint)
         before = _dropped(daemon)
+        recalls = _count(daemon, "recall")
         frame = codec.encode_request(7, "recall", m.RecallArgs(query="anything"), ns, deadline=time.time() - 1)
         sock.send(frame)
         # The request after it is answered, so the expired one was taken off the queue and not answered.
@@ -46,6 +47,7 @@ def test_expired_deadline_is_dropped_unanswered(daemon, ns):
         assert reply is not None and reply.id == 8 and reply.ok
         assert _reply(sock, 200) is None
         assert _dropped(daemon) == before + 1
+        assert _count(daemon, "recall") == recalls + 1  # the expired recall was not computed
     finally:
         ctx.destroy(linger=0)
 
@@ -140,3 +142,31 @@ def test_the_queue_bound_comes_from_the_config(tmp_path):
             assert len(busy) >= 40
         finally:
             ctx.destroy(linger=0)
+
+
+def test_a_flood_that_ignores_busy_is_cut_off_before_its_requests_are_computed(daemon, ns):
+    # 5,000 recalls at once, none read: 64 are queued (max_queued_per_client), the next 256 are
+    # answered BUSY, and the next one cuts the peer off, which discards its queue; the rest are
+    # dropped unread. So the daemon computes at most the 64 queued, not 5,000.
+    from memosd.server.server import Server
+
+    total = 5000
+    before = {event: _count(daemon, event) for event in ("busy", "peers_cut_off", "cut_off_dropped", "recall")}
+    ctx = zmq.Context()
+    try:
+        flooder = _dealer(ctx, daemon.endpoint)
+        _flood(flooder, ns, total)
+        with Client(daemon.endpoint, timeout=10.0) as polite:
+            assert polite.request("recall", m.RecallArgs(query="polite"), ns).hits == []
+        delta = {}
+        for _ in range(100):
+            delta = {event: _count(daemon, event) - n for event, n in before.items()}
+            if delta["busy"] + delta["cut_off_dropped"] >= total - 64:
+                break
+            time.sleep(0.1)
+        assert delta["busy"] == Server.BUSY_STREAK_CUT_OFF
+        assert delta["peers_cut_off"] == 1
+        assert delta["cut_off_dropped"] >= total - 64 - Server.BUSY_STREAK_CUT_OFF
+        assert delta["recall"] - 1 <= 64  # the polite recall, and at most the flood's queued ones
+    finally:
+        ctx.destroy(linger=0)

@@ -9,10 +9,12 @@ saying whether its bar was met:
 - :mod:`.fuzz`: hostile requests for every operation and mutated frames; the
   daemon never crashes, hangs, answers outside the protocol, or touches data
   it was not asked to.
+- :mod:`.fairness`: 32 polite clients beside one that floods recalls and never
+  reads; the polite clients' latency stays within 1.5x of a run without it.
 - :mod:`.soak`: sustained load with the daemon's RSS sampled; no growth.
 
 See docs/reliability.md.
 """
 
-SUITES = ("crash", "load", "fuzz", "soak")
+SUITES = ("crash", "load", "fuzz", "fairness", "soak")
 """The suites in the order ``memosd reliability all`` runs them."""

@@ -198,7 +198,7 @@ def _given(strategy, examples: int, seed: int, handle) -> None:
 
 def _fuzz(target: Target, builder: Builder, opts: FuzzOptions, seed: int, sandbox: str, result: SuiteResult,
           say: Say) -> dict:
-    tally = {"sent": 0, "kinds": collections.Counter(), "outcomes": collections.Counter(),
+    tally = {"sent": 0, "frames": 0, "kinds": collections.Counter(), "outcomes": collections.Counter(),
              "per_op": collections.defaultdict(collections.Counter), "hangs": 0, "invalid": 0, "internal": 0,
              "crashed": False, "redirected": 0, "problems": collections.Counter(),
              "seconds": collections.Counter()}
@@ -231,6 +231,8 @@ def _fuzz(target: Target, builder: Builder, opts: FuzzOptions, seed: int, sandbo
         reply = target.exchange(case.frames, admin, timeout)
         tally["seconds"][op] += time.perf_counter() - started
         tally["sent"] += 1
+        # A case is one message; garbage cases may be 2-4 frames (the bar counts frames).
+        tally["frames"] += len(case.frames)
         tally["kinds"][case.kind] += 1
         if reply is None:
             if not target.alive():
@@ -253,7 +255,8 @@ def _fuzz(target: Target, builder: Builder, opts: FuzzOptions, seed: int, sandbo
             raise _Stop
         if time.monotonic() - last_report > 10:
             last_report = time.monotonic()
-            say(f"fuzz: {tally['sent']}/{opts.cases} cases, {result.failure_count} failures")
+            say(f"fuzz: {tally['sent']}/{opts.cases} cases ({tally['frames']} frames), "
+                f"{result.failure_count} failures")
 
     def structured(case: Case) -> None:
         send(case)
@@ -345,6 +348,7 @@ def run_fuzz(opts: FuzzOptions, say: Say) -> SuiteResult:
     outcomes = tally.get("outcomes", collections.Counter())
     result.figures = {
         "cases": tally.get("sent", 0),
+        "frames": tally.get("frames", 0),
         "cases/s": round(tally.get("sent", 0) / fuzz_seconds, 1) if fuzz_seconds else None,
         "by kind": dict(tally.get("kinds", {})),
         "success replies": outcomes.get("ok", 0),

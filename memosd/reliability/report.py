@@ -9,7 +9,8 @@ from rich.table import Table
 
 from .result import SuiteResult
 
-HEADLINE = {"crash": "lost", "load": "ops/s", "fuzz": "cases", "soak": "anon RSS growth, 2nd half (MiB)"}
+HEADLINE = {"crash": "lost", "load": "ops/s", "fuzz": "cases", "fairness": "p99 ratio",
+            "soak": "anon RSS growth, 2nd half (MiB)"}
 """The figure shown for each suite in the summary table."""
 LONG_TABLES = {"RSS samples", "failing frames"}
 """Row sets kept for --json only (one row per second; whole frames)."""

@@ -22,10 +22,10 @@ class RequestStats:
             self.errors[op] += 1
         self.recent[op].append(seconds)
 
-    def count(self, event: str) -> None:
-        """Count a request the daemon did not answer (``deadline_dropped``, ``peers_cut_off``, ...):
-        it is listed in status beside the operations, with no latency."""
-        self.counts[event] += 1
+    def count(self, event: str, n: int = 1) -> None:
+        """Count ``n`` requests the daemon did not answer (``deadline_dropped``, ``peers_cut_off``,
+        ...): they are listed in status beside the operations, with no latency."""
+        self.counts[event] += n
 
     def summary(self) -> dict[str, tuple[int, int, float, float]]:
         """Per operation: (count, errors, p50 ms, p99 ms over the recent window)."""

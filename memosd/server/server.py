@@ -79,6 +79,28 @@ def _request_id(frame: bytes) -> int:
     return 0
 
 
+_POLLIN = int(zmq.POLLIN)
+"""A plain int: ``zmq.POLLIN`` is an enum flag, and ``&`` on one builds a new enum per call."""
+
+
+def _recv_message(sock: zmq.Socket) -> tuple[bytes, list[zmq.Frame]]:
+    """One whole message from a ROUTER socket: the peer's identity, and the frames after it (as
+    frames, not bytes: they carry the ZAP User-Id and Peer-Address that name the peer). Raises
+    zmq.Again when none is waiting.
+
+    Not ``recv_multipart``: it asks ``getsockopt(RCVMORE)`` after every frame, which pyzmq wraps
+    in an enum; that and a Frame object for the identity were half the cost of taking a flood
+    off the socket.
+    """
+    identity = sock.recv(zmq.NOBLOCK)
+    # ROUTER puts the identity before every message, so at least one frame follows; the rest of a
+    # message is always there once its first frame is.
+    parts = [sock.recv(zmq.NOBLOCK, copy=False)]
+    while parts[-1].more:
+        parts.append(sock.recv(zmq.NOBLOCK, copy=False))
+    return identity, parts
+
+
 class Server:
     """Serves the agent endpoints and the admin endpoint on one asyncio loop."""
 
@@ -87,6 +109,12 @@ class Server:
 
     READ_BATCH = 1024
     """Messages read into the per-peer queues per reader callback (reading is cheap; serving is not)."""
+
+    BUSY_STREAK_CUT_OFF = 256
+    """BUSY replies in a row (none of its requests admitted between) after which a peer is cut off:
+    it neither reads its replies nor waits the retry_after_s they give. Without this count a flood
+    is cut off only once ZeroMQ's send queue to it fills (a thousand or more replies later), and
+    its queued requests, computed meanwhile, are what slows everyone else."""
 
     def __init__(
         self,
@@ -133,6 +161,8 @@ class Server:
         self._queues: dict[int, FairQueue] = {}
         self._cut_off: dict[bytes, float] = {}
         """Peers that left replies unread, and the time.monotonic() until which they are ignored."""
+        self._busy_streak: dict[bytes, int] = {}
+        """BUSY replies sent to each peer since one of its requests was last admitted."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -193,20 +223,25 @@ class Server:
         if queue is None:
             queue = self._queues[id(listener)] = FairQueue()
         more = False
+        dropped = 0
         for _ in range(self.READ_BATCH):
-            if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                break
             try:
-                # Frames (not bytes): they carry the ZAP User-Id that names the peer.
-                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                parts = _recv_message(sock)
             except zmq.Again:
-                break
+                # EAGAIN alone leaves the edge-triggered ZMQ_FD unarmed (the loop then sleeps while
+                # messages wait); reading ZMQ_EVENTS rearms it. Asked once per empty socket, not per
+                # message: at 2-3 us it was most of the cost of taking a flood off the socket.
+                if not sock.getsockopt(zmq.EVENTS) & _POLLIN:
+                    break
+                continue
             try:
-                self._enqueue(listener, queue, parts)
+                dropped += self._enqueue(listener, queue, *parts)
             except Exception:  # never let one request stop the loop
                 log.exception("enqueue failed")
         else:
             more = True
+        if dropped:  # counted once per batch: a flood is mostly these, and counting each costs
+            self._count("cut_off_dropped", "unknown", dropped)
         for _ in range(self.BATCH):
             item = queue.pop()
             if item is None:
@@ -218,30 +253,40 @@ class Server:
         if more or queue:
             self._schedule_recheck(listener)
 
-    def _enqueue(self, listener: Listener, queue: FairQueue, parts: list[zmq.Frame]) -> None:
-        """Queue one message for its peer's turn, or refuse it at once (BUSY, or nothing for a peer
-        that is cut off)."""
-        identity = parts[0].bytes
+    def _enqueue(self, listener: Listener, queue: FairQueue, identity: bytes, parts: list[zmq.Frame]) -> int:
+        """Queue one message (``parts``, after the peer's ``identity``) for its peer's turn, or refuse
+        it at once (BUSY, or nothing for a peer that is cut off). Returns 1 when the message was
+        dropped unanswered (peer cut off), else 0."""
         if self._cut_off:
             until = self._cut_off.get(identity)
             if until is not None:
                 if time.monotonic() < until:
-                    self._count("cut_off_dropped", "unknown")
-                    return
+                    return 1
                 del self._cut_off[identity]
         # Reads are served from the queue; writes stay counted while they wait for their commit.
         pending = queue.pending(identity) + self.backpressure.inflight.get(identity, 0)
         if pending >= self.max_queued_per_client and not listener.admin:
-            payload = parts[-1].bytes if len(parts) > 1 else b""
+            streak = self._busy_streak.get(identity, 0) + 1
+            if streak > self.BUSY_STREAK_CUT_OFF:
+                self._busy_streak.pop(identity, None)
+                self._cut(listener, identity)
+                return 1
+            self._busy_streak[identity] = streak
+            if len(self._busy_streak) > 10_000:  # forget old streaks rather than grow without bound
+                self._busy_streak = {identity: streak}
+            payload = parts[-1].bytes
             self.errors += 1
             self._count("busy", "unknown")
             self._send(listener, identity, codec.encode_error(_request_id(payload[:4096]), BusyError(
                 f"{pending} requests already queued or in flight from this client "
                 f"(limit {self.max_queued_per_client}); read the replies before sending more",
                 details={"retry_after_s": round(min(1.0, 0.001 * pending), 3)})))
-            return
-        queue.push(identity, Queued(frames=[part.bytes for part in parts],
+            return 0
+        if self._busy_streak:
+            self._busy_streak.pop(identity, None)
+        queue.push(identity, Queued(frames=[identity, *(part.bytes for part in parts)],
                                     principal=self._principal(listener, parts[-1])))
+        return 0
 
     def _principal(self, listener: Listener, frame: zmq.Frame) -> Principal | None:
         """Who sent ``frame``: on CURVE the key store's entry for its public key (None when the key
@@ -362,11 +407,11 @@ class Server:
         self._send(listener, identity, codec.encode_error(request_id, err))
         self._observe(op, err.code.name, started)
 
-    def _count(self, event: str, op: str) -> None:
-        """Count a request left unanswered, in status and in the metrics (outcome ``event``)."""
-        self.stats.count(event)
+    def _count(self, event: str, op: str, n: int = 1) -> None:
+        """Count ``n`` requests left unanswered, in status and in the metrics (outcome ``event``)."""
+        self.stats.count(event, n)
         if self.metrics is not None:
-            self.metrics.requests.labels(op, event).inc()  # no latency: nothing was served
+            self.metrics.count(op, event, n)  # no latency: nothing was served
 
     def _observe(self, op: str, outcome: str, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -384,7 +429,8 @@ class Server:
                 log.warning("reply dropped", error=str(exc))
 
     def _cut(self, listener: Listener, identity: bytes) -> None:
-        """Cut off a peer whose send queue is full (it does not read its replies), as Redis drops a
+        """Cut off a peer whose send queue is full, or that was answered BUSY
+        :attr:`BUSY_STREAK_CUT_OFF` times in a row (it does not read its replies), as Redis drops a
         client past its output buffer limit: its queued requests are discarded and what it sends is
         ignored for ``cut_off_s``, or until it reconnects (a new connection has a new identity)."""
         if identity in self._cut_off:

@@ -7,6 +7,7 @@ import random
 
 from memosd.reliability.common import new_daemon
 from memosd.reliability.crash import Ledger, check_exact, verify
+from memosd.reliability.fairness import judge as judge_fairness
 from memosd.reliability.fuzz import check_reply
 from memosd.reliability.fuzz_cases import Case
 from memosd.reliability.result import SuiteResult
@@ -33,6 +34,25 @@ def test_crash_verification_reports_lost_altered_and_unacknowledged_memories(tmp
         check_exact(client, ledger, result, tally)
     assert (tally["lost"], tally["altered"], tally["extra"]) == (1, 1, 1)
     assert not result.passed
+
+
+def test_fairness_judgement_fails_on_slowed_polite_clients_and_an_unthrottled_flooder():
+    base = {"p50_ms": 40.0, "p99_ms": 200.0}
+    throttled = {"busy replies": 256, "times cut off": 1}
+
+    def judged(flood: dict, flooder: dict) -> SuiteResult:
+        result = SuiteResult("fairness", "test", {})
+        judge_fairness(result, base, flood, flooder)
+        return result
+
+    assert judged({"p50_ms": 59.0, "p99_ms": 299.0}, throttled).passed
+    slow_p50 = judged({"p50_ms": 61.0, "p99_ms": 200.0}, throttled)
+    assert not slow_p50.passed and "p50" in slow_p50.failures[0]
+    slow_p99 = judged({"p50_ms": 40.0, "p99_ms": 301.0}, throttled)
+    assert not slow_p99.passed and "p99" in slow_p99.failures[0]
+    assert not judged(base, {"busy replies": 0, "times cut off": 0}).passed
+    assert judged(base, {"busy replies": 0, "times cut off": 1}).passed
+    assert not judged({"p50_ms": None, "p99_ms": None}, throttled).passed
 
 
 def test_soak_judgement_fails_on_steady_growth_and_passes_flat_memory():

@@ -1,4 +1,4 @@
-"""The reliability suite, bounded for CI: crash, load, fuzz and soak in --quick mode through the real CLI."""
+"""The reliability suite, bounded for CI: crash, load, fuzz, fairness and soak in --quick mode through the real CLI."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_every_reliability_bar_is_met_in_quick_mode():
     assert failures == {}, json.dumps(failures, indent=2)
     assert report["passed"] and done.returncode == 0, done.stderr[-3000:]
     suites = report["suites"]
-    assert list(suites) == ["crash", "load", "fuzz", "soak"]
+    assert list(suites) == ["crash", "load", "fuzz", "fairness", "soak"]
 
     crash = suites["crash"]["figures"]
     assert crash["cycles"] == 3 and crash["lost"] == 0 and crash["altered"] == 0
@@ -37,6 +37,16 @@ def test_every_reliability_bar_is_met_in_quick_mode():
     assert all(fuzz["checks after the run"].values())
     assert {row["op"] for row in suites["fuzz"]["tables"]["cases per operation"]} >= \
         set(suites["fuzz"]["settings"]["operations"])
+
+    fairness = suites["fairness"]["figures"]
+    assert fairness["polite clients"] == 32 and fairness["polite errors"] == 0
+    assert fairness["polite ops, baseline"] > 0 and fairness["polite ops, flood"] > 0
+    assert fairness["p50 ratio"] <= 1.5 and fairness["p99 ratio"] <= 1.5
+    flooder = fairness["flooder"]
+    assert flooder["sent"] == 100_000
+    assert flooder["busy replies"] + flooder["times cut off"] > 0
+    assert [row["phase"] for row in suites["fairness"]["tables"]["polite clients per phase"]] == [
+        "baseline, first half", "flood", "baseline, second half", "baseline"]
 
     soak = suites["soak"]["figures"]
     assert soak["errors"] == 0 and soak["samples"] >= 8
