@@ -422,6 +422,11 @@ class Server:
     def _send(self, listener: Listener, identity: bytes, payload: bytes) -> None:
         try:
             listener.sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)
+            # A send can take in the messages that arrived meanwhile, and with them the edge of the
+            # edge-triggered ZMQ_FD: without a look at the socket after it, a request sent while its
+            # reply went out would wait until the next one arrived (a client awaiting several
+            # replies then hangs). One look per loop turn, however many replies went out.
+            self._schedule_recheck(listener)
         except zmq.Again:
             self._cut(listener, identity)
         except zmq.ZMQError as exc:

@@ -232,3 +232,17 @@ def test_sync_client_batch_matches_ids_in_order(daemon, ns):
         result = client.remember_many(items)
         got = client.get_many(list(reversed(result.ids)))
         assert [m.text for m in got.memories] == [f"batch item {i}" for i in reversed(range(100))]
+
+
+def test_async_client_gets_every_reply_while_earlier_replies_go_out(daemon, ns):
+    # Small concurrent bursts: the daemon sends one reply while the next requests arrive. Each burst
+    # must be answered whole (a daemon that missed the socket's wake-up after a send left one
+    # request waiting until the client's timeout).
+    async def main():
+        async with AsyncClient(endpoint=daemon.endpoint, namespace=ns, timeout=5.0, retries=0) as client:
+            await client.remember_many([f"note {i} about sourdough and Porto" for i in range(40)])
+            for burst in range(40):
+                found = await asyncio.gather(*(client.recall("sourdough Porto", k=1000) for _ in range(4)))
+                assert [len(hits) for hits in found] == [40] * 4, burst
+
+    run(main())
