@@ -39,6 +39,10 @@ from .state import RingLayout, TierState
 from .speaking import speaker_boost
 from .timing import period_units, time_boost
 
+COARSE_FULL_MATCH = 1.0
+"""A unit document's fused coarse score when it holds the query's best BM25 match (the lexical channel's
+weight: each channel is scaled to a maximum of 1, then weighted, BM25 by 1.0)."""
+
 KNOWLEDGE_FACTS = 10
 """Fewest facts taken from the knowledge index per query when the knowledge lookup is on."""
 
@@ -52,18 +56,16 @@ def _unit_scores(coarse: np.ndarray, docs: np.ndarray, top: float) -> np.ndarray
     return scores
 
 
-def _rings_at_least_their_best_turn(unit_scores: np.ndarray, is_ring: np.ndarray, base: np.ndarray,
-                                    lengths: np.ndarray) -> np.ndarray:
-    """Unit scores where a ring scores at least as its best turn's base score.
+def _units_at_least_their_best_turn(unit_scores: np.ndarray, base: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Unit scores where a unit (ring or page) scores at least as its best turn's base score.
 
-    A ring's coarse document is re-indexed by the scheduler, after the write that changed the ring: until
-    then a new turn's ring may have no coarse score at all, and the page term (page_weight) would put a
-    memory written a moment ago behind older, paged ones. Its own score bounds what the ring's document
-    would score, and it is there at once."""
-    if not is_ring.any():
-        return unit_scores
+    A unit's coarse document holds its turns, so it matches the query at least as well as its best turn
+    does. The scheduler re-indexes a coarse document after the write that changed its unit: until then
+    a turn written a moment ago could have no unit score at all, and the page term (page_weight) would put
+    it behind older turns whose pages match only through other words (or hashed n-grams that collide).
+    The turn's own score is there at once."""
     best = np.maximum.reduceat(base, np.cumsum(lengths) - lengths)
-    return np.where(is_ring, np.maximum(unit_scores, best), unit_scores).astype(np.float32)
+    return np.maximum(unit_scores, best).astype(np.float32)
 
 
 def _top_keys(scores: np.ndarray, limit: int) -> np.ndarray:
@@ -120,7 +122,11 @@ class TwoStage:
         coarse = self._coarse_scores(query)
         fact_boost, fact_units = self._knowledge(query, len(bm25))
         pages = self.candidate_pages(coarse, bm25, fact_units | period_units(query, tiers))  # the top lexical hits rank alike scaled or not
-        top = coarse.max() if len(coarse) else 0.0
+        # Scaled to the best unit's score, but never past what a match of the query's words gives: when no
+        # unit holds any of them (a rare word, in a unit whose coarse document the scheduler has not
+        # re-indexed yet), the best unit matches only through colliding hashed n-grams, and that noise
+        # must not count as a full page score.
+        top = max(float(coarse.max()), COARSE_FULL_MATCH) if len(coarse) else 0.0
         slot_of = tiers.coarse.slot_of
         page_docs = np.asarray([slot_of.get(p, -1) for p in pages.tolist()], dtype=np.int64)
         ring_docs = tiers.ring_docs()
@@ -145,9 +151,8 @@ class TwoStage:
         page_arrays = [tiers.unit_array(p) for p in page_ids]
         lengths = np.concatenate([candidates.rings.lengths, np.asarray([len(a) for a in page_arrays], dtype=np.int64)])
         unit_scores = np.concatenate([candidates.ring_scores, candidates.page_scores])
-        is_ring = np.arange(len(lengths)) < len(candidates.rings.lengths)
         keep = lengths > 0
-        lengths, unit_scores, is_ring = lengths[keep], unit_scores[keep], is_ring[keep]
+        lengths, unit_scores = lengths[keep], unit_scores[keep]
         idx = np.concatenate([candidates.rings.slots, *page_arrays]).astype(np.int64, copy=False)
         visible = np.zeros(len(idx), dtype=bool)
         inside = idx < min(len(allowed), size)
@@ -165,7 +170,7 @@ class TwoStage:
                 base = base + self.fine_weight * (cand_fine / top)
         fused = base.copy()
         if len(idx):
-            unit_scores = _rings_at_least_their_best_turn(unit_scores, is_ring, base, lengths)
+            unit_scores = _units_at_least_their_best_turn(unit_scores, base, lengths)
             self._context(fused, base, lengths, unit_scores)
             for boost in (time_boost(query, tiers.table, idx, cfg), speaker_boost(query, tiers, idx)):
                 if boost is not None:

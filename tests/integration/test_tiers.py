@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 
 import psutil
 import pytest
@@ -133,6 +134,23 @@ def test_text_recall_reads_no_page_vectors_by_default(tmp_path):
         tiers = ns_tiers(daemon, "chat")
     assert after == before
     assert tiers.faults == 0 and tiers.resident_pages == 0 and tiers.pages > 0
+
+
+def test_a_unique_word_finds_its_memory_while_pages_form(tmp_path):
+    # Batches written back to back: the scheduler pages them and re-indexes the pages' coarse documents
+    # while the recalls run. A page whose document does not hold the word yet must not lose its turn to
+    # pages that only match through colliding hashed n-grams.
+    rng = random.Random(3)
+    words = "amber anchor beacon canyon cedar comet ember harbor kettle lantern maple meteor quartz willow".split()
+    texts = {}
+    with DaemonProcess(tmp_path / "store") as daemon, daemon.client(namespace="chat") as client:
+        for _ in range(30):
+            batch = [f"note: {' '.join(rng.choices(words, k=rng.randint(3, 20)))} zq{uuid.uuid4().hex[:14]}"
+                     for _ in range(rng.randint(1, 16))]
+            texts.update(zip(client.remember_many(batch).ids, batch))
+        missed = [i for i, text in texts.items()
+                  if i not in [hit.memory.id for hit in client.recall(text.rsplit(" ", 1)[-1], k=3)]]
+    assert missed == []
 
 
 def test_heat_decays_while_idle_and_rises_with_hits(tmp_path):
