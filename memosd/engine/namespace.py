@@ -16,7 +16,7 @@ from memosd_client.protocol.messages import Filters, Memory
 
 from ..retrieval import HybridIndex, RetrievalConfig
 from ..retrieval.speakers import SpeakerIndex, speaker_of
-from ..temporal import find_mentions, resolved_hull
+from ..temporal import find_mentions, month_bits, resolved_hull
 from .slots import INF, Interner, SlotTable
 
 TIERS = {"stm": 0, "mtm": 1, "ltm": 2}
@@ -87,6 +87,7 @@ class NamespaceState:
         t.time_mentions[slot] = min(len(mentions), 127)
         hull = resolved_hull([m for m in mentions if m.kind == "point"])
         t.talks_from[slot], t.talks_to[slot] = hull if hull is not None else (np.nan, np.nan)
+        t.months[slot] = month_bits(mem.event_time, *(hull if hull is not None else (None, None)))
 
     def supersede(self, memory_id: int, valid_to: float) -> None:
         slot = self.slot_of.get(memory_id)

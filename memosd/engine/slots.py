@@ -42,7 +42,8 @@ class Interner:
 class SlotTable:
     """Columns: id, valid_from, valid_to, event_time, session, source, tier, forgotten_at, present, and
     who said it (speaker, a code of the namespace's SpeakerIndex) and what the text says about time
-    (time_mentions, talks_from, talks_to).
+    (time_mentions, talks_from, talks_to, and ``months``: bit m-1 set for each calendar month m the memory
+    was said in or its dated mentions start or end in, so a question naming a month is one bit test).
 
     Open-ended times (current versions, memories never forgotten) are +inf.
     """
@@ -61,6 +62,7 @@ class SlotTable:
         "time_mentions": np.int8,
         "talks_from": np.float64,
         "talks_to": np.float64,
+        "months": np.int16,
     }
 
     def __init__(self, capacity: int = 1024):

@@ -325,6 +325,16 @@ def find_mentions(text: str, ref: float | None = None) -> list[Mention]:
     return mentions
 
 
+def month_bits(said: float | None, talks_from: float | None, talks_to: float | None) -> int:
+    """Bit m-1 set for the calendar month m of ``said`` and for the months ``[talks_from, talks_to)``
+    starts and ends in (UTC epoch seconds; None: none)."""
+    bits = 0
+    for t in (said, talks_from, None if talks_to is None else talks_to - 1.0):
+        if t is not None and t == t:  # NaN is no time
+            bits |= 1 << (datetime.fromtimestamp(t, tz=timezone.utc).month - 1)
+    return bits
+
+
 def resolved_hull(mentions: list[Mention]) -> tuple[float, float] | None:
     """The smallest interval covering every resolved mention (None if none resolved)."""
     spans = [(m.lo, m.hi) for m in mentions if m.lo is not None and m.hi is not None]

@@ -19,28 +19,16 @@ def intent_of(query: str | AnalyzedQuery) -> TimeIntent:
     return query.time_intent() if isinstance(query, AnalyzedQuery) else time_intent(query)
 
 
-def _month_of(times: np.ndarray) -> np.ndarray:
-    """Calendar month (1-12) of UTC epoch seconds; 0 where the time is missing."""
-    months = np.zeros(len(times), dtype=np.int64)
-    known = np.isfinite(times)
-    if known.any():
-        stamps = times[known].astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
-        months[known] = stamps % 12 + 1
-    return months
-
-
-def in_period(table, slots: np.ndarray, intent: TimeIntent) -> np.ndarray:
-    """Which ``slots`` were said in, or talk about a time in, the period the question names."""
+def in_period(table, slots: np.ndarray | slice, intent: TimeIntent) -> np.ndarray:
+    """Which ``slots`` (an index array, or a slice of the table) were said in, or talk about a time in,
+    the period the question names."""
+    if intent.interval is None:  # a month of any year: one bit of the slot table's months column
+        return (table.months[slots] & (1 << (intent.month - 1))) != 0
+    start, end = intent.interval
     said = table.event_time[slots]
-    lo, hi = table.talks_from[slots], table.talks_to[slots]
-    if intent.interval is not None:
-        start, end = intent.interval
-        said_in = (said >= start) & (said < end)  # NaN compares False
-        talks_in = (lo < end) & (hi > start)
-        return said_in | talks_in
-    month = intent.month
-    talks_in = (_month_of(lo) == month) | (_month_of(np.where(np.isfinite(hi), hi - 1.0, np.nan)) == month)
-    return (_month_of(said) == month) | talks_in
+    said_in = (said >= start) & (said < end)  # NaN compares False
+    talks_in = (table.talks_from[slots] < end) & (table.talks_to[slots] > start)
+    return said_in | talks_in
 
 
 PERIOD_CANDIDATES = 256
@@ -58,8 +46,8 @@ def period_units(query: str | AnalyzedQuery, tiers) -> set[int]:
     if intent.interval is None and intent.month is None:
         return set()
     table = tiers.table
-    slots = np.flatnonzero(table.current[: table.size])
-    slots = slots[in_period(table, slots, intent)]
+    n = table.size
+    slots = np.flatnonzero(table.current[:n] & in_period(table, slice(0, n), intent))
     if not len(slots) or len(slots) > PERIOD_CANDIDATES:
         return set()
     return set(tiers.unit_of[slots].tolist())

@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from memosd.temporal import find_mentions, resolved_hull, time_intent
+from memosd.temporal import find_mentions, month_bits, resolved_hull, time_intent
 
 REF = datetime(2023, 3, 15, 14, 0, tzinfo=timezone.utc).timestamp()  # a Wednesday
 
@@ -148,3 +148,10 @@ def test_a_question_that_names_a_period():
     assert named_month.interval is None and named_month.month == 6
     # A relative period in a question has nothing to resolve against.
     assert time_intent("What did Alice paint last year?").interval is None
+
+
+def test_month_bits_mark_the_month_said_and_the_months_a_mention_starts_and_ends_in():
+    assert month_bits(None, None, None) == 0
+    assert month_bits(day(2023, 3, 15), None, None) == 1 << 2
+    assert month_bits(float("nan"), day(2023, 5, 30), day(2023, 7, 1)) == (1 << 4) | (1 << 5)  # May to June
+    assert month_bits(day(2023, 3, 15), day(2022, 12, 1), day(2023, 3, 1)) == (1 << 2) | (1 << 11) | (1 << 1)
