@@ -7,8 +7,8 @@ best lexical (BM25) hits, the pages of the best knowledge facts (when
 ``knowledge_candidates`` or ``knowledge_weight`` is set), and every short-term
 ring (STM is always searched: each ring's newest turns, see TierState.stm_block).
 
-Stage 2 (fine) scores the turns of those units with the hashed n-gram vectors
-(faulting non-resident pages in) and fuses, per turn:
+Stage 2 (fine) fuses the scores of the turns of those units, per turn (with a ``fine_weight`` above
+0, the default being 0, it first scores their hashed n-gram vectors, faulting non-resident pages in):
 
     final = bm25_n + fine_weight * hash_n
           + page_weight * unit_n                      (the coarse score of the turn's page or ring)
@@ -121,7 +121,8 @@ class TwoStage:
         tiers = self.tiers
         coarse = self._coarse_scores(query)
         fact_boost, fact_units = self._knowledge(query, len(bm25))
-        pages = self.candidate_pages(coarse, bm25, fact_units | period_units(query, tiers))  # the top lexical hits rank alike scaled or not
+        # The top lexical hits rank alike scaled or not.
+        pages = self.candidate_pages(coarse, bm25, fact_units | period_units(query, tiers))
         # Scaled to the best unit's score, but never past what a match of the query's words gives: when no
         # unit holds any of them (a rare word, in a unit whose coarse document the scheduler has not
         # re-indexed yet), the best unit matches only through colliding hashed n-grams, and that noise
