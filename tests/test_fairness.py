@@ -145,12 +145,15 @@ def test_the_queue_bound_comes_from_the_config(tmp_path):
 
 
 def test_a_flood_that_ignores_busy_is_cut_off_before_its_requests_are_computed(daemon, ns):
-    # 5,000 recalls at once, none read: 64 are queued (max_queued_per_client), the next 256 are
-    # answered BUSY, and the next one cuts the peer off, which discards its queue; the rest are
-    # dropped unread. So the daemon computes at most the 64 queued, not 5,000.
+    # 5,000 recalls at once, none read: up to 64 are queued (max_queued_per_client), the next 256 are
+    # answered BUSY, and the next one cuts the peer off, which discards its queue; the rest are dropped
+    # unread. When the flood reaches the daemon in pieces, the daemon serves what it queued between
+    # pieces and admits a few more, so it computes a small share of the flood: at most a few queues'
+    # worth (ADMITTED), not 5,000.
     from memosd.server.server import Server
 
     total = 5000
+    admitted = 5 * 64
     before = {event: _count(daemon, event) for event in ("busy", "peers_cut_off", "cut_off_dropped", "recall")}
     ctx = zmq.Context()
     try:
@@ -161,12 +164,12 @@ def test_a_flood_that_ignores_busy_is_cut_off_before_its_requests_are_computed(d
         delta = {}
         for _ in range(100):
             delta = {event: _count(daemon, event) - n for event, n in before.items()}
-            if delta["busy"] + delta["cut_off_dropped"] >= total - 64:
+            if delta["busy"] + delta["cut_off_dropped"] >= total - admitted:
                 break
             time.sleep(0.1)
         assert delta["busy"] == Server.BUSY_STREAK_CUT_OFF
         assert delta["peers_cut_off"] == 1
-        assert delta["cut_off_dropped"] >= total - 64 - Server.BUSY_STREAK_CUT_OFF
-        assert delta["recall"] - 1 <= 64  # the polite recall, and at most the flood's queued ones
+        assert delta["cut_off_dropped"] >= total - admitted - Server.BUSY_STREAK_CUT_OFF
+        assert delta["recall"] - 1 <= admitted  # the polite recall, and at most a few queues of the flood's
     finally:
         ctx.destroy(linger=0)
