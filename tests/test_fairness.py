@@ -167,9 +167,11 @@ def test_a_flood_that_ignores_busy_is_cut_off_before_its_requests_are_computed(d
             if delta["busy"] + delta["cut_off_dropped"] >= total - admitted:
                 break
             time.sleep(0.1)
-        assert delta["busy"] == Server.BUSY_STREAK_CUT_OFF
+        # A cut-off takes BUSY_STREAK_CUT_OFF refusals in a row (an admission between pieces restarts
+        # the count); everything not computed was refused or dropped unread.
         assert delta["peers_cut_off"] == 1
-        assert delta["cut_off_dropped"] >= total - admitted - Server.BUSY_STREAK_CUT_OFF
+        assert delta["busy"] >= Server.BUSY_STREAK_CUT_OFF
+        assert delta["busy"] + delta["cut_off_dropped"] >= total - admitted
         assert delta["recall"] - 1 <= admitted  # the polite recall, and at most a few queues of the flood's
     finally:
         ctx.destroy(linger=0)

@@ -6,6 +6,7 @@ cannot grow the daemon's queues or starve the others.
 
 from __future__ import annotations
 
+import math
 import time
 
 from memosd_client.protocol.errors import BusyError
@@ -32,7 +33,8 @@ class Backpressure:
         if tokens < 1.0:
             self.rejected += 1
             raise BusyError(f"over the rate limit of {self.rate:g} requests/s; retry later",
-                            details={"retry_after_s": round((1.0 - tokens) / self.rate, 3)})
+                            # Rounded up: a BUSY that says "retry after 0 s" invites a client to spin.
+                            details={"retry_after_s": math.ceil((1.0 - tokens) / self.rate * 1000) / 1000})
         self._buckets[peer] = (tokens - 1.0, now)
         if len(self._buckets) > 100_000:  # forget idle peers rather than grow without bound
             self._buckets.clear()
