@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import zmq
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
@@ -54,6 +55,9 @@ class FuzzOptions:
     """How long one case may wait for its reply before it counts as a hang."""
     store_dir: str | None = None
     seed: int | None = None
+    tidy_every: int = 20_000
+    """Purge what the cases wrote every this many cases, so a long run meets a store of the same size
+    throughout (left to grow, a million cases fill gigabytes and every backup case copies them all)."""
 
 
 class _Stop(Exception):
@@ -178,6 +182,34 @@ def _seed_data(daemon: DaemonProcess, rng: random.Random) -> str:
         return export_digest(client)[0]
 
 
+def _tidy(daemon: DaemonProcess, sandbox: Path, rng: random.Random) -> int:
+    """Purge every namespace but the guard, reseed the fuzzed ones, and empty the backup sandbox.
+
+    Returns how many versions were purged. Goes through the daemon's own purge, so this is
+    also a recurring check that hard deletes of odd, fuzz-written data work.
+    """
+    _clear_backups(sandbox)
+    purged = 0
+    with daemon.client(GUARD, timeout=60.0) as client:
+        for stats in client.stats(all_namespaces=True).namespaces:
+            if stats.name != GUARD:
+                purged += client.purge_namespace(namespace=stats.name)
+        for name in NAMESPACES:
+            client.remember_many([f"fuzz seed {i}: {sentence(rng)}" for i in range(50)], namespace=name)
+    return purged
+
+
+def _clear_backups(sandbox: Path) -> None:
+    """Remove what backup cases wrote; ``full`` (the occupied destination) stays."""
+    for entry in sandbox.iterdir():
+        if entry.name == "full":
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 WRITES_FIRST = sorted(OPERATIONS, key=lambda op: (not OPERATIONS[op].writes, op))
 """Writes first in each round, so the reads after them meet whatever odd data got stored."""
 MUTATED_SHARE, GARBAGE_SHARE = 0.2, 0.1
@@ -196,9 +228,9 @@ def _given(strategy, examples: int, seed: int, handle) -> None:
     body()
 
 
-def _fuzz(target: Target, builder: Builder, opts: FuzzOptions, seed: int, sandbox: str, result: SuiteResult,
+def _fuzz(target: Target, builder: Builder, opts: FuzzOptions, seed: int, sandbox: Path, result: SuiteResult,
           say: Say) -> dict:
-    tally = {"sent": 0, "frames": 0, "kinds": collections.Counter(), "outcomes": collections.Counter(),
+    tally = {"tidied": 0, "purged": 0, "sent": 0, "frames": 0, "kinds": collections.Counter(), "outcomes": collections.Counter(),
              "per_op": collections.defaultdict(collections.Counter), "hangs": 0, "invalid": 0, "internal": 0,
              "crashed": False, "redirected": 0, "problems": collections.Counter(),
              "seconds": collections.Counter()}
@@ -223,7 +255,7 @@ def _fuzz(target: Target, builder: Builder, opts: FuzzOptions, seed: int, sandbo
         nonlocal last_report
         if tally["crashed"]:
             raise _Stop
-        admin = case.admin and _admin_safe(case.frames[0], sandbox)
+        admin = case.admin and _admin_safe(case.frames[0], str(sandbox))
         tally["redirected"] += case.admin and not admin
         op = case.op or "-"
         timeout = 60.0 if op == "backup" else opts.timeout_s
@@ -253,6 +285,11 @@ def _fuzz(target: Target, builder: Builder, opts: FuzzOptions, seed: int, sandbo
             tally["crashed"] = True
             record(f"CRASH after a {case.kind} {op} frame:\n{log_tail(target.daemon)}", case, admin)
             raise _Stop
+        if op == "backup" and admin:
+            _clear_backups(sandbox)
+        if opts.tidy_every and tally["sent"] % opts.tidy_every == 0:
+            tally["purged"] += _tidy(target.daemon, sandbox, rng)
+            tally["tidied"] += 1
         if time.monotonic() - last_report > 10:
             last_report = time.monotonic()
             say(f"fuzz: {tally['sent']}/{opts.cases} cases ({tally['frames']} frames), "
@@ -309,6 +346,7 @@ def run_fuzz(opts: FuzzOptions, say: Say) -> SuiteResult:
     """Run the fuzz suite; see the module docstring."""
     seed = opts.seed if opts.seed is not None else random.randrange(1 << 30)
     result = SuiteResult("fuzz", BAR, settings={"cases": opts.cases, "timeout_s": opts.timeout_s, "seed": seed,
+                                                 "tidy_every": opts.tidy_every,
                                                  "operations": sorted(OPERATIONS),
                                                  "limits": {k.removeprefix("MEMOSD_LIMITS_").lower(): int(v)
                                                             for k, v in LIMITS.items()}})
@@ -332,7 +370,7 @@ def run_fuzz(opts: FuzzOptions, say: Say) -> SuiteResult:
             dim = client.hello().encoder.dim
         say(f"fuzz: {opts.cases} cases over {len(OPERATIONS)} operations (seed {seed})")
         started = time.perf_counter()
-        tally = _fuzz(target, Builder(dim, str(sandbox)), opts, seed, str(sandbox), result, say)
+        tally = _fuzz(target, Builder(dim, str(sandbox)), opts, seed, sandbox, result, say)
         fuzz_seconds = time.perf_counter() - started
         target.close()
         if not tally["crashed"]:
@@ -358,6 +396,8 @@ def run_fuzz(opts: FuzzOptions, say: Say) -> SuiteResult:
         "invalid replies": tally.get("invalid", 0),
         "INTERNAL errors": tally.get("internal", 0),
         "admin cases kept off the admin socket": tally.get("redirected", 0),
+        "store tidied (every namespace but the guard purged)": {"times": tally.get("tidied", 0),
+                                                                 "versions purged": tally.get("purged", 0)},
         "error codes": {k: n for k, n in sorted(outcomes.items()) if k != "ok"},
         "distinct problems": {k: n for k, n in tally.get("problems", collections.Counter()).most_common(10)},
         "checks after the run": checks,

@@ -92,7 +92,7 @@ class _Resolver:
     absolute dates)."""
 
     def __init__(self, ref: float | None):
-        self.ref = None if ref is None else datetime.fromtimestamp(ref, tz=timezone.utc)
+        self.ref = _utc(ref)
 
     def __call__(self, rule: str, g: dict[str, str | None]) -> tuple[str, float | None, float | None, int | None]:
         method = getattr(self, "_" + rule)
@@ -320,7 +320,10 @@ def find_mentions(text: str, ref: float | None = None) -> list[Mention]:
     resolve = _Resolver(ref)
     mentions = []
     for rule, groups, words in found:
-        kind, lo, hi, month_only = resolve(rule, groups)
+        try:
+            kind, lo, hi, month_only = resolve(rule, groups)
+        except (ValueError, OverflowError, OSError):  # a date past what the calendar holds (year 10000, ...)
+            kind, lo, hi, month_only = "point", None, None, None
         mentions.append(Mention(kind, words, lo, hi, month_only))
     return mentions
 
@@ -330,9 +333,21 @@ def month_bits(said: float | None, talks_from: float | None, talks_to: float | N
     starts and ends in (UTC epoch seconds; None: none)."""
     bits = 0
     for t in (said, talks_from, None if talks_to is None else talks_to - 1.0):
-        if t is not None and t == t:  # NaN is no time
-            bits |= 1 << (datetime.fromtimestamp(t, tz=timezone.utc).month - 1)
+        moment = _utc(t)
+        if moment is not None:
+            bits |= 1 << (moment.month - 1)
     return bits
+
+
+def _utc(t: float | None) -> datetime | None:
+    """``t`` (UTC epoch seconds) as a datetime; None for None, NaN and times the calendar cannot hold
+    (an event_time is any float a client sends)."""
+    if t is None or t != t:
+        return None
+    try:
+        return datetime.fromtimestamp(t, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def resolved_hull(mentions: list[Mention]) -> tuple[float, float] | None:

@@ -248,6 +248,18 @@ def test_a_bad_write_never_fails_the_writes_committed_with_it(daemon, peer):
         assert len(client.list(limit=100).memories) == 59
 
 
+@pytest.mark.parametrize("event_time", [2.05e15, -1e15, 1e300])
+def test_an_event_time_past_the_calendar_is_stored_and_its_time_words_are_left_unresolved(daemon, event_time):
+    # Any finite float is a valid event_time; the time words of the text resolve against it, and
+    # "last year" in year 65 million has no date. The write must still be stored and indexed.
+    with daemon.client("far-future") as client:
+        memory_id = client.remember(f"we met last year and again on 8 May 2023 ({event_time})",
+                                    event_time=event_time)
+        assert client.get(memory_id).event_time == event_time
+        hits = client.recall(f"met last year 8 May 2023 ({event_time})", k=3)
+        assert hits and hits[0].memory.id == memory_id
+
+
 def test_daemon_keeps_serving_good_requests_between_bad_ones(daemon, peer):
     with daemon.client("interleaved") as client:
         for i, case in enumerate(CASES.values()):
