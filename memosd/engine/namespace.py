@@ -55,9 +55,11 @@ class NamespaceState:
         ``page_of_id`` (at load) places memories in their stored pages; new ones join short-term memory.
         """
         slots = [self._add_row(mem) for mem in mems]
-        self.index.add_many(slots, [mem.text for mem in mems])
+        texts = [mem.text for mem in mems]
+        terms = [self.index.terms(text) for text in texts]  # once, for the index and the tiers' vectors
+        self.index.add_many(slots, texts, terms)
         if mems:
-            self.tiers.add(slots, mems, page_of_id)
+            self.tiers.add(slots, mems, page_of_id, terms)
 
     def _add_row(self, mem: Memory) -> int:
         t = self.table

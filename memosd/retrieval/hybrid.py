@@ -67,8 +67,15 @@ class HybridIndex:
         """Index one document; raises ValueError if ``slot`` is out of range or already indexed."""
         self.add_many([slot], [text])
 
-    def add_many(self, slots: Sequence[int], texts: Sequence[str]) -> None:
-        """Index several documents at once (much faster per document than ``add``)."""
+    def terms(self, text: str) -> list[str]:
+        """The index terms of ``text`` (what ``add_many`` indexes it by)."""
+        return self._tokenizer.terms(text)
+
+    def add_many(self, slots: Sequence[int], texts: Sequence[str],
+                 terms: Sequence[list[str]] | None = None) -> None:
+        """Index several documents at once (much faster per document than ``add``).
+
+        ``terms``, when given, are ``terms(text)`` of each text, already computed by the caller."""
         if len(slots) != len(texts):
             raise ValueError("slots and texts differ in length")
         if not all(isinstance(text, str) for text in texts):
@@ -81,16 +88,17 @@ class HybridIndex:
         self._live = grown(self._live, max(slots) + 1)
         if self._live[slots].any():
             raise ValueError("slot already indexed")
+        if terms is None:
+            terms = [self._tokenizer.terms(text) for text in texts]
         if len(slots) <= _SMALL_BATCH:
-            for slot, text in zip(slots, texts):
-                terms = self._tokenizer.terms(text)
-                self._bm25.add_one(slot, terms)
+            for slot, doc_terms in zip(slots, terms):
+                self._bm25.add_one(slot, doc_terms)
                 if self._with_hash:
-                    self._hash.add_one(slot, *self._encoder.query(terms))
+                    self._hash.add_one(slot, *self._encoder.query(doc_terms))
         else:
             for start in range(0, len(slots), _CHUNK):
                 chunk = slice(start, start + _CHUNK)
-                batch = TermBatch([self._tokenizer.terms(text) for text in texts[chunk]])
+                batch = TermBatch(list(terms[chunk]))
                 slot_array = np.asarray(slots[chunk], dtype=np.int64)
                 self._bm25.add_batch(slot_array, batch)
                 if self._with_hash:

@@ -60,11 +60,12 @@ class Featurizer:
         self.dim = hash_dim
         self.norm_exponent = norm_exponent
 
-    def rows(self, texts: Sequence[str]) -> list[Row]:
-        """Stored rows of ``texts`` (a text without terms gets an empty row)."""
+    def rows(self, texts: Sequence[str], terms: Sequence[list[str]] | None = None) -> list[Row]:
+        """Stored rows of ``texts`` (a text without terms gets an empty row); ``terms``: their
+        tokens when the caller has them already."""
         if not texts:
             return []
-        batch = TermBatch([self.tokenizer.terms(t) for t in texts])
+        batch = TermBatch(list(terms) if terms is not None else [self.tokenizer.terms(t) for t in texts])
         rows, buckets, weights = self.encoder.features(batch)
         norms = np.sqrt(np.bincount(rows, weights * weights, minlength=len(texts)))
         stored = (weights / np.where(norms[rows] > 0, norms[rows], 1.0) ** self.norm_exponent).astype(np.float32)

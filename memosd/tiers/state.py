@@ -34,6 +34,8 @@ FINE_OVERFLOW = 128
 """Turns beyond a ring's capacity, waiting to be paged, that recall still scores in full (newest first)."""
 FACT_BATCH = 64
 """Knowledge documents indexed per batch (the index's batch path is several times cheaper per document)."""
+LOAD_DOC_BATCH = 2048
+"""Page documents indexed per batch while a namespace loads (bounds the texts held meanwhile)."""
 
 TextLoader = Callable[[Sequence[int]], dict[int, str]]
 """Memory ids -> their stored texts (read from the store), for faults and coarse documents."""
@@ -174,6 +176,9 @@ class TierState:
         self.dirty_rings: set[int] = set()
         self.dirty_heat: set[int] = set()
         self._loading: dict[int, tuple[list, list, list]] = {}
+        self._loaded_docs: list[tuple[int, str]] = []
+        """Coarse documents of pages completed during load, indexed in batches (one at a time costs
+        several times more per document)."""
         self.pending: dict[int, int] = {}
         """Memory id -> page id of page assignments submitted to the writer and not yet applied;
         purges read it (on the writer thread) so a page being formed cannot keep a purged turn."""
@@ -202,6 +207,7 @@ class TierState:
 
     def finish_load(self, facts: dict[int, list[FactRecord]]) -> None:
         """After every memory is loaded: drop members that no longer exist, index pages and facts."""
+        self._index_loaded_docs()
         for page_id in list(self.pages):
             page = self.pages[page_id]
             slots = self.page_slots.get(page_id, [])
@@ -214,6 +220,7 @@ class TierState:
             pending = self._loading.pop(page_id, None)
             if pending is not None:  # members seen but the page never completed (purged members)
                 self._complete_load(page, *pending)
+                self._index_loaded_docs()
             if not page.closed:
                 code = -1 if page.session is None else self.sessions.code(page.session)
                 self.open_page[code] = page_id
@@ -224,14 +231,23 @@ class TierState:
         self._loading = {}
 
     def _complete_load(self, page: PageRecord, texts: list[str], slots: list[int], rows: list[Row]) -> None:
-        self.coarse.put(page.id, "\n".join(texts), None)
+        self._loaded_docs.append((page.id, "\n".join(texts)))
+        if len(self._loaded_docs) >= LOAD_DOC_BATCH:
+            self._index_loaded_docs()
         if self.load_room[0] > 0:
             self._set_block(page.id, FineBlock.of(slots, rows))
             self.load_room[0] -= self.blocks[page.id].nbytes
 
-    def add(self, slots: Sequence[int], mems: Sequence[Memory], page_of_id: dict[int, int] | None = None) -> None:
-        """New (or loaded) versions: each joins its page (at load) or its session's ring."""
-        rows = self.feat.rows([mem.text for mem in mems])
+    def _index_loaded_docs(self) -> None:
+        if self._loaded_docs:
+            self.coarse.add_many(self._loaded_docs)
+            self._loaded_docs = []
+
+    def add(self, slots: Sequence[int], mems: Sequence[Memory], page_of_id: dict[int, int] | None = None,
+            terms: Sequence[list[str]] | None = None) -> None:
+        """New (or loaded) versions: each joins its page (at load) or its session's ring (``terms``: their
+        texts' tokens, when the caller has them)."""
+        rows = self.feat.rows([mem.text for mem in mems], terms)
         self.df.add(rows)
         self.unit_of = grown(self.unit_of, max(slots, default=-1) + 1)
         for slot, mem, row in zip(slots, mems, rows):
