@@ -81,6 +81,43 @@ def _top_keys(scores: np.ndarray, limit: int) -> np.ndarray:
     return positive
 
 
+def _top_among(idx: np.ndarray, fused: np.ndarray, k: int, lexical: tuple[np.ndarray, np.ndarray], top: float,
+               depth: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The best ``k`` of all turns, chosen among the candidates' turns alone (slots ``idx``, fused scores
+    ``fused``); None when that cannot be shown to equal the top k over every slot.
+
+    A turn outside the candidates scores its scaled BM25 alone. The best ``depth`` BM25 hits are all
+    candidates (their units are) when each is in ``idx``, so every other turn scores at most the
+    ``depth + 1``-th BM25 score, ``bound``. If the candidates hold ``k`` turns scoring above ``bound``,
+    no other turn can enter the top k, nor tie with it: the answer is the one a pass over the whole
+    namespace would give, at a cost that does not grow with it."""
+    lex_slots, lex_values = lexical
+    if k > depth or not len(idx) or not _all_in(lex_slots[:depth], idx):
+        return None
+    bound = float(lex_values[depth]) / top if len(lex_values) > depth and top > 0 else 0.0
+    above = np.flatnonzero(fused > bound)  # a turn is in one unit, so each slot is in idx once
+    if len(above) < k:
+        return None
+    values = fused[above]
+    if len(values) > 4 * k:  # cut to the k-th value (keeping its ties) before sorting
+        keep = values >= np.partition(values, len(values) - k)[len(values) - k]
+        above, values = above[keep], values[keep]
+    slots = idx[above]
+    order = np.lexsort((slots, -values))[:k]
+    return slots[order], values[order]
+
+
+def _all_in(few: np.ndarray, many: np.ndarray) -> bool:
+    """Whether every slot of ``few`` is in ``many`` (np.isin sorts both: ten times slower here)."""
+    if not len(few):
+        return True
+    if few.max() > many.max() or few.min() < many.min():
+        return False
+    marks = np.zeros(int(many.max()) + 1, dtype=bool)
+    marks[many] = True
+    return bool(marks[few].all())
+
+
 @dataclass(slots=True)
 class Candidates:
     """What the fine stage scores: candidate pages and every short-term ring, with coarse scores."""
@@ -93,6 +130,9 @@ class Candidates:
     """Every ring of the namespace (TierState.ring_layout) when the candidates were taken."""
     ring_scores: np.ndarray
     """The rings' coarse scores, aligned with ``rings.units``."""
+    lexical: tuple[np.ndarray, np.ndarray] | None = None
+    """The best ``candidate_lexical + 1`` BM25 hits (slots, raw scores; best first) when stage one took
+    them for this query; lets stage two pick its top k among the candidates alone (see ``_top_among``)."""
 
 
 class TwoStage:
@@ -102,14 +142,21 @@ class TwoStage:
         self.tiers = tiers
         self.fine_weight = fine_weight
 
-    def candidate_pages(self, coarse: np.ndarray, bm25: np.ndarray, fact_units: set[int]) -> np.ndarray:
-        """The pages among the best coarse units, the units of the best lexical hits and the facts' pages
-        (rings need no choosing: every ring is a candidate)."""
+    def candidate_pages(self, coarse: np.ndarray, lexical: np.ndarray, fact_units: set[int]) -> np.ndarray:
+        """The pages among the best coarse units, the units of the best lexical hits (``lexical``: their
+        slots) and the facts' pages (rings need no choosing: every ring is a candidate)."""
         tiers, cfg = self.tiers, self.tiers.cfg
         key_of = tiers.coarse.key_of
         units = {key_of[d] for d in _top_keys(coarse, cfg.candidate_pages).tolist() if d in key_of} | fact_units
-        units.update(tiers.unit_of[_top_keys(bm25, cfg.candidate_lexical)].tolist())
+        units.update(tiers.unit_of[lexical].tolist())
         return np.asarray(sorted(u for u in units if u > 0 and u in tiers.pages), dtype=np.int64)
+
+    def lexical_top(self, bm25: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``candidate_lexical + 1`` BM25 hits: the units of all but the last become candidates,
+        and the last bounds what any turn outside the candidates can score."""
+        if not len(bm25):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return top_fused([(1.0, bm25)], self.tiers.cfg.candidate_lexical + 1, normalise=False)
 
     def search(self, query: str | AnalyzedQuery, k: int, allowed: np.ndarray, bm25: np.ndarray) -> list[Hit]:
         """Best ``k`` turns for a text query; ``bm25`` is the lexical index's raw scores (padded)."""
@@ -122,7 +169,9 @@ class TwoStage:
         coarse = self._coarse_scores(query)
         fact_boost, fact_units = self._knowledge(query, len(bm25))
         # The top lexical hits rank alike scaled or not.
-        pages = self.candidate_pages(coarse, bm25, fact_units | period_units(query, tiers))
+        lexical = self.lexical_top(bm25)
+        pages = self.candidate_pages(coarse, lexical[0][: tiers.cfg.candidate_lexical],
+                                     fact_units | period_units(query, tiers))
         # Scaled to the best unit's score, but never past what a match of the query's words gives: when no
         # unit holds any of them (a rare word, in a unit whose coarse document the scheduler has not
         # re-indexed yet), the best unit matches only through colliding hashed n-grams, and that noise
@@ -132,7 +181,7 @@ class TwoStage:
         page_docs = np.asarray([slot_of.get(p, -1) for p in pages.tolist()], dtype=np.int64)
         ring_docs = tiers.ring_docs()
         return Candidates(pages, _unit_scores(coarse, page_docs, top), tiers.ring_layout(),
-                          _unit_scores(coarse, ring_docs, top)), fact_boost
+                          _unit_scores(coarse, ring_docs, top), lexical), fact_boost
 
     def stage_two(self, query: str | AnalyzedQuery, k: int, allowed: np.ndarray, bm25: np.ndarray,
                   candidates: Candidates, fact_boost: np.ndarray | None = None) -> list[Hit]:
@@ -159,11 +208,10 @@ class TwoStage:
         inside = idx < min(len(allowed), size)
         visible[inside] = allowed[idx[inside]]
 
-        # bm25 is zero where not allowed; the candidates' turns are overwritten below, in a copy (the
-        # caller may use bm25 again).
-        top = bm25.max() if len(bm25) else 0.0
-        final = bm25 / top if top > 0 else bm25.copy()
-        base = final[idx]
+        # bm25 is zero where not allowed.
+        lexical = candidates.lexical if candidates.lexical is not None else self.lexical_top(bm25)
+        top = lexical[1][0] if len(lexical[1]) else np.float32(0.0)
+        base = bm25[idx] / top if top > 0 else bm25[idx]
         if fine is not None:
             cand_fine = fine[idx] * visible
             top = cand_fine.max() if len(cand_fine) else 0.0
@@ -176,13 +224,20 @@ class TwoStage:
             for boost in (time_boost(query, tiers.table, idx, cfg), speaker_boost(query, tiers, idx)):
                 if boost is not None:
                     fused += boost
+        picked = None
         if fact_boost is None:
-            final[idx] = fused * visible
-        else:
+            fused *= visible
+            picked = _top_among(idx, fused, k, lexical, top, cfg.candidate_lexical)
+        if picked is None:
+            # Every slot keeps its scaled BM25 part; the candidates' turns get their fused scores (a copy:
+            # the caller may use bm25 again).
+            final = bm25 / top if top > 0 else bm25.copy()
             final[idx] = fused
-            final += cfg.knowledge_weight * fact_boost
-            restrict(final, allowed)
-        slots, values = top_fused([(1.0, final)], k, normalise=False)
+            if fact_boost is not None:
+                final += cfg.knowledge_weight * fact_boost
+                restrict(final, allowed)
+            picked = top_fused([(1.0, final)], k, normalise=False)
+        slots, values = picked
         hits = []
         for slot, value in zip(slots.tolist(), values.tolist()):
             channels = tuple(name for name, scores in (("bm25", bm25), ("hash", fine))
@@ -233,7 +288,7 @@ class TwoStage:
             coarse = np.zeros(max((h.slot for h in hits), default=-1) + 1, dtype=np.float32)
             for hit in hits:
                 coarse[hit.slot] = hit.score
-        pages = self.candidate_pages(coarse, np.zeros(0, dtype=np.float32), set())
+        pages = self.candidate_pages(coarse, np.zeros(0, dtype=np.int64), set())
         faults = tiers.counters.faults
         blocks = [tiers.stm_block()] + tiers.blocks_for(pages.tolist())
         if tiers.counters.faults != faults:

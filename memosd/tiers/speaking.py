@@ -17,5 +17,7 @@ def speaker_boost(query: str | AnalyzedQuery, tiers, slots: np.ndarray) -> np.nd
     named = speakers.named_in(query.text if isinstance(query, AnalyzedQuery) else query)
     if not named:
         return None
-    said_by = np.isin(tiers.table.speaker[slots], np.fromiter(named, dtype=np.int32, count=len(named)))
-    return (np.float32(weight) * said_by).astype(np.float32)
+    # Speaker codes are small (-1: none): a lookup table beats np.isin's sort by an order of magnitude.
+    boost = np.zeros(len(speakers) + 1, dtype=np.float32)
+    boost[np.fromiter(named, dtype=np.int64, count=len(named)) + 1] = weight
+    return boost[tiers.table.speaker[slots] + 1]

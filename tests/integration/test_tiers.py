@@ -121,6 +121,36 @@ def test_recall_after_eviction_returns_the_same_top_k(tmp_path):
     assert tiers.faults > 0 and tiers.evictions > 0 and tiers.resident_pages == 0
 
 
+def test_the_first_hits_do_not_depend_on_k(tmp_path):
+    # A small k is chosen among the candidate units' turns alone when that provably gives the top k of
+    # every turn; a k past candidate_lexical takes a pass over the whole namespace. Few candidates
+    # here, so most turns are outside them and the shortcut has to prove itself on every query.
+    few = {"MEMOSD_TIERS_CANDIDATE_PAGES": "1", "MEMOSD_TIERS_CANDIDATE_LEXICAL": "3"}
+    with DaemonProcess(tmp_path / "store", env=few) as daemon, daemon.client(namespace="chat") as client:
+        client.remember_many(conversation(sessions=12, turns=30))
+        settle(daemon)
+        for query in QUERIES + ["kiln", "summit choir passport", "nothing matches this"]:
+            for filters in (m.Filters(), m.Filters(session="s3")):
+                wide = [(h.memory.id, h.score) for h in client.recall(query, k=10, filters=filters)]
+                for k in (1, 3):
+                    narrow = [(h.memory.id, h.score) for h in client.recall(query, k=k, filters=filters)]
+                    assert narrow == wide[:k], (query, filters, k)
+
+
+def test_a_turn_waiting_to_be_paged_past_the_searched_ring_is_still_found(tmp_path):
+    # With the scheduler held off, a burst leaves most of a session's turns in its ring, past the part
+    # that the fine stage scores (the newest ones). An old turn that holds the query's rare word must
+    # still come first, through its BM25 score, even though newer turns match the query's common word.
+    held = {"MEMOSD_TIERS_TICK_S": "3600"}
+    with DaemonProcess(tmp_path / "store", env=held) as daemon, daemon.client(namespace="chat") as client:
+        items = [m.MemoryIn(text=f"Ana: the zebrafish tank needs cleaning (turn {i})" if i == 0 else
+                            f"Ben: the kiln is hot again today (turn {i})", session="s0") for i in range(400)]
+        ids = client.remember_many(items).ids
+        assert ns_tiers(daemon, "chat").stm == 400
+        for k in (1, 3, 10):
+            assert client.recall("zebrafish kiln", k=k)[0].memory.id == ids[0]
+
+
 def test_text_recall_reads_no_page_vectors_by_default(tmp_path):
     store = tmp_path / "store"
     with DaemonProcess(store) as daemon, daemon.client(namespace="chat") as client:
