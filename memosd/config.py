@@ -49,6 +49,10 @@ class StoreSection:
     max_map_size: int = 1 << 40
     durable: bool = True
     """fsync on every commit. False: commits survive a process crash, not a power loss."""
+    index_snapshot: bool = True
+    """At a clean stop, write the in-RAM indexes to ``<data_dir>/indexes/`` and open them at the next
+    start instead of rebuilding them from the store (used only when nothing was written in between;
+    see docs/indexes.md). Costs about as much disk as the daemon's RAM for indexes."""
 
 
 @dataclass(slots=True)

@@ -63,6 +63,7 @@ class Daemon:
         self.reload_config = reload_config
         self.notifier = Notifier()
         self.started = time.time()
+        self.load_seconds = 0.0
         self.env = Environment(StoreConfig(
             path=config.data_dir,
             map_size=config.store.map_size,
@@ -160,6 +161,8 @@ class Daemon:
                  for op, (c, e, p50, p99) in self.server.stats.summary().items()},
             plugin_errors=self.plugins.errors(),
             migration=self.dense.report() if self.dense else None,
+            indexes_from=self.engine.opened_from,
+            load_s=round(self.load_seconds, 3),
         )
 
     def plugins_info(self) -> m.PluginsResult:
@@ -336,12 +339,15 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.notifier.status("loading the store")
         loaded_started = time.monotonic()
-        loaded = self.engine.load(progress=self._loading)
+        loaded = self.engine.load(progress=self._loading,
+                                  data_dir=self.config.data_dir if self.config.store.index_snapshot else None)
         # Loaded state lives for the whole run: keep it out of the cyclic GC's scans (fewer long pauses).
         gc.collect()
         gc.freeze()
+        self.load_seconds = time.monotonic() - loaded_started
         log.info("store loaded", memories=loaded, namespaces=len(self.engine.namespaces),
-                 seconds=round(time.monotonic() - loaded_started, 3), data_dir=str(self.config.data_dir))
+                 seconds=round(self.load_seconds, 3), indexes_from=self.engine.opened_from,
+                 data_dir=str(self.config.data_dir))
         self.writer.start()
         if self.dense is not None:
             self.dense.start(loop)
@@ -375,6 +381,8 @@ class Daemon:
             # Closing LMDB under a live writer could damage it: leave that to the process exit.
             log.error("the writer did not finish in time; exiting without closing the store")
             raise SystemExit(1)
+        if self.config.store.index_snapshot:
+            self._write_snapshot()
         for task in tasks:
             task.cancel()
         if self.publisher is not None:
@@ -386,6 +394,18 @@ class Daemon:
         self.env.close()
         self.notifier.close()
         log.info("stopped")
+
+
+    def _write_snapshot(self) -> None:
+        """The indexes for the next start (engine/snapshot.py); a failure only costs that start a rebuild."""
+        started = time.monotonic()
+        try:
+            path = self.engine.write_snapshot(self.config.data_dir)
+        except Exception as exc:  # noqa: BLE001 - disk full, permissions: the store itself is intact
+            log.warning("index snapshot not written: the next start rebuilds the indexes", error=repr(exc))
+            return
+        log.info("index snapshot written", path=str(path), bytes=path.stat().st_size,
+                 seconds=round(time.monotonic() - started, 3))
 
 
 def _tcp_principal(rights: str) -> Principal | None:

@@ -35,6 +35,8 @@ class RestartTiming:
     """New process spawned until the first recall was answered: what an agent waits for."""
     first_recall_hits: int
     """Hits of that first recall (0 would mean the daemon answered before its indexes were back)."""
+    indexes_from: str = ""
+    """Where the new process got its indexes: "snapshot" (of the clean stop) or "store" (rebuilt)."""
 
 
 @dataclass
@@ -90,11 +92,13 @@ class Target:
             shutil.rmtree(self._remove_dir, ignore_errors=True)
             self._remove_dir = None
 
-    def restart(self, namespace: str, query: str, k: int = 10, timeout_s: float = 3600.0) -> RestartTiming | None:
+    def restart(self, namespace: str, query: str, k: int = 10, timeout_s: float = 3600.0,
+                rebuild: bool = False) -> RestartTiming | None:
         """Stop the daemon we started and start it again on the same store; None for ``--endpoint``.
 
         The first recall is retried until answered, so the figure holds whether the daemon loads its
-        indexes before it listens or after.
+        indexes before it listens or after. With ``rebuild`` the index snapshot of the stop is deleted
+        first, so the start rebuilds the indexes from the store (as after a crash).
         """
         if self.daemon is None:
             return None
@@ -103,6 +107,8 @@ class Target:
         t0 = time.perf_counter()
         self.daemon.stop()
         stopped = time.perf_counter()
+        if rebuild:
+            (self.daemon.data_dir / "indexes" / "snapshot.pickle").unlink(missing_ok=True)
         self._process = None  # the new process has another pid
         self.daemon.startup_timeout = timeout_s  # a large store takes a while to load
         self.daemon.start()
@@ -118,8 +124,11 @@ class Target:
                     raise
                 time.sleep(0.05)
         answered = time.perf_counter()
+        with self.daemon.admin(timeout=timeout_s) as admin:
+            source = admin.status().indexes_from
         return RestartTiming(stop_s=round(stopped - t0, 3), ready_s=round(ready - stopped, 3),
-                             first_recall_s=round(answered - stopped, 3), first_recall_hits=len(hits))
+                             first_recall_s=round(answered - stopped, 3), first_recall_hits=len(hits),
+                             indexes_from=source)
 
     def __enter__(self) -> "Target":
         return self

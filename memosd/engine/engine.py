@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import lmdb
 import msgspec
@@ -39,6 +40,7 @@ from ..store.environment import Environment
 from ..store.writer import WriterThread
 from ..tiers.manager import TierManager
 from ..tiers.search import TwoStage
+from . import snapshot
 from .namespace import TIER_NAMES, NamespaceState
 from .records import Records, decode_memory, encode_memory
 from .registry import Allocator, check_namespace
@@ -84,15 +86,38 @@ class Engine(Validation, Records):
         self._encoder_index = HybridIndex(retrieval)
         """An empty index used only for its stateless encoder (``encode``)."""
         self.encoder: EncoderIdentity = self._encoder_index.encoder_identity
+        self.opened_from = ""
+        """Where ``load`` got the indexes: "snapshot" (of the last clean stop) or "store" (rebuilt)."""
 
     # ------------------------------------------------------------------ start-up
 
-    def load(self, progress: Callable[[int], None] | None = None) -> int:
-        """Rebuild RAM state from the store; returns the number of versions loaded.
-
-        ``progress`` is called with the running count after each chunk.
+    def load(self, progress: Callable[[int], None] | None = None, data_dir: Path | None = None) -> int:
+        """RAM state for the store: opened from the snapshot of the last clean stop in ``data_dir`` when
+        it matches the store (engine/snapshot.py), else rebuilt from the store. Returns the number of
+        versions loaded; ``progress`` is called with the running count after each chunk of a rebuild.
         """
         self._check_encoder()
+        restored = snapshot.read(self.env, data_dir, self._fingerprint()) if data_dir is not None else None
+        if restored is not None:
+            for state in restored.values():
+                self.tiers.attach(state.tiers)
+            self.namespaces = restored
+            self.opened_from = "snapshot"
+            loaded = sum(int(state.table.present[: state.table.size].sum()) for state in restored.values())
+        else:
+            loaded = self._rebuild(progress)
+        if self.dense is not None:
+            self.dense.load(self.namespaces)
+        return loaded
+
+    def write_snapshot(self, data_dir: Path) -> Path:
+        """Write the indexes for the next start (see engine/snapshot.py); the writer must be stopped."""
+        return snapshot.write(self.env, data_dir, self.namespaces, self._fingerprint())
+
+    def _fingerprint(self) -> str:
+        return snapshot.fingerprint(self.retrieval, self.tiers.cfg, self.encoder)
+
+    def _rebuild(self, progress: Callable[[int], None] | None) -> int:
         loaded = 0
         with self.env.read() as txn:
             for name, ns_id in Allocator.all_namespaces(txn, self.env.dbs["namespaces"]):
@@ -123,8 +148,7 @@ class Engine(Validation, Records):
                 state.tiers.finish_load(facts)
                 loaded += len(chunk)
                 self.namespaces[name] = state
-        if self.dense is not None:
-            self.dense.load(self.namespaces)
+        self.opened_from = "store"
         return loaded
 
     def _check_encoder(self) -> None:

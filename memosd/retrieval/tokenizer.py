@@ -40,6 +40,13 @@ class Tokenizer:
                 out.append(stem)
         return out
 
+    def __getstate__(self) -> dict:
+        # The stemmer is a C object: a copy (a snapshot of the indexes) makes a new one.
+        return {"stopwords": self._stopwords}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["stopwords"])
+
     def forget(self, text: str) -> None:
         """Drop the words of ``text`` from the stem cache (part of a hard purge)."""
         for word in _WORD.findall(text.casefold()):

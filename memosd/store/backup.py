@@ -479,6 +479,9 @@ def _install(source: Path, data_dir: Path, manifest: Manifest, force: bool) -> s
             # lock.mdb describes the replaced file (its last transaction id); LMDB rebuilds it on open,
             # and removing it also detaches any lingering reader of the old file.
             (data_dir / "lock.mdb").unlink(missing_ok=True)
+            # So does the index snapshot of the last clean stop (engine/snapshot.py): the next start
+            # would not use it anyway (it checks the transaction id), but it is the old store's text.
+            shutil.rmtree(data_dir / "indexes", ignore_errors=True)
             _fsync_dir(data_dir)
         finally:
             incoming.unlink(missing_ok=True)

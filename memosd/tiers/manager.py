@@ -46,15 +46,26 @@ class TierManager:
     # ------------------------------------------------------------------ namespaces
 
     def create(self, name: str, ns_id: int, table, slot_of, sessions, speakers) -> TierState:
+        state = TierState(name, ns_id, table, slot_of, sessions, self.cfg, self.featurizer, self._text_loader(ns_id))
+        state.speakers = speakers
+        return self.attach(state)
+
+    def attach(self, state: TierState) -> TierState:
+        """Give a namespace's tiers what the manager shares (configuration, featurizer, budget, eviction
+        heap, text loader): at creation, and when they come back from a snapshot (TierState.__getstate__)."""
+        state.cfg = self.cfg
+        state.feat = self.featurizer
+        state.load_texts = self._text_loader(state.ns_id)
+        state.load_room = self.load_room
+        state.evict_heap = self.evict_heap
+        self.states[state.ns_id] = state
+        return state
+
+    def _text_loader(self, ns_id: int):
         def load_texts(ids: Sequence[int]) -> dict[int, str]:
             return self.read_texts(ns_id, ids)
 
-        state = TierState(name, ns_id, table, slot_of, sessions, self.cfg, self.featurizer, load_texts)
-        state.speakers = speakers
-        state.load_room = self.load_room
-        state.evict_heap = self.evict_heap
-        self.states[ns_id] = state
-        return state
+        return load_texts
 
     def forget_namespace(self, ns_id: int) -> None:
         self.states.pop(ns_id, None)

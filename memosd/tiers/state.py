@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
 from memosd_client.protocol.messages import Memory
@@ -36,6 +37,9 @@ FACT_BATCH = 64
 """Knowledge documents indexed per batch (the index's batch path is several times cheaper per document)."""
 LOAD_DOC_BATCH = 2048
 """Page documents indexed per batch while a namespace loads (bounds the texts held meanwhile)."""
+
+_PAGES = msgspec.msgpack.Encoder()
+_PAGES_OF = msgspec.msgpack.Decoder(list[PageRecord])
 
 TextLoader = Callable[[Sequence[int]], dict[int, str]]
 """Memory ids -> their stored texts (read from the store), for faults and coarse documents."""
@@ -190,6 +194,25 @@ class TierState:
         entries of pages hit or evicted since are left in and skipped when they surface."""
         self.load_room = [1 << 62]
         """Bytes of page vectors a load may still make resident (a list shared by the manager)."""
+
+    _SHARED = ("cfg", "feat", "load_texts", "evict_heap", "load_room")
+    """Attributes that the TierManager gives every namespace (TierManager.attach), not the namespace's own."""
+
+    def __getstate__(self) -> dict:
+        """The namespace's tiers for a snapshot (engine/snapshot.py): its own data, without what the
+        manager shares, the caches (rebuilt on use), resident page vectors (they fault back in under
+        the next run's budget) and the counters since start."""
+        state = {k: v for k, v in self.__dict__.items() if k not in self._SHARED}
+        # Pages as one msgpack blob: pickling a msgspec struct apiece is ten times slower to read back.
+        state["pages"] = _PAGES.encode(list(self.pages.values()))
+        state.update(_stm_block=None, _ring_blocks={}, _stm_index=None, _stm_scored=0, _ring_layout=None,
+                     _ring_docs=None, _arrays={}, blocks={}, block_bytes=0, prefetched=set(), pending={},
+                     counters=Counters(), policy_usage={})
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state["pages"] = {page.id: page for page in _PAGES_OF.decode(state["pages"])}
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------ membership
 

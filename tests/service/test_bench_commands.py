@@ -46,9 +46,11 @@ def test_bench_quick_prints_floor_and_memosd_figures():
     # The daemon's own RAM: more than an empty interpreter, less than the whole RSS it is part of.
     assert 10 * 2**20 < row["rss_anon_bytes"] <= row["rss_bytes"]
     assert row["rss_anon_bytes_per_memory"] == round(row["rss_anon_bytes"] / row["memories"], 1)
-    # Restart: stopped, started on the same store, and the first recall found what was stored.
+    # Restart: stopped, started on the same store, and the first recall found what was stored; once
+    # from the index snapshot of the clean stop, once rebuilding the indexes from the store.
     assert 0 < row["restart"]["ready_s"] <= row["restart_s"] < 120
-    assert row["restart"]["first_recall_hits"] > 0
+    assert row["restart"]["first_recall_hits"] > 0 and row["restart"]["indexes_from"] == "snapshot"
+    assert row["rebuild"]["first_recall_hits"] > 0 and row["rebuild"]["indexes_from"] == "store"
 
 
 def test_bench_peers_compares_memosd_with_exact_search_on_the_same_vectors():

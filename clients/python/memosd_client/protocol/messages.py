@@ -531,6 +531,10 @@ class StatusResult(ReplyStruct):
     """Plugins that failed to load or failed at run time (bypassed; the daemon serves with its defaults)."""
     migration: MigrationInfo | None = None
     """Re-embedding progress after an encoder change; None when no dense encoder is configured."""
+    indexes_from: str = ""
+    """Where this start got its indexes: "snapshot" (written at the last clean stop) or "store" (rebuilt)."""
+    load_s: float = 0.0
+    """Seconds this start took to open or rebuild the indexes."""
 
 
 class Grant(Struct, frozen=True):

@@ -244,6 +244,8 @@ export interface StatusResult {
   ops: Record<string, Record<string, number>>;
   plugin_errors: Record<string, unknown>[];
   migration: Record<string, unknown> | null;
+  indexes_from: string;
+  load_s: number;
   [extra: string]: unknown;
 }
 
