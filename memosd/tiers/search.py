@@ -214,9 +214,9 @@ class TwoStage:
         base = bm25[idx] / top if top > 0 else bm25[idx]
         if fine is not None:
             cand_fine = fine[idx] * visible
-            top = cand_fine.max() if len(cand_fine) else 0.0
-            if top > 0:
-                base = base + self.fine_weight * (cand_fine / top)
+            fine_top = cand_fine.max() if len(cand_fine) else 0.0
+            if fine_top > 0:
+                base = base + self.fine_weight * (cand_fine / fine_top)
         fused = base.copy()
         if len(idx):
             unit_scores = _units_at_least_their_best_turn(unit_scores, base, lengths)
