@@ -395,7 +395,6 @@ class Daemon:
         self.notifier.close()
         log.info("stopped")
 
-
     def _write_snapshot(self) -> None:
         """The indexes for the next start (engine/snapshot.py); a failure only costs that start a rebuild."""
         started = time.monotonic()

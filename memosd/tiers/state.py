@@ -203,7 +203,7 @@ class TierState:
         manager shares, the caches (rebuilt on use), resident page vectors (they fault back in under
         the next run's budget) and the counters since start."""
         state = {k: v for k, v in self.__dict__.items() if k not in self._SHARED}
-        # Pages as one msgpack blob: pickling a msgspec struct apiece is ten times slower to read back.
+        # Pages as one msgpack blob: pickling a msgspec struct apiece is several times slower to read back.
         state["pages"] = _PAGES.encode(list(self.pages.values()))
         state.update(_stm_block=None, _ring_blocks={}, _stm_index=None, _stm_scored=0, _ring_layout=None,
                      _ring_docs=None, _arrays={}, blocks={}, block_bytes=0, prefetched=set(), pending={},
@@ -230,7 +230,6 @@ class TierState:
 
     def finish_load(self, facts: dict[int, list[FactRecord]]) -> None:
         """After every memory is loaded: drop members that no longer exist, index pages and facts."""
-        self._index_loaded_docs()
         for page_id in list(self.pages):
             page = self.pages[page_id]
             slots = self.page_slots.get(page_id, [])
@@ -243,7 +242,6 @@ class TierState:
             pending = self._loading.pop(page_id, None)
             if pending is not None:  # members seen but the page never completed (purged members)
                 self._complete_load(page, *pending)
-                self._index_loaded_docs()
             if not page.closed:
                 code = -1 if page.session is None else self.sessions.code(page.session)
                 self.open_page[code] = page_id
@@ -251,6 +249,7 @@ class TierState:
                 self.mark_unconsolidated(page_id)
             if page_id in facts:
                 self.install_knowledge(page, facts[page_id])
+        self._index_loaded_docs()
         self._loading = {}
 
     def _complete_load(self, page: PageRecord, texts: list[str], slots: list[int], rows: list[Row]) -> None:
