@@ -20,7 +20,11 @@ from collections.abc import Callable
 
 from .vocabulary import MONTHS, SEASONS, UNITS, WEEKDAYS
 
-_TOKEN = re.compile(r"[a-z]+|\d+(?:st|nd|rd|th)?")
+_TOKEN = re.compile(r"[a-z0-9]+")
+_NUMBER = re.compile(r"\d+(?:st|nd|rd|th)?")
+_OPAQUE = "#"
+"""What a word of letters and digits mixed ("zq3f2026ab", "a1b2") reads as: no rule starts at it or takes it,
+so an id or a hash holding "2026" does not name a year."""
 _UNIT_OF = {f"{unit}{plural}": unit for unit in UNITS for plural in ("", "s")}
 _WEEKDAY_OF = {**{w: w for w in WEEKDAYS}, **{f"{w}s": w for w in WEEKDAYS}}
 _COUNT_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -289,7 +293,7 @@ def expressions(text: str) -> list[Expression]:
     """The time expressions of ``text`` in order, none overlapping (the one starting first wins; at the
     same word, the first rule that matches)."""
     lower = text.lower()
-    tokens = _TOKEN.findall(lower)
+    tokens = [t if t.isalpha() or _NUMBER.fullmatch(t) else _OPAQUE for t in _TOKEN.findall(lower)]
     has_digit = _DIGIT.search(lower) is not None
     if not has_digit and _CORE.isdisjoint(tokens):
         return []
