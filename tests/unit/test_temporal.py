@@ -157,9 +157,11 @@ def test_month_bits_mark_the_month_said_and_the_months_a_mention_starts_and_ends
     assert month_bits(day(2023, 3, 15), day(2022, 12, 1), day(2023, 3, 1)) == (1 << 2) | (1 << 11) | (1 << 1)
 
 
-@pytest.mark.parametrize("text", ["order zqab2026cd1234ef shipped", "build a1b2c3 of 9f2019e", "token zq1999abcdef0123"])
+@pytest.mark.parametrize("text", ["order zqab2026cd1234ef shipped", "build a1b2c3 of 9f2019e", "token zq1999abcdef0123",
+                                  "zq12feb2026a0b1", "zq5dec9a1b2c3d4e"])
 def test_digits_inside_a_word_of_letters_and_digits_are_no_date(text):
-    # Ids and hashes hold digit runs like 2026: read as a year, a recall for such an id would name a
-    # period and favour every turn said in it over the one memory that holds the id.
+    # Ids and hashes hold digit runs like 2026 and letter runs like "dec" or "feb": read as a date, a
+    # recall for such an id would name a period and favour every turn said in it over the one memory
+    # that holds the id.
     assert find_mentions(text, REF) == []
     assert time_intent(text).interval is None
