@@ -131,6 +131,7 @@ async def _index_bytes(client) -> int:
 async def _sampler(daemon, started: float, until: float, out: list[Sample]) -> None:
     pid, data_file = daemon.proc.pid, str(daemon.data_dir / "data.mdb")
     admin = daemon.admin(timeout=10.0)
+    due = time.monotonic()
     try:
         while True:
             rss, anon = rss_bytes(pid)
@@ -142,7 +143,10 @@ async def _sampler(daemon, started: float, until: float, out: list[Sample]) -> N
             out.append(Sample(round(time.monotonic() - started, 2), rss, anon, size, resident))
             if time.monotonic() >= until:
                 return
-            await asyncio.sleep(1.0)
+            # On a one-second cadence, not a second after each reading: a daemon slow to answer under
+            # load must not thin out the samples the slopes are fitted to.
+            due = max(due + 1.0, time.monotonic() - 0.5)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
     finally:
         admin.close()
 
