@@ -26,6 +26,9 @@ _BLOCK_OVERHEAD = 3 * 112 + 64
 Row = tuple[np.ndarray, np.ndarray]
 """One turn's (buckets int32, stored weights float32)."""
 
+_SCATTER_BATCH = 16
+"""Past this many rows, document frequencies are updated in one scatter-add (a loop below it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FineBlock:
@@ -92,7 +95,11 @@ class DocumentFrequencies:
         self.df = np.zeros(dim, dtype=np.int64)
         self.n_docs = 0
 
-    def add(self, rows: Iterable[Row], sign: int = 1) -> None:
+    def add(self, rows: Sequence[Row], sign: int = 1) -> None:
+        if len(rows) > _SCATTER_BATCH:  # a row's buckets are distinct, so a batch is one scatter-add
+            np.add.at(self.df, np.concatenate([buckets for buckets, _ in rows]), sign)
+            self.n_docs += sign * len(rows)
+            return
         for buckets, _ in rows:
             self.df[buckets] += sign
             self.n_docs += sign
