@@ -293,10 +293,12 @@ def expressions(text: str) -> list[Expression]:
     """The time expressions of ``text`` in order, none overlapping (the one starting first wins; at the
     same word, the first rule that matches)."""
     lower = text.lower()
-    tokens = [t if t.isalpha() or _NUMBER.fullmatch(t) else _OPAQUE for t in _TOKEN.findall(lower)]
+    raw = _TOKEN.findall(lower)
     has_digit = _DIGIT.search(lower) is not None
-    if not has_digit and _CORE.isdisjoint(tokens):
+    # Without a digit every word is letters only, as read below: most texts stop here, unread.
+    if not has_digit and _CORE.isdisjoint(raw):
         return []
+    tokens = raw if not has_digit else [t if t.isalpha() or _NUMBER.fullmatch(t) else _OPAQUE for t in raw]
     words = _Words(tokens)
     found: list[Expression] = []
     end = 0
