@@ -41,6 +41,7 @@ from ..store.writer import WriterThread
 from ..tiers.manager import TierManager
 from ..tiers.search import TwoStage
 from . import snapshot
+from .analysis import Analyzer, Written
 from .namespace import TIER_NAMES, NamespaceState
 from .records import Records, decode_memory, encode_memory
 from .registry import Allocator, check_namespace
@@ -220,19 +221,44 @@ class Engine(Validation, Records):
                 ids.append(memory_id)
                 created.append(True)
                 fresh.append(mem)
-            return ns_id, ids, created, fresh
+            return self._written(name, ns_id, fresh), ids, created
 
         def apply(result):
-            ns_id, ids, created, fresh = result
-            state = self._ensure_state(name, ns_id)
-            state.add_many(fresh)
-            if fresh:
-                self.events.emit("remembered", name, [mem.id for mem in fresh])
+            written, ids, created = result
+            if written.fresh:
+                self.events.emit("remembered", name, [mem.id for mem in written.fresh])
                 if self.dense is not None:
-                    self.dense.embed_later(name, ns_id, fresh)
+                    self.dense.embed_later(name, written.ns_id, written.fresh)
             return m.RememberResult(ids=ids, created=created)
 
-        return await self.writer.submit(run, apply)
+        return await self._submit_written(name, run, apply)
+
+    def _written(self, name: str, ns_id: int, fresh: list[m.Memory]) -> Written:
+        """New versions with their texts read for indexing (on the writer thread, inside its txn)."""
+        state = self.namespaces.get(name)
+        # The namespace's own analyzer, so its stem cache goes with the namespace; a namespace's first
+        # write reads with a new one (its state is made on the event loop after commit).
+        analyzer = state.analyzer if state is not None and state.ns_id == ns_id else Analyzer()
+        return Written(ns_id, fresh, analyzer.analyze(fresh))
+
+    def _submit_written(self, name: str, run: Callable, apply: Callable):
+        """Submit a job whose result starts with a :class:`Written`: consecutive ones for ``name`` in a
+        commit group are indexed together, in one batch, before their ``apply``."""
+        return self.writer.submit(run, apply, index=lambda results: self._index_written(name, results),
+                                  index_key=("index", name))
+
+    def _index_written(self, name: str, results: list[tuple]) -> None:
+        written: list[Written] = [result[0] for result in results]
+        start = 0
+        while start < len(written):
+            ns_id, end = written[start].ns_id, start
+            mems, analyses = [], []
+            while end < len(written) and written[end].ns_id == ns_id:  # a purge of the namespace between
+                mems += written[end].fresh
+                analyses += written[end].analyses
+                end += 1
+            self._ensure_state(name, ns_id).add_many(mems, analyses=analyses)
+            start = end
 
     # ------------------------------------------------------------------ reads
 
@@ -446,15 +472,16 @@ class Engine(Validation, Records):
             self._store(txn, ns_id, closed)
             self._store(txn, ns_id, new)
             self._idem_store(txn, ns_id, args.idempotency_key, new_id)
-            return ns_id, closed, new, m.UpdateResult(id=new_id, supersedes=old.id)
+            return ns_id, closed, self._written(name, ns_id, [new]), m.UpdateResult(id=new_id, supersedes=old.id)
 
         def apply(result):
-            ns_id, closed, new, reply = result
-            if new is not None:
+            ns_id, closed, written, reply = result
+            if written is not None:
+                new = written.fresh[0]
                 self.slb.invalidate(ns_id)
                 state = self._ensure_state(name, ns_id)
                 state.supersede(closed.id, closed.valid_to)
-                state.add(new)
+                state.add(new, written.analyses[0])
                 self.events.emit("updated", name, [new.id], supersedes=closed.id)
                 if self.dense is not None:
                     self.dense.embed_later(name, ns_id, [new])
@@ -593,7 +620,13 @@ class Engine(Validation, Records):
             store_bytes=used,
             map_bytes=map_size,
             slb=self.slb_info(),
+            writer=self.writer_info(),
         )
+
+    def writer_info(self) -> m.WriterInfo:
+        groups = self.writer.groups
+        return m.WriterInfo(commits=self.writer.commits, jobs=self.writer.jobs, largest_group=groups.largest,
+                            group_sizes=groups.histogram())
 
     def slb_info(self) -> m.SlbInfo:
         """The lookaside buffer's and the prefetcher's counters (stats, `memosd tiers`, metrics)."""
@@ -640,19 +673,17 @@ class Engine(Validation, Records):
                 self._idem_store(txn, ns_id, mem.idempotency_key, mem.id)
                 self.allocator.note_id(ns_id, mem.id, txn)
                 fresh.append(mem)
-            return ns_id, fresh
+            return (self._written(name, ns_id, fresh),)
 
         def apply(result):
-            ns_id, fresh = result
-            state = self._ensure_state(name, ns_id)
-            state.add_many(fresh)
+            fresh = result[0].fresh
             if fresh:
                 self.events.emit("imported", name, [mem.id for mem in fresh])
                 if self.dense is not None:
-                    self.dense.embed_later(name, ns_id, fresh)
+                    self.dense.embed_later(name, result[0].ns_id, fresh)
             return m.ImportResult(imported=len(fresh), skipped=len(args.memories) - len(fresh))
 
-        return await self.writer.submit(run, apply)
+        return await self._submit_written(name, run, apply)
 
     def totals(self) -> tuple[int, int]:
         """(namespaces, stored versions) for status."""

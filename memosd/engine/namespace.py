@@ -15,8 +15,8 @@ import numpy as np
 from memosd_client.protocol.messages import Filters, Memory
 
 from ..retrieval import HybridIndex, RetrievalConfig
-from ..retrieval.speakers import SpeakerIndex, speaker_of
-from ..temporal import find_mentions, month_bits, resolved_hull
+from ..retrieval.speakers import SpeakerIndex
+from .analysis import Analyzer, TextAnalysis
 from .slots import INF, Interner, SlotTable
 
 TIERS = {"stm": 0, "mtm": 1, "ltm": 2}
@@ -34,6 +34,7 @@ class NamespaceState:
         # The lexical index keeps BM25 over every turn; the hashed n-gram vectors live with the
         # tiers, per page, under the residency budget.
         self.index = HybridIndex(dataclasses.replace(retrieval or RetrievalConfig(), hash_weight=0.0))
+        self.analyzer = Analyzer(self.index.tokenizer)
         self.slot_of: dict[int, int] = {}
         self.sessions = Interner()
         self.sources = Interner()
@@ -45,23 +46,27 @@ class NamespaceState:
 
     # ------------------------------------------------------------------ writes
 
-    def add(self, mem: Memory) -> None:
+    def add(self, mem: Memory, analysis: TextAnalysis | None = None) -> None:
         """Index one stored version (new, imported or loaded at start)."""
-        self.add_many([mem])
+        self.add_many([mem], analyses=None if analysis is None else [analysis])
 
-    def add_many(self, mems: list[Memory], page_of_id: dict[int, int] | None = None) -> None:
+    def add_many(self, mems: list[Memory], page_of_id: dict[int, int] | None = None,
+                 analyses: list[TextAnalysis] | None = None) -> None:
         """Index stored versions together: the hybrid index is much cheaper per document in batches.
 
         ``page_of_id`` (at load) places memories in their stored pages; new ones join short-term memory.
+        ``analyses``: the texts already read (engine/analysis.py, done off the event loop for writes).
         """
-        slots = [self._add_row(mem) for mem in mems]
-        texts = [mem.text for mem in mems]
-        terms = [self.index.terms(text) for text in texts]  # once, for the index and the tiers' vectors
-        self.index.add_many(slots, texts, terms)
-        if mems:
-            self.tiers.add(slots, mems, page_of_id, terms)
+        if not mems:
+            return
+        if analyses is None:
+            analyses = self.analyzer.analyze(mems)
+        slots = [self._add_row(mem, analysis) for mem, analysis in zip(mems, analyses)]
+        terms = [analysis.terms for analysis in analyses]
+        self.index.add_many(slots, [mem.text for mem in mems], terms)
+        self.tiers.add(slots, mems, page_of_id, terms)
 
-    def _add_row(self, mem: Memory) -> int:
+    def _add_row(self, mem: Memory, analysis: TextAnalysis) -> int:
         t = self.table
         slot = t.append()
         t.ids[slot] = mem.id
@@ -70,26 +75,19 @@ class NamespaceState:
         t.event_time[slot] = np.nan if mem.event_time is None else mem.event_time
         t.session[slot] = self.sessions.code(mem.session)
         t.source[slot] = self.sources.code(mem.source)
-        t.speaker[slot] = self.speakers.code(speaker_of(mem.text))
+        t.speaker[slot] = self.speakers.code(analysis.speaker)
         t.tier[slot] = TIERS.get(mem.tier, 0)
         t.forgotten_at[slot] = INF if mem.forgotten_at is None else mem.forgotten_at
         t.present[slot] = True
         t.refresh_current(slot)
-        self._set_time_mentions(slot, mem)
+        t.time_mentions[slot] = analysis.time_mentions
+        t.talks_from[slot] = analysis.talks_from
+        t.talks_to[slot] = analysis.talks_to
+        t.months[slot] = analysis.months
         self.slot_of[mem.id] = slot
         for tag in mem.tags:
             self.tag_slots.setdefault(tag, set()).add(slot)
         return slot
-
-    def _set_time_mentions(self, slot: int, mem: Memory) -> None:
-        """What the text says about time, resolved against when it was said (its event time, else
-        when it was written): how many time expressions, and the period its dated ones cover."""
-        t = self.table
-        mentions = find_mentions(mem.text, mem.event_time if mem.event_time is not None else mem.valid_from)
-        t.time_mentions[slot] = min(len(mentions), 127)
-        hull = resolved_hull([m for m in mentions if m.kind == "point"])
-        t.talks_from[slot], t.talks_to[slot] = hull if hull is not None else (np.nan, np.nan)
-        t.months[slot] = month_bits(mem.event_time, *(hull if hull is not None else (None, None)))
 
     def supersede(self, memory_id: int, valid_to: float) -> None:
         slot = self.slot_of.get(memory_id)

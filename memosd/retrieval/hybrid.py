@@ -67,6 +67,11 @@ class HybridIndex:
         """Index one document; raises ValueError if ``slot`` is out of range or already indexed."""
         self.add_many([slot], [text])
 
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer that makes this index's terms (and memoises stems)."""
+        return self._tokenizer
+
     def terms(self, text: str) -> list[str]:
         """The index terms of ``text`` (what ``add_many`` indexes it by)."""
         return self._tokenizer.terms(text)

@@ -7,6 +7,12 @@ transaction, commits once (fsync, when durable) and only then, on the event
 loop and in commit order, runs each job's ``apply`` and resolves its future.
 So an acknowledged write is on disk, and in-memory indexes see writes in the
 same order the store does.
+
+Jobs that index into the same structures (say, remembers into one namespace)
+carry the same ``index_key``: consecutive ones in a group are indexed by one
+``index`` call, because indexing a thousand memories at once costs far less
+than a thousand single ones, and concurrent small writes are what group
+commit gathers.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +43,15 @@ _STOP = object()
 
 @dataclass(slots=True)
 class WriteJob:
-    """One unit of work for the writer. ``run`` executes inside the shared write txn."""
+    """One unit of work for the writer. ``run`` executes inside the shared write txn.
+
+    After commit, on the event loop: ``index`` with the results of this job and of the jobs next to
+    it in the group that have the same ``index_key``, then ``apply`` with this job's result."""
 
     run: Callable[[lmdb.Transaction], Any]
     apply: Callable[[Any], Any] | None = None
+    index: Callable[[list[Any]], None] | None = None
+    index_key: Hashable | None = None
     future: asyncio.Future | None = None
     loop: asyncio.AbstractEventLoop | None = None
     result: Any = None
@@ -62,6 +73,8 @@ class WriterThread:
         self.commits = 0
         self.jobs = 0
         self.pending = 0
+        self.groups = GroupSizes()
+        """How many jobs each commit carried (what group commit achieves)."""
 
     def start(self) -> None:
         self._thread.start()
@@ -72,12 +85,14 @@ class WriterThread:
 
     # ------------------------------------------------------------------ submitting
 
-    def submit(self, run: Callable, apply: Callable | None = None) -> asyncio.Future:
-        """Queue a job from the event loop; the future resolves after commit and ``apply``."""
+    def submit(self, run: Callable, apply: Callable | None = None, *, index: Callable | None = None,
+               index_key: Hashable | None = None) -> asyncio.Future:
+        """Queue a job from the event loop; the future resolves after commit, ``index`` and ``apply``."""
         if self._stopping:
             raise UnavailableError("the daemon is shutting down")
         loop = asyncio.get_running_loop()
-        job = WriteJob(run=run, apply=apply, future=loop.create_future(), loop=loop)
+        job = WriteJob(run=run, apply=apply, index=index, index_key=index_key, future=loop.create_future(),
+                       loop=loop)
         self.pending += 1
         self._queue.put(job)
         return job.future
@@ -142,6 +157,7 @@ class WriterThread:
                 return
         self.commits += 1
         self.jobs += len(group)
+        self.groups.add(len(group))
         self._finish(group)
 
     def _run_group(self, group: list[WriteJob]) -> None:
@@ -193,11 +209,36 @@ class WriterThread:
 
     @classmethod
     def _settle_all(cls, jobs: list[WriteJob]) -> None:
-        for job in jobs:
-            cls._settle(job)
+        start = 0
+        while start < len(jobs):
+            end = start + 1
+            key = jobs[start].index_key
+            if key is not None:
+                while end < len(jobs) and jobs[end].index_key == key:
+                    end += 1
+            # Index a run, then settle its jobs, before the next job: in-memory state still changes
+            # in commit order.
+            cls._index(jobs[start:end])
+            for job in jobs[start:end]:
+                cls._settle(job)
+            start = end
 
     @staticmethod
-    def _settle(job: WriteJob) -> None:
+    def _index(jobs: list[WriteJob]) -> None:
+        """One ``index`` call for jobs with the same key (those that failed are left out)."""
+        ok = [job for job in jobs if job.error is None and job.index is not None]
+        if not ok:
+            return
+        try:
+            ok[0].index([job.result for job in ok])
+        except Exception as exc:  # the writes are durable; report the in-memory failure
+            for job in ok:
+                job.error = InternalError(f"write committed but indexing failed: {exc!r}")
+
+    @classmethod
+    def _settle(cls, job: WriteJob) -> None:
+        if job.loop is None:  # a blocking job is settled alone, so it is indexed alone
+            cls._index([job])
         if job.error is None and job.apply is not None:
             try:
                 job.result = job.apply(job.result)
@@ -210,3 +251,24 @@ class WriterThread:
             fut.set_exception(job.error)
         else:
             fut.set_result(job.result)
+
+
+class GroupSizes:
+    """A histogram of jobs per commit, in power-of-two buckets (1, 2-3, 4-7, ...)."""
+
+    BUCKETS = 10
+    """The last bucket holds groups of 512 and more (the writer's default ``max_group``)."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * self.BUCKETS
+        self.largest = 0
+        self.jobs = 0
+
+    def add(self, size: int) -> None:
+        self.counts[min(size.bit_length() - 1, self.BUCKETS - 1)] += 1
+        self.largest = max(self.largest, size)
+        self.jobs += size
+
+    def histogram(self) -> list[tuple[int, int]]:
+        """(smallest group size of the bucket, commits) for every bucket."""
+        return [(1 << i, count) for i, count in enumerate(self.counts)]
