@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .engine.engine import Engine
 from .events import EventBus
 from .events.mqtt import MqttBridge
 from .plugins.registry import PluginRegistry
 from .store import Environment, WriterThread
+from .store.writer import GroupSizes
 from .tiers.manager import TierManager
 from .tiers.scheduler import Scheduler
 
@@ -110,6 +111,7 @@ class DaemonCollector:
                                   value=d.writer.commits)
         yield CounterMetricFamily("memosd_writer_jobs", "Write jobs committed (group commit: jobs >= commits)",
                                   value=d.writer.jobs)
+        yield _group_sizes(d.writer.groups)
         slb = d.engine.slb_info()
         yield CounterMetricFamily("memosd_slb_lookups", "Recalls looked up in the semantic lookaside buffer",
                                   value=slb.lookups)
@@ -148,3 +150,15 @@ class DaemonCollector:
         if d.mqtt is not None:
             yield GaugeMetricFamily("memosd_mqtt_connected", "1 while connected to the MQTT broker",
                                     value=1 if d.mqtt.connected else 0)
+
+
+def _group_sizes(groups: GroupSizes) -> HistogramMetricFamily:
+    """Jobs per commit as a Prometheus histogram (bucket ``le`` = the largest size of each bucket)."""
+    buckets, total = [], 0
+    histogram = groups.histogram()
+    for i, (smallest, commits) in enumerate(histogram):
+        total += commits
+        le = "+Inf" if i == len(histogram) - 1 else str(2 * smallest - 1)
+        buckets.append((le, total))
+    return HistogramMetricFamily("memosd_writer_group_size", "Write jobs per LMDB commit (group commit)",
+                                 buckets=buckets, sum_value=groups.jobs)

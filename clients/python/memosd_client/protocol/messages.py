@@ -290,11 +290,24 @@ class SlbInfo(ReplyStruct):
     """used / (used + wasted): the share of settled prefetches that saved a fault."""
 
 
+class WriterInfo(ReplyStruct):
+    """The writer's counters since start: group commit puts concurrent writes in one transaction."""
+
+    commits: int
+    """Write transactions committed (one fsync each, when durable)."""
+    jobs: int
+    """Write requests (and background store changes) those transactions carried."""
+    largest_group: int = 0
+    group_sizes: list[tuple[int, int]] = []
+    """(smallest group size of a power-of-two bucket, commits): jobs per commit as a histogram."""
+
+
 class StatsResult(ReplyStruct):
     namespaces: list[NamespaceStats]
     store_bytes: int
     map_bytes: int
     slb: SlbInfo | None = None
+    writer: WriterInfo | None = None
 
 
 class ExportArgs(Struct):
