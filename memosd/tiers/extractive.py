@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from memosd.plugins.api import Consolidation, EntityMention, Fact, PageView, TurnView
@@ -167,6 +167,14 @@ _EXPLICIT = re.compile(
     r"|(?:[Ii]n|[Ss]ince|[Dd]uring|[Uu]ntil|[Aa]round|[Bb]ack in)\s+(?P<y4>(?:19|20)\d{2})"
     r")\b(?!-)"
 )
+
+# Every alternative of _RELATIVE and _EXPLICIT without a digit needs one of these words, whole.
+_DATE_WORDS = frozenset(
+    {"yesterday", "today", "tonight", "tomorrow", "night", "morning", "afternoon", "evening", "weekend",
+     "day", "days", "week", "weeks", "month", "months", "year", "years",
+     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"} | set(_MONTHS))
+_ANY_DIGIT = re.compile(r"\d")
+_LETTERS = re.compile(r"[a-z]+")
 
 
 # --------------------------------------------------------------------------- sentences
@@ -551,8 +559,20 @@ def _explicit(match: re.Match, base: dt.date | None) -> tuple[dt.date, str] | No
     return dt.date(int(year), _MONTHS[month_name.casefold()], int(day)), "day"
 
 
+def _may_hold_date(text: str) -> bool:
+    """False only when neither date pattern can match: every match holds a digit or one of
+    ``_DATE_WORDS`` as a whole word (most sentences hold neither, and the patterns are slow to run).
+    Text beyond ASCII always goes to the patterns: their case-insensitive matching and ``casefold``
+    disagree on a few letters (the dotted capital I)."""
+    if not text.isascii() or _ANY_DIGIT.search(text) is not None:
+        return True
+    return not _DATE_WORDS.isdisjoint(_LETTERS.findall(text.lower()))
+
+
 def _find_date(text: str, base: dt.date | None) -> _When | None:
     """The first date expression of ``text`` that resolves (earliest, then longest, match)."""
+    if not _may_hold_date(text):
+        return None
     candidates = []
     for pattern, relative in ((_RELATIVE, True), (_EXPLICIT, False)):
         for match in pattern.finditer(text):
@@ -727,6 +747,12 @@ def consolidate_page(page: PageView) -> Consolidation:
         first = next((t.text for t in turns if isinstance(getattr(t, "text", None), str) and t.text.strip()), "")
         return Consolidation(summary=_cut(first.strip(), SUMMARY_CHARS),
                              usage={"turns": len(turns), "facts": 0, "errors": 1})
+
+
+def consolidate_pages(pages: Sequence[PageView]) -> list[Consolidation]:
+    """:func:`consolidate_page` for each page, in order: a batch crosses to the policy process in one
+    call instead of one per page."""
+    return [consolidate_page(page) for page in pages]
 
 
 def _consolidate(turns: tuple[TurnView, ...]) -> Consolidation:

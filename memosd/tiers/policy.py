@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from ..logs import get_logger
 from ..plugins.api import Consolidation, PageView
 from ..plugins.guard import PluginError, Worker
-from .extractive import ExtractivePolicy, consolidate_page
+from .extractive import ExtractivePolicy, consolidate_pages
 
 log = get_logger("memosd.tiers.policy")
 
@@ -107,25 +107,36 @@ class PolicyRunner:
                             page=page.page_id, error=str(exc)[:500])
         return validate(await self._builtin(page), page), self.builtin_name, self.plugin is not None
 
+    async def consolidate_many(self, pages: list[PageView]) -> list[tuple[Consolidation, str, bool]]:
+        """:meth:`consolidate` for each page, in order. The built-in policy takes the whole batch in one
+        call to its process (a call per page costs about as much as consolidating a small page)."""
+        if self.plugin is not None and self._worker is not None:
+            return list(await asyncio.gather(*(self.consolidate(page) for page in pages)))
+        results = await self._builtin_many(pages)
+        return [(validate(result, page), self.builtin_name, False) for result, page in zip(results, pages)]
+
     async def _builtin(self, page: PageView) -> Consolidation:
+        return (await self._builtin_many([page]))[0]
+
+    async def _builtin_many(self, pages: list[PageView]) -> list[Consolidation]:
         loop = asyncio.get_running_loop()
         if self._pool_failures >= 3:
-            return await asyncio.to_thread(consolidate_page, page)
+            return await asyncio.to_thread(consolidate_pages, pages)
         if self._pool is None:
             # Niced: on a small machine the consolidation process must lose every race for a core against
             # the daemon's request path (the scheduler must never slow requests down).
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_start, initargs=(CONSOLIDATION_NICE, os.getpid()))
         try:
-            return await loop.run_in_executor(self._pool, consolidate_page, page)
+            return await loop.run_in_executor(self._pool, consolidate_pages, pages)
         except (BrokenProcessPool, RuntimeError, OSError) as exc:
-            # The worker process died (OOM killer, say) or cannot be started here: this page goes on in a
+            # The worker process died (OOM killer, say) or cannot be started here: this batch goes on in a
             # thread; a new pool is tried next time, and after three failures threads are used for good.
             self._pool_failures += 1
             self._pool = None
             log.warning("consolidation process failed; using a thread", error=repr(exc)[:300],
                         failures=self._pool_failures)
-            return await asyncio.to_thread(consolidate_page, page)
+            return await asyncio.to_thread(consolidate_pages, pages)
 
     def close(self) -> None:
         if self._pool is not None:
