@@ -164,11 +164,20 @@ class TiersConfig:
     consolidate: bool = True
     """Turn closed pages into long-term knowledge in the background."""
     tick_s: float = 0.25
-    """Scheduler period; each tick does a bounded amount of work."""
-    tick_turns: int = 64
-    """Most short-term turns paged per namespace per tick (ticks follow each other every 20 ms while there is a backlog)."""
-    tick_pages: int = 16
-    """Most pages consolidated per tick."""
+    """How long the scheduler waits before it looks for work again after finding none."""
+    step_ms: float = 1.0
+    """Longest stretch the scheduler holds the event loop before requests may run: its work is sliced by
+    time, not by items (docs/tiers.md, "The scheduler")."""
+    busy_share: float = 0.25
+    """Most of the event loop's time the scheduler takes while clients are active (without them it takes
+    what it needs)."""
+    tick_turns: int = 1024
+    """Most short-term turns paged per writer job (fewer when fewer fit in a step)."""
+    tick_pages: int = 64
+    """Most pages handed to the consolidation policy at once."""
+    consolidate_pages_per_s: float = 0.0
+    """Most pages consolidated per second; 0: as fast as the policy goes (a limit spreads out the calls of a
+    costly plugin policy)."""
     candidate_pages: int = 8
     """Pages taken from the coarse index per query (the fine stage also takes the pages of the best lexical hits)."""
     candidate_lexical: int = 20

@@ -82,7 +82,8 @@ class Daemon:
                              tiers=self.tiers, slb=SemanticLookasideBuffer(config.slb), retrieval=retrieval)
         self.scheduler = Scheduler(self.tiers, self.writer,
                                    PolicyRunner(config.tiers.policy, self.plugins, config.tiers.policy_timeout_s),
-                                   last_request_at=lambda: self.server.last_request_at)
+                                   last_request_at=lambda: self.server.last_request_at,
+                                   requests_waiting=lambda: self.server.requests_waiting())
         self.metrics = Metrics()
         self.keys = KeyStore(self.env, self.writer)
         self.server_keys = load_or_create_server_keys(config.data_dir / "curve" / "server.json")

@@ -15,6 +15,7 @@ from .plugins.registry import PluginRegistry
 from .store import Environment, WriterThread
 from .store.writer import GroupSizes
 from .tiers.manager import TierManager
+from .tiers.pacing import Pacer
 from .tiers.scheduler import Scheduler
 
 
@@ -139,6 +140,10 @@ class DaemonCollector:
         yield CounterMetricFamily("memosd_tiers_evictions", "Pages whose vectors were evicted",
                                   value=sum(s.counters.evictions for s in tiers.states.values()))
         yield GaugeMetricFamily("memosd_tiers_backlog", "Scheduler backlog", value=d.scheduler.backlog())
+        yield _steps(d.scheduler.pacer)
+        yield GaugeMetricFamily("memosd_scheduler_longest_step_seconds",
+                                "Longest stretch the tier scheduler held the event loop",
+                                value=d.scheduler.pacer.longest_s)
         yield GaugeMetricFamily("memosd_loop_lag_seconds", "Event-loop lag", value=d.loop_lag_ms / 1000)
         events = CounterMetricFamily("memosd_events", "Events by sink and fate", labels=["sink", "fate"])
         for sink in d.events.sinks:
@@ -150,6 +155,16 @@ class DaemonCollector:
         if d.mqtt is not None:
             yield GaugeMetricFamily("memosd_mqtt_connected", "1 while connected to the MQTT broker",
                                     value=1 if d.mqtt.connected else 0)
+
+
+def _steps(pacer: Pacer) -> HistogramMetricFamily:
+    """The tier scheduler's stretches of work on the event loop, by length."""
+    buckets, total = [], 0
+    for bound, count in pacer.histogram():
+        total += count
+        buckets.append(("+Inf" if bound is None else repr(bound), total))
+    return HistogramMetricFamily("memosd_scheduler_step_seconds", "Tier scheduler work on the event loop, per step",
+                                 buckets=buckets, sum_value=pacer.total_s)
 
 
 def _group_sizes(groups: GroupSizes) -> HistogramMetricFamily:

@@ -188,6 +188,10 @@ class Server:
             self._loop.add_reader(listener.sock.getsockopt(zmq.FD), self._on_readable, listener)
             self._loop.call_soon(self._on_readable, listener)
 
+    def requests_waiting(self) -> bool:
+        """True while requests wait in the fair queues: the loop is behind (background work should yield)."""
+        return any(self._queues.values())
+
     async def drain(self, timeout: float = 30.0) -> None:
         """Refuse new requests and wait for in-flight ones to be answered."""
         self.stopping = True

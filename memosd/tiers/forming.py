@@ -69,8 +69,9 @@ class _OpenPage:
         self.centroid[row[0]] += row[1]
 
 
-def plan_pages(tiers: TierState, now: float, limit: int) -> list[PagePlan]:
-    """Pages to create, extend or close this tick (at most ``limit`` turns moved)."""
+def plan_pages(tiers: TierState, now: float, limit: int, close_idle: bool = True) -> list[PagePlan]:
+    """Pages to create, extend or close now (at most ``limit`` turns moved); open pages idle for
+    ``page_close_s`` are closed only with ``close_idle`` (that check looks at every open page)."""
     cfg = tiers.cfg
     plans: dict[int, PagePlan] = {}
     budget = limit
@@ -99,11 +100,11 @@ def plan_pages(tiers: TierState, now: float, limit: int) -> list[PagePlan]:
             current.take(slot, int(tiers.table.ids[slot]), row, when)
             if len(current.plan.page.members) >= cfg.page_max_turns:
                 current.plan.page.closed = True
-    for code, page_id in sorted(tiers.open_page.items()):
+    for code, page_id in sorted(tiers.open_page.items()) if close_idle else ():
         page = tiers.pages.get(page_id)
         if page is None or page.closed or page_id in plans or not tiers.page_slots.get(page_id):
             continue
-        last_write = max(float(tiers.table.valid_from[s]) for s in tiers.page_slots[page_id])
+        last_write = float(tiers.table.valid_from[tiers.page_slots[page_id]].max())
         if now - last_write >= cfg.page_close_s:
             plans[page_id] = PagePlan(msgspec.structs.replace(page, members=list(page.members), closed=True))
     return list(plans.values())

@@ -40,7 +40,14 @@ def tiers_result(manager: TierManager, scheduler: Scheduler, states: list[TierSt
         budget_bytes=manager.cfg.budget_bytes, resident_bytes=manager.resident_bytes(),
         backlog=scheduler.backlog(), policy=scheduler.policy.name,
         rss_bytes=psutil.Process().memory_info().rss,
+        scheduler=scheduler_info(scheduler),
     )
+
+
+def scheduler_info(scheduler: Scheduler) -> m.SchedulerInfo:
+    pacer = scheduler.pacer
+    return m.SchedulerInfo(step_s=pacer.step_s, steps=pacer.steps, longest_step_s=round(pacer.longest_s, 6),
+                           busy_s=round(pacer.total_s, 3), step_histogram=pacer.histogram())
 
 
 def page_result(manager: TierManager, state: TierState, page_id: int) -> m.PageResult:

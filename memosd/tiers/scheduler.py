@@ -1,15 +1,19 @@
-"""The tier scheduler: an asyncio task that pages, consolidates, re-tiers and evicts in small steps.
+"""The tier scheduler: paging, consolidation, re-tiering and eviction in the background.
 
-Each tick does a bounded amount of work and yields to the event loop between
-steps, so requests interleave with it; the CPU-heavy part (consolidation)
-runs in another process or thread (policy.py), and every store change goes
-through the writer thread like any write. Triggers:
+Two asyncio tasks on the daemon's loop. The pager forms pages from short-term
+overflow, indexes coarse documents, flushes heat, re-tiers and evicts; the
+consolidator hands closed pages to the policy (in its own process or thread)
+and stores what comes back. Both slice their work on the loop into steps bounded
+in time (pacing.py, ``step_ms``), so a request waits behind at most a step of
+each, and every store change goes through the writer thread like any write.
+While clients are active they take at most ``busy_share`` of the loop; without
+traffic they settle a backlog as fast as the machine allows. Triggers:
 
-- size: a ring over ``stm_capacity`` is paged on the next tick;
+- size: a ring over ``stm_capacity`` is paged at once;
 - time: idle rings and open pages are paged/closed after ``stm_idle_s`` / ``page_close_s``;
-  heat is written back every ``HEAT_FLUSH_S``, cold pages demoted every ``RETIER_S``;
+  heat is written back every ``HEAT_FLUSH_S``, cold pages demoted as the pager goes round;
 - memory: resident page vectors over the budget, or the machine short of
-  ``min_available_bytes``, are evicted coldest first every tick (recall also
+  ``min_available_bytes``, are evicted coldest first every round (recall also
   evicts right after a query that faulted pages in).
 """
 
@@ -17,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from itertools import islice
 
 import lmdb
 
@@ -28,116 +34,101 @@ from ..store.writer import WriterThread
 from . import records
 from .forming import PagePlan, plan_pages
 from .manager import TierManager
+from .pacing import Pacer, Step
 from .policy import PolicyRunner
 from .records import EntityRecord, FactRecord, PageRecord
-from .state import TierState
+from .state import DOC_BATCH, TierState
 
 log = get_logger("memosd.tiers.scheduler")
 
 HEAT_FLUSH_S = 10.0
-BUSY_TICK_S = 0.02
-"""Pause between ticks while there is a backlog and no request traffic."""
 TRAFFIC_WINDOW_S = 0.2
-"""A request this recent means clients are active: the scheduler then ticks only every tick_s, so its
-share of the event loop stays small (idle-priority background work, like an OS's page daemon)."""
-IDLE_SCALE = 8
-"""How many times more work a tick does when no client is waiting."""
-URGENT_OVERFLOW = 50_000
-"""...unless this many short-term turns wait to be paged: short-term memory is always resident and must
-not grow without bound under sustained writes. The scheduler then ticks every BUSY_TICK_S, still in small
-steps. (Recall scores at most FINE_OVERFLOW of them per ring in full, so a backlog below this does not
-slow recall down.)"""
-DOC_STEP_S = 0.003
-"""Longest stretch of coarse-document indexing between two chances for requests to run."""
-PAGES_PER_COMMIT = 8
-"""Pages formed or consolidated per writer job: each job's RAM update runs on the event loop in one go,
-so this bounds how long the scheduler can hold a request up (a few milliseconds)."""
+"""A request this recent means clients are active: the scheduler then takes at most ``busy_share`` of the
+loop (idle-priority background work, like an OS's page daemon)."""
+CLOSE_SCAN_S = 1.0
+"""How often a namespace's open pages are checked against ``page_close_s`` (the check visits them all)."""
+JOBS_PER_ROUND = 16
+"""Most writer jobs (or document batches) per namespace in one round of the pager, so that sustained
+writes to one namespace do not keep it from the others and from indexing."""
+FIRST_GUESS_S = {"plan": 40e-6, "install": 60e-6, "doc": 150e-6, "view": 100e-6, "knowledge": 300e-6}
+"""Cost per item of each kind of loop work until the pacer has measured it (a deliberately high guess)."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Pages handed to the consolidation policy together: (state, page id, members, view) each."""
+
+    work: list[tuple[TierState, int, list[int], PageView]]
+    policy: asyncio.Future
+    keys: set[tuple[int, int]]
 
 
 class Scheduler:
     """Background work of the tiers. ``start`` on the daemon's loop; ``stop`` before the writer stops."""
 
     def __init__(self, manager: TierManager, writer: WriterThread, policy: PolicyRunner,
-                 last_request_at: Callable[[], float] | None = None):
+                 last_request_at: Callable[[], float] | None = None,
+                 requests_waiting: Callable[[], bool] | None = None):
         self.manager = manager
         self.last_request_at = last_request_at or (lambda: 0.0)
         """time.perf_counter() of the latest client request (the server's)."""
         self.cfg = manager.cfg
         self.writer = writer
         self.policy = policy
-        self._task: asyncio.Task | None = None
+        self.pacer = Pacer(max(self.cfg.step_ms, 0.05) / 1000, self.cfg.busy_share, self._traffic,
+                           requests_waiting or (lambda: False))
+        self._tasks: list[asyncio.Task] = []
         self._heat_at = 0.0
+        self._close_scan_at: dict[int, float] = {}
+        self._next_batch: _Batch | None = None
+        self._in_policy: set[tuple[int, int]] = set()
+        """(ns_id, page_id) of the pages handed to the policy and not yet stored."""
         self.ticks = 0
         self.paused = False
         """Set by tests and benchmarks that need the scheduler still (e.g. to measure it busy vs idle)."""
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._task = loop.create_task(self._run(), name="memosd-tiers")
+        self._tasks = [loop.create_task(self._run(self.tick), name="memosd-tiers"),
+                       loop.create_task(self._run(self.consolidate_round), name="memosd-consolidation")]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._next_batch is not None:
+            self._tasks.append(self._next_batch.policy)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping; errors were logged
                 pass
         self.policy.close()
 
-    async def _run(self) -> None:
+    async def _run(self, round_: Callable[[], Awaitable[bool]]) -> None:
         while True:
             try:
-                busy = False if self.paused else await self.tick()
+                worked = False if self.paused else await round_()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a failed tick is logged and retried, never fatal
-                log.exception("tier scheduler tick failed", error=repr(exc))
-                busy = False
-            await asyncio.sleep(self._pause(busy))
-
-    def _pause(self, busy: bool) -> float:
-        if not busy:
-            return self.cfg.tick_s
-        return self.cfg.tick_s if self._traffic() and self.stm_overflow() < URGENT_OVERFLOW else BUSY_TICK_S
+            except Exception as exc:  # noqa: BLE001 - a failed round is logged and retried, never fatal
+                log.exception("tier scheduler round failed", error=repr(exc))
+                worked = False
+            # With work left, the next round follows at once (its steps pace themselves).
+            await asyncio.sleep(0 if worked else self.cfg.tick_s)
 
     def _traffic(self) -> bool:
         return time.perf_counter() - self.last_request_at() < TRAFFIC_WINDOW_S
+
+    def _current(self, state: TierState) -> bool:
+        """False once the namespace was purged (its state replaced or gone) while the scheduler waited."""
+        return self.manager.states.get(state.ns_id) is state
+
+    def _fits(self, kind: str, ceiling: int) -> int:
+        return self.pacer.fits(kind, FIRST_GUESS_S[kind], ceiling)
 
     def stm_overflow(self) -> int:
         """Short-term turns over the rings' capacity: always searched, so they make every recall slower."""
         cap = self.cfg.stm_capacity
         return sum(max(len(ring) - cap, 0) for state in self.manager.states.values() for ring in state.rings.values())
-
-    # ------------------------------------------------------------------ one tick
-
-    async def tick(self, now: float | None = None) -> bool:
-        """One bounded round of work; returns True when work remains (tick again soon)."""
-        now = time.time() if now is None else now
-        self.ticks += 1
-        busy = False
-        # Without traffic the scheduler works in larger steps: nobody waits behind them.
-        scale = 1 if self._traffic() else IDLE_SCALE
-        for state in list(self.manager.states.values()):
-            plans = plan_pages(state, now, self.cfg.tick_turns * scale)
-            for start in range(0, len(plans), PAGES_PER_COMMIT):
-                await self._commit_pages(state, plans[start:start + PAGES_PER_COMMIT])
-                busy = True
-            await asyncio.sleep(0)
-            state.refresh()
-            while state.flush_docs(DOC_STEP_S):
-                busy = True
-                await asyncio.sleep(0)
-        if self.cfg.consolidate:
-            busy = await self._consolidate(self.cfg.tick_pages * scale) or busy
-            for state in list(self.manager.states.values()):
-                while state.flush_docs(DOC_STEP_S):  # the knowledge just consolidated
-                    busy = True
-                    await asyncio.sleep(0)
-        if now - self._heat_at >= HEAT_FLUSH_S:
-            self._heat_at = now
-            await self._flush_heat()
-        self.manager.retier(now)
-        self.manager.enforce_budget()
-        return busy or self.backlog() > 0
 
     def backlog(self) -> int:
         """Short-term turns over capacity, coarse documents not yet indexed, closed pages not yet consolidated."""
@@ -148,9 +139,72 @@ class Scheduler:
                 total += len(state.unconsolidated)
         return total
 
-    # ------------------------------------------------------------------ paging
+    # ------------------------------------------------------------------ the pager
 
-    async def _commit_pages(self, state: TierState, plans: list[PagePlan]) -> None:
+    async def tick(self, now: float | None = None) -> bool:
+        """One round of the pager over every namespace; returns True if it did any work."""
+        now = time.time() if now is None else now
+        self.ticks += 1
+        worked = False
+        step = self.pacer.begin()
+        for state in list(self.manager.states.values()):
+            step, paged = await self._page(state, now, step)
+            step, indexed = await self._index_docs(state, step)
+            worked = worked or paged or indexed
+        if now - self._heat_at >= HEAT_FLUSH_S:
+            self._heat_at = now
+            step = await self._flush_heat(step)
+        if step.over():
+            step = await self.pacer.rest(step, "pager")
+        self.manager.retier(now)
+        self.manager.enforce_budget()
+        self.pacer.end(step, "retier")
+        return worked
+
+    async def _page(self, state: TierState, now: float, step: Step) -> tuple[Step, bool]:
+        """Move short-term overflow into pages, one writer job per step-sized plan."""
+        worked = False
+        close_idle = time.monotonic() - self._close_scan_at.get(state.ns_id, 0.0) >= CLOSE_SCAN_S
+        if close_idle:
+            self._close_scan_at[state.ns_id] = time.monotonic()
+        for _ in range(JOBS_PER_ROUND):
+            if not self._current(state):
+                break
+            if step.over():
+                step = await self.pacer.rest(step, "page")
+            limit = min(self._fits("plan", self.cfg.tick_turns), self._fits("install", self.cfg.tick_turns))
+            started = time.perf_counter()
+            plans = plan_pages(state, now, limit, close_idle=close_idle)
+            close_idle = False
+            if not plans:
+                break
+            self.pacer.learn("plan", _items(plans), time.perf_counter() - started)
+            worked = True
+            step, installed = await self._commit_pages(state, plans, step)
+            if not installed:
+                break  # nothing moved (purged meanwhile): the next round plans afresh, not a busy loop
+        return step, worked
+
+    async def _index_docs(self, state: TierState, step: Step) -> tuple[Step, bool]:
+        """Index the coarse documents of changed rings and pages and the facts of consolidated pages."""
+        worked = False
+        for _ in range(JOBS_PER_ROUND):
+            if not (self._current(state) and (state.dirty_rings or state.pending_docs or state.pending_facts)):
+                break
+            worked = True
+            if step.over():
+                step = await self.pacer.rest(step, "docs")
+            if state.refresh(step.deadline):
+                continue
+            queued = len(state.pending_docs) + len(state.pending_facts)
+            started = time.perf_counter()
+            left = state.flush_docs(step.deadline, self._fits("doc", DOC_BATCH))
+            self.pacer.learn("doc", queued - left, time.perf_counter() - started)
+        return step, worked
+
+    async def _commit_pages(self, state: TierState, plans: list[PagePlan], step: Step) -> tuple[Step, int]:
+        """Store the plans in one writer job; its RAM update (installing the pages) runs after commit.
+        Returns the next step and how many pages were installed."""
         ns_id = state.ns_id
         memories, pages_db = self.manager._memories, self.manager._pages
         for plan in plans:
@@ -175,75 +229,122 @@ class Scheduler:
                     txn.delete(key, db=pages_db)
             return kept
 
-        def apply(kept: list[PagePlan]) -> None:
+        def apply(kept: list[PagePlan]) -> int:
+            started = time.perf_counter()
             for plan in plans:
                 for memory_id in plan.ids:
                     state.pending.pop(memory_id, None)
-            if self.manager.states.get(ns_id) is not state:
-                return  # the namespace was purged meanwhile
+            if not self._current(state):
+                return 0  # the namespace was purged meanwhile
             for plan in kept:
                 moving = [(s, r) for s, i, r in zip(plan.slots, plan.ids, plan.rows) if state.slot_of.get(i) == s]
                 new = plan.page.id not in state.pages
                 state.install_page(plan.page, [s for s, _ in moving], [r for _, r in moving])
                 state.counters.pages_formed += int(new)
+            took = time.perf_counter() - started
+            self.pacer.record(took, "install")  # this runs on the loop too, as one piece: the plan was sized for it
+            self.pacer.learn("install", _items(kept), took)
+            return len(kept)
 
         try:
-            await self.writer.submit(run, apply)
+            installed, step = await self.pacer.during(step, "page", self.writer.submit(run, apply))
         except BaseException:
             for plan in plans:
                 for memory_id in plan.ids:
                     state.pending.pop(memory_id, None)
             raise
+        return step, installed
 
-    # ------------------------------------------------------------------ consolidation
+    # ------------------------------------------------------------------ the consolidator
 
-    async def _consolidate(self, limit: int) -> bool:
+    async def consolidate_round(self) -> bool:
+        """Store one batch of consolidated pages while the policy works on the next (its process and the
+        loop work side by side); returns True if there was a batch."""
+        if not self.cfg.consolidate:
+            return False
+        started = time.monotonic()
+        step = self.pacer.begin()
+        if self._next_batch is None:
+            self._next_batch, step = await self._send_batch(step)
+        batch, self._next_batch = self._next_batch, None
+        if batch is None:
+            self.pacer.end(step, "consolidate")
+            return False
+        try:
+            self._next_batch, step = await self._send_batch(step)
+            outcomes, step = await self.pacer.during(step, "views", batch.policy)
+            done = []
+            for (state, page_id, members, _), (result, policy_name, failed) in zip(batch.work, outcomes):
+                state.counters.policy_failures += int(failed)
+                for name, value in result.usage.items():
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        state.policy_usage[name] = state.policy_usage.get(name, 0) + value
+                facts = [FactRecord(page=page_id, text=f.text, sources=list(f.sources), event_time=f.event_time,
+                                    meta=dict(f.meta)) for f in result.facts]
+                done.append((state, page_id, members, result, policy_name, facts))
+            while done:
+                size = self._fits("knowledge", len(done))  # pages whose RAM update fits in a step
+                step = await self._store_consolidated(done[:size], step)
+                done = done[size:]
+        finally:
+            self._in_policy -= batch.keys
+        for state in {state for state, *_ in batch.work}:
+            step, _ = await self._index_docs(state, step)  # the facts just installed
+        self.pacer.end(step, "docs")
+        if self.cfg.consolidate_pages_per_s > 0:
+            pause = len(batch.work) / self.cfg.consolidate_pages_per_s - (time.monotonic() - started)
+            await asyncio.sleep(max(pause, 0))
+        return True
+
+    async def _send_batch(self, step: Step) -> tuple[_Batch | None, Step]:
+        """Pick up to ``tick_pages`` closed pages (oldest first, none already with the policy), read their
+        turns and hand them to the policy; None when there are none."""
         picked: list[tuple[TierState, int]] = []
-        for state in self.manager.states.values():
-            room = limit - len(picked)
+        for state in list(self.manager.states.values()):
+            room = self.cfg.tick_pages - len(picked)
             if room <= 0:
                 break
-            picked.extend((state, page_id) for page_id in state.oldest_unconsolidated(room))
-        for start in range(0, len(picked), PAGES_PER_COMMIT):
-            await self._consolidate_pages(picked[start:start + PAGES_PER_COMMIT])
-        return bool(picked)
-
-    async def _consolidate_pages(self, picked: list[tuple[TierState, int]]) -> None:
-        """Run the policy on these pages (queued together), then store all their knowledge in one job."""
+            waiting = state.oldest_unconsolidated(room + len(self._in_policy))
+            picked += [(state, i) for i in waiting if (state.ns_id, i) not in self._in_policy][:room]
         work = []
         for state, page_id in picked:
+            if step.over():
+                step = await self.pacer.rest(step, "views")
             page = state.pages.get(page_id)
-            if page is not None:
-                work.append((state, page_id, list(page.members)))
-        outcomes = await asyncio.gather(*(self.policy.consolidate(self._view(state, page_id, members))
-                                          for state, page_id, members in work))
-        done = []
-        for (state, page_id, members), (result, policy_name, failed) in zip(work, outcomes):
-            state.counters.policy_failures += int(failed)
-            for name, value in result.usage.items():
-                if isinstance(value, int) and not isinstance(value, bool):
-                    state.policy_usage[name] = state.policy_usage.get(name, 0) + value
-            facts = [FactRecord(page=page_id, text=f.text, sources=list(f.sources), event_time=f.event_time,
-                                meta=dict(f.meta)) for f in result.facts]
-            done.append((state, page_id, members, result, policy_name, facts))
+            if page is not None and page.closed and not page.consolidated and self._current(state):
+                members = list(page.members)
+                work.append((state, page_id, members, self._view(state, page_id, members)))
+        if not work:
+            return None, step
+        keys = {(state.ns_id, page_id) for state, page_id, *_ in work}
+        self._in_policy |= keys
+        task = asyncio.ensure_future(self.policy.consolidate_many([view for *_, view in work]))
+        return _Batch(work, task, keys), step
+
+    async def _store_consolidated(self, done: list[tuple], step: Step) -> Step:
+        """Store pages' knowledge in one writer job and install it in RAM after commit."""
         pages_db, knowledge_db = self.manager._pages, self.manager._knowledge
 
         def run(txn: lmdb.Transaction) -> list[PageRecord | None]:
             return [self._store_knowledge(txn, pages_db, knowledge_db, *item) for item in done]
 
         def apply(stored_pages: list[PageRecord | None]) -> None:
+            started = time.perf_counter()
             for (state, page_id, members, _, _, facts), stored in zip(done, stored_pages):
                 current = state.pages.get(page_id)
-                if (stored is None or current is None or current.members != members
-                        or self.manager.states.get(state.ns_id) is not state):
+                if stored is None or current is None or current.members != members or not self._current(state):
                     continue
                 # Keep the RAM heat (hits since the record was read); take the knowledge.
                 current.consolidated, current.policy, current.summary = True, stored.policy, stored.summary
                 current.keywords, current.entities, current.facts = stored.keywords, stored.entities, stored.facts
                 state.install_knowledge(current, facts)
                 state.counters.consolidated += 1
+            took = time.perf_counter() - started
+            self.pacer.record(took, "knowledge")
+            self.pacer.learn("knowledge", len(done), took)
 
-        await self.writer.submit(run, apply)
+        _, step = await self.pacer.during(step, "knowledge", self.writer.submit(run, apply))
+        return step
 
     @staticmethod
     def _store_knowledge(txn, pages_db, knowledge_db, state: TierState, page_id: int, members: list[int],
@@ -281,19 +382,19 @@ class Scheduler:
 
     # ------------------------------------------------------------------ heat
 
-    async def _flush_heat(self) -> None:
+    async def _flush_heat(self, step: Step) -> Step:
         """Write decayed hit counts back (bounded); losing the last seconds of them to a crash only
         makes those pages a little colder."""
         pages_db = self.manager._pages
         work = []
         for state in self.manager.states.values():
-            for page_id in list(state.dirty_heat)[:512]:
+            for page_id in list(islice(state.dirty_heat, 512)):
                 page = state.pages.get(page_id)
                 state.dirty_heat.discard(page_id)
                 if page is not None:
                     work.append((state.ns_id, page_id, page.hits, page.touched_at))
         if not work:
-            return
+            return step
 
         def run(txn: lmdb.Transaction) -> None:
             for ns_id, page_id, hits, touched_at in work:
@@ -304,4 +405,10 @@ class Scheduler:
                     stored.hits, stored.touched_at = hits, touched_at
                     txn.put(key, records.encode(stored), db=pages_db)
 
-        await self.writer.submit(run)
+        _, step = await self.pacer.during(step, "heat", self.writer.submit(run))
+        return step
+
+
+def _items(plans: list[PagePlan]) -> int:
+    """What paging work is measured in: turns moved plus pages touched."""
+    return sum(len(plan.ids) + 1 for plan in plans)

@@ -18,6 +18,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import msgspec
 import numpy as np
@@ -33,8 +34,9 @@ from .records import FactRecord, PageRecord
 TIER_STM, TIER_MTM, TIER_LTM = 0, 1, 2
 FINE_OVERFLOW = 128
 """Turns beyond a ring's capacity, waiting to be paged, that recall still scores in full (newest first)."""
-FACT_BATCH = 64
-"""Knowledge documents indexed per batch (the index's batch path is several times cheaper per document)."""
+DOC_BATCH = 64
+"""Coarse and knowledge documents indexed per batch (the index's batch path is several times cheaper per
+document)."""
 LOAD_DOC_BATCH = 2048
 """Page documents indexed per batch while a namespace loads (bounds the texts held meanwhile)."""
 
@@ -87,6 +89,8 @@ class DocTable:
 
     def add_many(self, items: Sequence[tuple[int, str]]) -> None:
         """Index new keys in one batch (much cheaper per document than ``put``)."""
+        if not items:
+            return
         self.version += 1
         slots = []
         for key, _ in items:
@@ -95,6 +99,20 @@ class DocTable:
             self.key_of[slot] = key
             slots.append(slot)
         self.index.add_many(slots, [text for _, text in items])
+
+    def drop_many(self, items: Sequence[tuple[int, str | None]]) -> None:
+        """Drop several keys' documents (``(key, old_text)`` each) in one pass over the postings."""
+        slots, texts = [], []
+        for key, old_text in items:
+            slot = self.slot_of.pop(key, None)
+            if slot is not None:
+                del self.key_of[slot]
+                self._free.append(slot)
+                slots.append(slot)
+                texts.append(old_text if old_text is not None else "")
+        if slots:
+            self.version += 1
+            self.index.remove_many(slots, texts)
 
     def drop(self, key: int, old_text: str | None) -> None:
         slot = self.slot_of.pop(key, None)
@@ -379,7 +397,9 @@ class TierState:
         for code in {int(self.table.session[slot]) for slot in slots}:
             self._unit_changed(ring_unit(code))
             ring = self.rings.get(code)
-            if ring:
+            if ring and moving.issuperset(ring[:len(moving)]) and len(ring) >= len(moving):
+                del ring[:len(moving)]  # paging takes a ring's oldest turns: O(page), not O(ring)
+            elif ring:
                 ring[:] = [s for s in ring if s not in moving]
             self.dirty_rings.add(code)
         for slot in slots:
@@ -592,14 +612,24 @@ class TierState:
 
     # ------------------------------------------------------------------ coarse documents
 
-    def refresh(self) -> None:
-        """Queue the coarse documents of rings that changed since the last call."""
-        for code in self.dirty_rings:
-            self.pending_docs[ring_unit(code)] = self._ring_text(code) if self.rings.get(code) else None
-            if not self.rings.get(code):
+    def refresh(self, deadline: float | None = None) -> int:
+        """Queue the coarse documents of rings that changed since the last call (until ``deadline``, a
+        ``time.perf_counter()`` value, when given); returns how many rings are still to do."""
+        while self.dirty_rings:
+            code = self.dirty_rings.pop()
+            ring, unit = self.rings.get(code), ring_unit(code)
+            text = self._ring_text(code) if ring else None
+            if text is not None and text == self._indexed.get(unit):
+                # Paging takes a ring's oldest turns; its document is its newest ones, often unchanged.
+                self.pending_docs.pop(unit, None)
+            else:
+                self.pending_docs[unit] = text
+            if not ring:
                 self.rings.pop(code, None)
                 self._ring_layout = None
-        self.dirty_rings.clear()
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+        return len(self.dirty_rings)
 
     def _ring_text(self, code: int) -> str:
         # The ring proper is its newest stm_capacity turns; older ones only wait for the scheduler to
@@ -607,31 +637,48 @@ class TierState:
         newest = self._ring_proper(self.rings.get(code, []))
         return "\n".join(self.stm_text[s] for s in newest if s in self.stm_text)
 
-    def flush_docs(self, budget_s: float) -> int:
-        """Index queued coarse documents for at most ``budget_s`` seconds (at least one); returns how many
-        are still queued."""
-        deadline = time.perf_counter() + budget_s
+    def flush_docs(self, deadline: float, batch: int = DOC_BATCH) -> int:
+        """Index queued coarse and knowledge documents, ``batch`` at a time, until ``deadline`` (a
+        ``time.perf_counter()`` value; at least one batch); returns how many are still queued."""
         while self.pending_docs:
-            unit = next(iter(self.pending_docs))
-            self._index_now(unit, self.pending_docs.pop(unit), None)
+            self._index_docs(list(islice(self.pending_docs, batch)))
             if time.perf_counter() >= deadline:
                 return len(self.pending_docs) + len(self.pending_facts)
         while self.pending_facts:
-            batch = []
-            for key in list(self.pending_facts)[:FACT_BATCH]:
-                batch.append((key, self.pending_facts.pop(key)))
-            self.knowledge.add_many(batch)
+            keys = list(islice(self.pending_facts, batch))
+            self.knowledge.add_many([(key, self.pending_facts.pop(key)) for key in keys])
             if time.perf_counter() >= deadline:
                 break
         return len(self.pending_docs) + len(self.pending_facts)
 
+    def _index_docs(self, units: list[int]) -> None:
+        """(Re-)index queued coarse documents together: one removal pass for the replaced ones, one batch
+        insert for all (a page formed or extended per document would cost several times more)."""
+        replaced, added = [], []
+        for unit in units:
+            text = self.pending_docs.pop(unit)
+            old_text = self._old_text(unit, None)
+            if unit in self.coarse.slot_of:
+                replaced.append((unit, old_text))
+            if text is not None:
+                added.append((unit, text))
+                if unit < 0 or (unit in self.pages and not self.pages[unit].closed):
+                    self._indexed[unit] = text
+        self.coarse.drop_many(replaced)
+        self.coarse.add_many(added)
+
+    def _old_text(self, unit: int, old_text: str | None) -> str | None:
+        """The text a unit is indexed under (forgotten from ``_indexed``): known exactly for rings and
+        open pages, rebuilt from the page's turns for closed ones; ``old_text`` when neither."""
+        old_text = self._indexed.pop(unit, old_text)
+        if old_text is None and unit > 0 and unit in self.coarse.slot_of and unit in self.pages:
+            old_text = self._page_text(self.pages[unit])
+        return old_text
+
     def _index_now(self, unit: int, text: str | None, old_text: str | None) -> None:
         """(Re-)index a unit's coarse document now; ``old_text`` is its indexed text when known."""
         self.pending_docs.pop(unit, None)
-        old_text = self._indexed.get(unit, old_text)  # what was really indexed, where it is known
-        if old_text is None and unit > 0 and unit in self.coarse.slot_of and unit in self.pages:
-            old_text = self._page_text(self.pages[unit])
-        self._indexed.pop(unit, None)
+        old_text = self._old_text(unit, old_text)
         if text is None:
             self.coarse.drop(unit, old_text)
             return

@@ -49,6 +49,14 @@ def test_metrics_endpoint_counts_requests_and_sizes(daemon):
     assert samples[("memosd_resident_bytes", ())] > 0
     assert samples[("memosd_lmdb_used_bytes", ())] > 0
     assert samples[("memosd_writer_jobs_total", ())] >= samples[("memosd_writer_commits_total", ())] >= 2
+    # Jobs per commit as a histogram: one observation per commit (the scheduler may commit between reads).
+    commits = samples[("memosd_writer_commits_total", ())]
+    assert commits <= samples[("memosd_writer_group_size_count", ())] <= commits + 2
+    assert samples[("memosd_writer_group_size_sum", ())] >= samples[("memosd_writer_group_size_count", ())]
+    assert samples[("memosd_writer_group_size_bucket", (("le", "+Inf"),))] == samples[
+        ("memosd_writer_group_size_count", ())]
+    assert samples[("memosd_scheduler_step_seconds_count", ())] >= 0
+    assert samples[("memosd_scheduler_longest_step_seconds", ())] >= 0
     assert samples[("memosd_plugin_errors", ())] == 0
 
 

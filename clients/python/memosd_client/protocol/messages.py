@@ -429,6 +429,21 @@ class NamespaceTiers(ReplyStruct):
     """Resource accounting reported by the policy, summed (e.g. prompt_tokens, completion_tokens)."""
 
 
+class SchedulerInfo(ReplyStruct):
+    """How the tier scheduler shared the event loop since start: its work comes in steps bounded in time."""
+
+    step_s: float
+    """The configured longest step (``tiers.step_ms``)."""
+    steps: int
+    """Stretches of scheduler work on the event loop: steps, and the RAM updates of its writer jobs."""
+    longest_step_s: float
+    """The longest of them."""
+    busy_s: float
+    """Their total time."""
+    step_histogram: list[tuple[float | None, int]] = []
+    """(upper bound in seconds, steps) per bucket; the last bucket, bound None, holds the longer ones."""
+
+
 class TiersResult(ReplyStruct):
     namespaces: list[NamespaceTiers]
     budget_bytes: int
@@ -441,6 +456,7 @@ class TiersResult(ReplyStruct):
     """The consolidation policy in use (name/version)."""
     rss_bytes: int = 0
     slb: SlbInfo | None = None
+    scheduler: SchedulerInfo | None = None
 
 
 class PageArgs(Struct):
