@@ -41,6 +41,7 @@ from .security.keys import KeyStore
 from .server.backpressure import Backpressure
 from .server.handlers import build_handlers
 from .server.server import Server
+from .service.gc_pauses import PausePolicy
 from .service.notify import Notifier, watchdog_interval
 from .store import Environment, StoreConfig, WriterThread
 from .slb.cache import SemanticLookasideBuffer
@@ -85,6 +86,7 @@ class Daemon:
                                    last_request_at=lambda: self.server.last_request_at,
                                    requests_waiting=lambda: self.server.requests_waiting())
         self.metrics = Metrics()
+        self.gc_pauses = PausePolicy(lambda: self.server.last_request_at)
         self.keys = KeyStore(self.env, self.writer)
         self.server_keys = load_or_create_server_keys(config.data_dir / "curve" / "server.json")
         self.server = Server(
@@ -362,7 +364,7 @@ class Daemon:
         self._start_events()
         self._start_metrics()
         self.server.start()
-        tasks = [asyncio.create_task(self._watch_loop_lag())]
+        tasks = [asyncio.create_task(self._watch_loop_lag()), asyncio.create_task(self.gc_pauses.run())]
         interval = watchdog_interval()
         if interval is not None:
             tasks.append(asyncio.create_task(self._ping_watchdog(interval)))
