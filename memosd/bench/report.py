@@ -214,6 +214,16 @@ def print_tier_bench(result: dict, console: Console | None = None) -> None:
                             f"{lat['faults_per_query']}", backlog)
         latency.add_row("", "busy / idle", f"{row['busy_vs_idle_p50']}x", f"{row['busy_vs_idle_p99']}x", "", "", "", "")
     console.print(latency)
+    settling = Table("memories", "fill", "settled after", "settling rate", "scheduler steps (busy phase)",
+                     "over the step limit", "longest step", title="settling (first write until no backlog) and the "
+                     "scheduler's steps on the event loop")
+    for row in result["sizes"]:
+        steps = row["busy"].get("scheduler_steps") or {}
+        settling.add_row(f"{row['memories']:,}", _rate(row["fill_per_s"]), f"{row['settle_s']} s",
+                         _rate(row.get("settle_per_s")), f"{steps.get('steps', 0):,} ({steps.get('busy_s', 0)} s)",
+                         f"{steps.get('over_step', 0):,}",
+                         "-" if row.get("longest_step_s") is None else _us(row["longest_step_s"] * 1e6))
+    console.print(settling)
 
 
 def print_slb_bench(result: dict, console: Console | None = None) -> None:

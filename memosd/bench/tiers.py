@@ -70,6 +70,17 @@ def _recall(client, queries: list[str], k: int, admin, namespace: str) -> dict:
     return out
 
 
+def _steps_between(before: m.SchedulerInfo | None, after: m.SchedulerInfo | None) -> dict | None:
+    """The scheduler's steps on the event loop between two readings: how many, and how many ran longer
+    than the configured step."""
+    if before is None or after is None:
+        return None
+    counts = [a - b for (_, a), (_, b) in zip(after.step_histogram, before.step_histogram)]
+    over = sum(n for (bound, _), n in zip(after.step_histogram, counts) if bound is None or bound > after.step_s)
+    return {"steps": after.steps - before.steps, "busy_s": round(after.busy_s - before.busy_s, 3),
+            "over_step": over, "histogram": [[bound, n] for (bound, _), n in zip(after.step_histogram, counts)]}
+
+
 def _one_size(size: int, opts: TierBenchOptions, say: Say) -> dict:
     env = {"MEMOSD_TIERS_BUDGET_BYTES": str(opts.budget_bytes),
            "MEMOSD_TIERS_CONSOLIDATE": "1" if opts.consolidate else "0"}
@@ -85,6 +96,8 @@ def _one_size(size: int, opts: TierBenchOptions, say: Say) -> dict:
         stats = client.stats()
         row = {
             "memories": size, "fill_per_s": filled["per_s"], "settle_s": round(settle_s, 1),
+            # From the first write until nothing waits: the scheduler works while the store fills.
+            "settle_per_s": round(size / (size / filled["per_s"] + settle_s)),
             "pages": tiers.pages, "consolidated_pages": tiers.consolidated_pages, "facts": tiers.facts,
             "store_bytes": stats.store_bytes, "resident_bytes": tiers.resident_bytes,
             "resident_pages": tiers.resident_pages, "fixed_bytes": tiers.fixed_bytes,
@@ -98,10 +111,13 @@ def _one_size(size: int, opts: TierBenchOptions, say: Say) -> dict:
         say(f"{size:,} memories: recall while the scheduler pages and consolidates {opts.busy_writes:,} more")
         # Acknowledged writes; the paging and consolidation they cause are what the scheduler is busy with.
         fill(client, workload, opts.busy_writes)
-        backlog_before = admin.tiers().backlog
+        before = admin.tiers()
         row["busy"] = _recall(client, queries, opts.k, admin, opts.namespace)
-        row["busy"]["backlog_at_start"] = backlog_before
-        row["busy"]["backlog_at_end"] = admin.tiers().backlog
+        after = admin.tiers()
+        row["busy"]["backlog_at_start"] = before.backlog
+        row["busy"]["backlog_at_end"] = after.backlog
+        row["busy"]["scheduler_steps"] = _steps_between(before.scheduler, after.scheduler)
+        row["longest_step_s"] = after.scheduler.longest_step_s if after.scheduler else None
         row["busy_vs_idle_p50"] = ratio(row["busy"]["p50_us"], row["idle"]["p50_us"])
         row["busy_vs_idle_p99"] = ratio(row["busy"]["p99_us"], row["idle"]["p99_us"])
         _, after = _tiers(admin, opts.namespace)

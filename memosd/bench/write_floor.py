@@ -18,7 +18,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import lmdb
@@ -53,29 +52,26 @@ class StoreFloor:
 
     def write(self, workload: Workload, count: int, per_commit: int) -> Timed:
         """Write ``count`` of the workload's memories, ``per_commit`` to a transaction; per-commit times
-        and the wall time, as the benchmark's write tests record theirs."""
+        and the wall time, as the benchmark's write tests record theirs (the workload is made before
+        the clock starts, the records are encoded inside it, as the daemon encodes them)."""
+        items = workload.memories(count)
         samples: list[int] = []
         started = time.perf_counter()
-        for records in self._records(workload, count, per_commit):
+        for start in range(0, count, per_commit):
             t0 = time.perf_counter_ns()
             with self._env.begin(write=True) as txn:
-                for key, value, idem, memory_id in records:
-                    txn.put(key, value, db=self._memories)
-                    if idem is not None:
-                        txn.put(idem, keys.pack_id(memory_id), db=self._idem)
+                for item in items[start:start + per_commit]:
+                    self._put(txn, item)
             samples.append(time.perf_counter_ns() - t0)
         return Timed(samples, count, time.perf_counter() - started)
 
-    def _records(self, workload: Workload, count: int, per_commit: int) -> Iterator[list[tuple]]:
-        """The records of ``count`` memories, encoded ahead of the timed commits, commit by commit."""
+    def _put(self, txn: lmdb.Transaction, item: m.MemoryIn) -> None:
+        """The records of one remember: the encoded memory, and its idempotency entry if it has a key."""
+        memory_id, self._next_id = self._next_id, self._next_id + 1
         now = time.time()
-        encoded = []
-        for item in workload.memories(count):
-            memory_id, self._next_id = self._next_id, self._next_id + 1
-            mem = m.Memory(id=memory_id, text=item.text, created_at=now, valid_from=now, lineage=memory_id,
-                           meta=item.meta, tags=item.tags, event_time=item.event_time, session=item.session,
-                           source=item.source, idempotency_key=item.idempotency_key)
-            idem = None if item.idempotency_key is None else keys.idempotency_key(_NS_ID, item.idempotency_key)
-            encoded.append((keys.memory_key(_NS_ID, memory_id), encode_memory(mem), idem, memory_id))
-        for start in range(0, len(encoded), per_commit):
-            yield encoded[start:start + per_commit]
+        mem = m.Memory(id=memory_id, text=item.text, created_at=now, valid_from=now, lineage=memory_id,
+                       meta=item.meta, tags=item.tags, event_time=item.event_time, session=item.session,
+                       source=item.source, idempotency_key=item.idempotency_key)
+        txn.put(keys.memory_key(_NS_ID, memory_id), encode_memory(mem), db=self._memories)
+        if item.idempotency_key is not None:
+            txn.put(keys.idempotency_key(_NS_ID, item.idempotency_key), keys.pack_id(memory_id), db=self._idem)
