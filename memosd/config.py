@@ -168,7 +168,7 @@ class TiersConfig:
     step_ms: float = 1.0
     """Longest stretch the scheduler holds the event loop before requests may run: its work is sliced by
     time, not by items (docs/tiers.md, "The scheduler")."""
-    busy_share: float = 0.25
+    busy_share: float = 0.1
     """Most of the event loop's time the scheduler takes while clients are active (without them it takes
     what it needs)."""
     tick_turns: int = 1024
