@@ -241,8 +241,9 @@ class Scheduler:
                 new = plan.page.id not in state.pages
                 state.install_page(plan.page, [s for s, _ in moving], [r for _, r in moving])
                 state.counters.pages_formed += int(new)
+            # This runs on the loop too, in one piece: the plan was sized for it.
             took = time.perf_counter() - started
-            self.pacer.record(took, "install")  # this runs on the loop too, as one piece: the plan was sized for it
+            self.pacer.record(took, "install")
             self.pacer.learn("install", _items(kept), took)
             return len(kept)
 
