@@ -69,16 +69,19 @@ class _OpenPage:
         self.centroid[row[0]] += row[1]
 
 
-def plan_pages(tiers: TierState, now: float, limit: int, close_idle: bool = True) -> list[PagePlan]:
-    """Pages to create, extend or close now (at most ``limit`` turns moved); open pages idle for
-    ``page_close_s`` are closed only with ``close_idle`` (that check looks at every open page)."""
+def plan_pages(tiers: TierState, now: float, limit: int, scan_idle: bool = True) -> list[PagePlan]:
+    """Pages to create, extend or close now (at most ``limit`` turns moved). Rings over capacity are
+    always looked at; idle rings (``stm_idle_s``) and idle open pages (``page_close_s``) only with
+    ``scan_idle``, as finding them means visiting every ring and every open page."""
     cfg = tiers.cfg
     plans: dict[int, PagePlan] = {}
     budget = limit
     next_id = tiers.next_page_id
-    for code in sorted(tiers.rings):
-        ring = tiers.rings[code]
-        if not ring or budget <= 0:
+    for code in sorted(tiers.rings if scan_idle else tiers.overflowing):
+        if budget <= 0:
+            break
+        ring = tiers.rings.get(code)
+        if not ring:
             continue
         # Rings grow by appending: the last turn is the newest (and this stays O(1) for a long ring).
         idle = now - float(tiers.table.valid_from[ring[-1]]) >= cfg.stm_idle_s
@@ -100,7 +103,7 @@ def plan_pages(tiers: TierState, now: float, limit: int, close_idle: bool = True
             current.take(slot, int(tiers.table.ids[slot]), row, when)
             if len(current.plan.page.members) >= cfg.page_max_turns:
                 current.plan.page.closed = True
-    for code, page_id in sorted(tiers.open_page.items()) if close_idle else ():
+    for code, page_id in sorted(tiers.open_page.items()) if scan_idle else ():
         page = tiers.pages.get(page_id)
         if page is None or page.closed or page_id in plans or not tiers.page_slots.get(page_id):
             continue

@@ -45,8 +45,9 @@ HEAT_FLUSH_S = 10.0
 TRAFFIC_WINDOW_S = 0.2
 """A request this recent means clients are active: the scheduler then takes at most ``busy_share`` of the
 loop (idle-priority background work, like an OS's page daemon)."""
-CLOSE_SCAN_S = 1.0
-"""How often a namespace's open pages are checked against ``page_close_s`` (the check visits them all)."""
+IDLE_SCAN_S = 1.0
+"""How often a namespace's rings and open pages are checked against ``stm_idle_s`` and ``page_close_s`` (the
+check visits them all; rings over capacity are tracked as they grow)."""
 JOBS_PER_ROUND = 16
 """Most writer jobs (or document batches) per namespace in one round of the pager, so that sustained
 writes to one namespace do not keep it from the others and from indexing."""
@@ -79,7 +80,7 @@ class Scheduler:
                            requests_waiting or (lambda: False))
         self._tasks: list[asyncio.Task] = []
         self._heat_at = 0.0
-        self._close_scan_at: dict[int, float] = {}
+        self._idle_scan_at: dict[int, float] = {}
         self._next_batch: _Batch | None = None
         self._in_policy: set[tuple[int, int]] = set()
         """(ns_id, page_id) of the pages handed to the policy and not yet stored."""
@@ -164,9 +165,9 @@ class Scheduler:
     async def _page(self, state: TierState, now: float, step: Step) -> tuple[Step, bool]:
         """Move short-term overflow into pages, one writer job per step-sized plan."""
         worked = False
-        close_idle = time.monotonic() - self._close_scan_at.get(state.ns_id, 0.0) >= CLOSE_SCAN_S
-        if close_idle:
-            self._close_scan_at[state.ns_id] = time.monotonic()
+        scan_idle = time.monotonic() - self._idle_scan_at.get(state.ns_id, 0.0) >= IDLE_SCAN_S
+        if scan_idle:
+            self._idle_scan_at[state.ns_id] = time.monotonic()
         for _ in range(JOBS_PER_ROUND):
             if not self._current(state):
                 break
@@ -174,8 +175,8 @@ class Scheduler:
                 step = await self.pacer.rest(step, "page")
             limit = min(self._fits("plan", self.cfg.tick_turns), self._fits("install", self.cfg.tick_turns))
             started = time.perf_counter()
-            plans = plan_pages(state, now, limit, close_idle=close_idle)
-            close_idle = False
+            plans = plan_pages(state, now, limit, scan_idle=scan_idle)
+            scan_idle = False
             if not plans:
                 break
             self.pacer.learn("plan", _items(plans), time.perf_counter() - started)

@@ -147,6 +147,8 @@ class TierState:
         self.unit_of = np.zeros(1024, dtype=np.int64)
         self.rings: dict[int, list[int]] = {}
         self.stm_rows: dict[int, Row] = {}
+        self.overflowing: set[int] = set()
+        """Session codes of the rings over ``stm_capacity`` (what paging must take, found without a scan)."""
         self.stm_text: dict[int, str] = {}
         self._stm_block: FineBlock | None = None
         self._ring_blocks: dict[int, FineBlock] = {}
@@ -307,7 +309,10 @@ class TierState:
                     self._complete_load(page, *self._loading.pop(page_id))
                 continue
             code = int(self.table.session[slot])
-            self.rings.setdefault(code, []).append(slot)
+            ring = self.rings.setdefault(code, [])
+            ring.append(slot)
+            if len(ring) > self.cfg.stm_capacity:
+                self.overflowing.add(code)
             self.stm_rows[slot] = row
             self.stm_text[slot] = mem.text
             self._stm_bytes += _stm_nbytes(row, mem.text)
@@ -329,6 +334,7 @@ class TierState:
                 ring = self.rings.get(code, [])
                 if slot in ring:
                     ring.remove(slot)
+                self._ring_shrank(code)
                 self._drop_stm(slot)
                 self._index_now(unit, self._ring_text(code) if ring else None, None)
             elif unit > 0 and unit in self.pages:
@@ -403,6 +409,7 @@ class TierState:
                 del ring[:len(moving)]  # paging takes a ring's oldest turns: O(page), not O(ring)
             elif ring:
                 ring[:] = [s for s in ring if s not in moving]
+            self._ring_shrank(code)
             self.dirty_rings.add(code)
         for slot in slots:
             self._drop_stm(slot)
@@ -740,6 +747,10 @@ class TierState:
         return array
 
     # ------------------------------------------------------------------ accounting
+
+    def _ring_shrank(self, code: int) -> None:
+        if len(self.rings.get(code, ())) <= self.cfg.stm_capacity:
+            self.overflowing.discard(code)
 
     def _drop_stm(self, slot: int) -> None:
         row, text = self.stm_rows.pop(slot, None), self.stm_text.pop(slot, None)
