@@ -25,7 +25,7 @@ def add_mcp_command(sub, common: argparse.ArgumentParser) -> None:
                    help="start `memosd serve` (detached, default data dir) if no daemon answers; this is also "
                         "done on stdio when --endpoint is not given")
     p.add_argument("--server-key", help="the daemon's CURVE public key, for --http (default: asked from the admin "
-                                        "endpoint)")
+                                        "endpoint); write --server-key=KEY, as a key may begin with '-'")
     p.add_argument("--print-token", action="store_true",
                    help="print the bearer token of the key in --key-file for --http clients, and exit")
     p.set_defaults(handler=cmd_mcp)

@@ -210,7 +210,7 @@ def test_an_unreachable_daemon_is_a_503_not_a_hang(secured, keys, tmp_path):
     from mcp_support import free_port
 
     with HttpServer(secured, "--endpoint", f"tcp://127.0.0.1:{free_port()}",
-                    "--server-key", keys["writer"].server_public_key) as lonely:
+                    f"--server-key={keys['writer'].server_public_key}") as lonely:  # a Z85 key may begin with '-'
         reply = raw_post(lonely.url, {"Authorization": f"Bearer {keys['writer'].secret_key}",
                                       "X-Memosd-Namespace": "mcp-a"}, INITIALIZE)
         assert reply.status_code == 503 and reply.json()["error"]["code"] == "CONNECTION"
