@@ -129,7 +129,9 @@ class Scheduler:
     def stm_overflow(self) -> int:
         """Short-term turns over the rings' capacity: always searched, so they make every recall slower."""
         cap = self.cfg.stm_capacity
-        return sum(max(len(ring) - cap, 0) for state in self.manager.states.values() for ring in state.rings.values())
+        # Only the rings over capacity can count (tracked by the state as rings grow and shrink).
+        return sum(max(len(state.rings.get(code, ())) - cap, 0)
+                   for state in self.manager.states.values() for code in state.overflowing)
 
     def backlog(self) -> int:
         """Short-term turns over capacity, coarse documents not yet indexed, closed pages not yet consolidated."""
