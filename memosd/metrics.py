@@ -157,23 +157,26 @@ class DaemonCollector:
                                     value=1 if d.mqtt.connected else 0)
 
 
+def _cumulative(counts: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Prometheus buckets from per-bucket counts: each ``le`` counts everything up to it."""
+    buckets, total = [], 0
+    for le, count in counts:
+        total += count
+        buckets.append((le, total))
+    return buckets
+
+
 def _steps(pacer: Pacer) -> HistogramMetricFamily:
     """The tier scheduler's stretches of work on the event loop, by length."""
-    buckets, total = [], 0
-    for bound, count in pacer.histogram():
-        total += count
-        buckets.append(("+Inf" if bound is None else repr(bound), total))
+    counts = [("+Inf" if bound is None else repr(bound), n) for bound, n in pacer.histogram()]
     return HistogramMetricFamily("memosd_scheduler_step_seconds", "Tier scheduler work on the event loop, per step",
-                                 buckets=buckets, sum_value=pacer.total_s)
+                                 buckets=_cumulative(counts), sum_value=pacer.total_s)
 
 
 def _group_sizes(groups: GroupSizes) -> HistogramMetricFamily:
     """Jobs per commit as a Prometheus histogram (bucket ``le`` = the largest size of each bucket)."""
-    buckets, total = [], 0
     histogram = groups.histogram()
-    for i, (smallest, commits) in enumerate(histogram):
-        total += commits
-        le = "+Inf" if i == len(histogram) - 1 else str(2 * smallest - 1)
-        buckets.append((le, total))
+    counts = [("+Inf" if i == len(histogram) - 1 else str(2 * smallest - 1), n)
+              for i, (smallest, n) in enumerate(histogram)]
     return HistogramMetricFamily("memosd_writer_group_size", "Write jobs per LMDB commit (group commit)",
-                                 buckets=buckets, sum_value=groups.jobs)
+                                 buckets=_cumulative(counts), sum_value=groups.jobs)
