@@ -11,12 +11,18 @@ STAMP  := $(VENV)/.installed
 setup: $(STAMP) system-deps
 
 # mosquitto is the real MQTT broker the event tests run against.
+# nats-server is the JetStream server the cluster tests run against.
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 	  echo "installing mosquitto (MQTT broker used by the tests)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; }
+	@command -v nats-server >/dev/null 2>&1 || test -x /usr/sbin/nats-server || { \
+	  echo "installing nats-server (JetStream server used by the cluster tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nats-server >/dev/null; }
 
 # Node.js >= 20 and npm run the TypeScript client's tests.
 node-deps:

@@ -244,6 +244,32 @@ RetrievalSection = _section_like(
 
 
 @dataclass(slots=True)
+class ClusterConfig:
+    """Cluster mode (docs/cluster.md): the node's writes go to a NATS JetStream log before they are
+    acknowledged, and each namespace is served by the node that holds its lease."""
+
+    enabled: bool = False
+    """False (the default): a single node on its embedded LMDB, with no NATS."""
+    servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    """NATS server URLs (any of the cluster's; the client finds the others)."""
+    node: str = ""
+    """This node's name, unique in the cluster (default: the host name)."""
+    advertise: str = ""
+    """The endpoint other nodes send clients to for the namespaces this node owns (default: the first
+    of ``[server] endpoints``; use a tcp:// address reachable by every client)."""
+    replicas: int = 3
+    """Copies of the log and the lease and node buckets that JetStream keeps (quorum-acknowledged)."""
+    lease_s: float = 6.0
+    """How long a namespace's lease lasts without renewal: the longest an owner that died keeps its
+    namespaces from being taken over. The owner renews at a third of it."""
+    prefix: str = "memosd"
+    """Names of the stream (``<PREFIX>_log``), buckets and subjects, so clusters can share NATS."""
+    max_entry_ops: int = 256
+    """Operations of one namespace that wait while a log append is in flight are appended together,
+    up to this many per log entry."""
+
+
+@dataclass(slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreSection = field(default_factory=StoreSection)
@@ -256,6 +282,7 @@ class Config:
     tiers: TiersConfig = field(default_factory=TiersConfig)
     slb: SlbConfig = field(default_factory=SlbConfig)
     retrieval: RetrievalSection = field(default_factory=RetrievalSection)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -332,8 +359,7 @@ def load_config(
             continue
         rest = name[len("MEMOSD_"):].lower()
         section, _, key = rest.partition("_")
-        if section in ("server", "store", "limits", "security", "events", "metrics", "log", "plugins", "tiers", "slb",
-                       "retrieval") and key:
+        if section in {f.name for f in dataclasses.fields(Config)} and key:
             _apply(config, section, key, value, f"environment {name}")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")

@@ -28,6 +28,7 @@ from memosd_client.protocol.errors import InvalidArgumentError, NotFoundError, U
 from . import __version__
 from .config import Config, ConfigError
 from .engine.engine import Engine
+from .cluster.node import ClusterNode
 from .events import EventBus
 from .events.mqtt import MqttBridge, MqttSettings
 from .events.zmq_publisher import ZmqEventPublisher
@@ -39,7 +40,7 @@ from .security.curve import load_or_create_server_keys, start_authenticator
 from .security.grants import RIGHTS, Principal
 from .security.keys import KeyStore
 from .server.backpressure import Backpressure
-from .server.handlers import build_handlers
+from .server.handlers import build_handlers, engine_writes
 from .server.server import Server
 from .service.gc_pauses import PausePolicy
 from .service.notify import Notifier, watchdog_interval
@@ -89,8 +90,13 @@ class Daemon:
         self.gc_pauses = PausePolicy(lambda: self.server.last_request_at)
         self.keys = KeyStore(self.env, self.writer)
         self.server_keys = load_or_create_server_keys(config.data_dir / "curve" / "server.json")
+        self.cluster: ClusterNode | None = None
+        if config.cluster.enabled:
+            writes = engine_writes(self.engine)
+            self.cluster = ClusterNode(config.cluster, self.env, config.server.endpoints[0],
+                                       lambda op, ns, args: writes[op](ns, args))
         self.server = Server(
-            build_handlers(self.engine, self),
+            build_handlers(self.engine, self, self.cluster),
             config.server.endpoints,
             config.server.admin_endpoint,
             max_message_bytes=config.limits.max_message_bytes,
@@ -134,6 +140,7 @@ class Daemon:
                 max_text_bytes=limits.max_text_bytes,
             ),
             encoder=m.EncoderInfo(name=enc.name, version=enc.version, dim=enc.dim),
+            nodes=self.cluster.nodes() if self.cluster is not None else [],
         )
 
     def status(self) -> m.StatusResult:
@@ -166,6 +173,7 @@ class Daemon:
             migration=self.dense.report() if self.dense else None,
             indexes_from=self.engine.opened_from,
             load_s=round(self.load_seconds, 3),
+            cluster=self.cluster.info() if self.cluster is not None else None,
         )
 
     def plugins_info(self) -> m.PluginsResult:
@@ -355,6 +363,9 @@ class Daemon:
         if self.dense is not None:
             self.dense.start(loop)
         self.scheduler.start(loop)
+        if self.cluster is not None:
+            self.notifier.status("joining the cluster")
+            await self.cluster.start()
         if self.config.security.curve:
             self.authenticator = start_authenticator(self.server.ctx, self.keys)
         elif any(e.startswith("tcp://") for e in self.config.server.endpoints):
@@ -376,6 +387,8 @@ class Daemon:
         if self.mqtt is not None:  # no new ingest while draining; events of the last writes may be lost
             await self.mqtt.stop()
         await self.server.drain()
+        if self.cluster is not None:  # hand every namespace over now rather than when its lease ends
+            await self.cluster.stop()
         await self.scheduler.stop()
         if self.dense is not None:
             self.dense.stop()

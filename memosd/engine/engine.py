@@ -40,12 +40,13 @@ from ..store.environment import Environment
 from ..store.writer import WriterThread
 from ..tiers.manager import TierManager
 from ..tiers.search import TwoStage
-from . import snapshot
+from . import snapshot, write_context
 from .analysis import Analyzer, Written
 from .namespace import TIER_NAMES, NamespaceState
 from .records import Records, decode_memory, encode_memory
 from .registry import Allocator, check_namespace
 from .validation import Validation
+from .write_context import write_clock
 
 log = get_logger("memosd.engine")
 MAX_VECTOR_COMPONENTS = 256
@@ -184,9 +185,10 @@ class Engine(Validation, Records):
             self._check_time(item.event_time, where + ".event_time")
             self._check_idempotency_key(item.idempotency_key, where + ".idempotency_key")
 
+        now = write_clock()
+
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.ensure(txn, name)
-            now = time.time()
             ids: list[int] = []
             created: list[bool] = []
             fresh: list[m.Memory] = []
@@ -244,8 +246,21 @@ class Engine(Validation, Records):
     def _submit_written(self, name: str, run: Callable, apply: Callable):
         """Submit a job whose result starts with a :class:`Written`: consecutive ones for ``name`` in a
         commit group are indexed together, in one batch, before their ``apply``."""
-        return self.writer.submit(run, apply, index=lambda results: self._index_written(name, results),
-                                  index_key=("index", name))
+        return self._submit(run, apply, index=lambda results: self._index_written(name, results),
+                            index_key=("index", name))
+
+    def _submit(self, run: Callable, apply: Callable, **indexing):
+        """Queue a write job; one applied from a cluster log also stores its log position, in the same
+        transaction, so the store knows exactly which logged operations it holds."""
+        ctx = write_context.current()
+        if ctx is not None and ctx.position is not None:
+            meta, job = self.env.dbs["meta"], run
+
+            def run(txn: lmdb.Transaction):
+                result = job(txn)
+                write_context.record_position(txn, meta, ctx.namespace, ctx.position)
+                return result
+        return self.writer.submit(run, apply, **indexing)
 
     def _index_written(self, name: str, results: list[tuple]) -> None:
         written: list[Written] = [result[0] for result in results]
@@ -432,6 +447,7 @@ class Engine(Validation, Records):
             self._check_tags(args.tags, "tags")
         self._check_time(args.event_time, "event_time")
         self._check_idempotency_key(args.idempotency_key, "idempotency_key")
+        clock = write_clock()
 
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.find(txn, name)
@@ -449,7 +465,7 @@ class Engine(Validation, Records):
                 )
             if old.forgotten_at is not None:
                 raise ConflictError(f"memory {args.id} is forgotten; unforget it first")
-            now = max(time.time(), old.valid_from)
+            now = max(clock, old.valid_from)
             new_id = self.allocator.next_memory_id(txn, ns_id)
             meta = dict(old.meta) if args.meta is None else args.meta
             if args.reason is not None:
@@ -487,16 +503,16 @@ class Engine(Validation, Records):
                     self.dense.embed_later(name, ns_id, [new])
             return reply
 
-        return await self.writer.submit(run, apply)
+        return await self._submit(run, apply)
 
     async def _set_forgotten(self, namespace: str, args: m.IdsArgs, forget: bool) -> m.ForgetResult:
         name = check_namespace(namespace)
         self._check_ids(args.ids)
+        now = write_clock()
 
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.find(txn, name)
             changed, missing = [], []
-            now = time.time()
             for memory_id in args.ids:
                 mem = None if ns_id is None else self._load(txn, ns_id, memory_id)
                 if mem is None:
@@ -520,7 +536,7 @@ class Engine(Validation, Records):
                 self.events.emit("forgotten" if forget else "unforgotten", name, ids)
             return m.ForgetResult(changed=ids, missing=missing)
 
-        return await self.writer.submit(run, apply)
+        return await self._submit(run, apply)
 
     async def forget(self, namespace: str, args: m.IdsArgs) -> m.ForgetResult:
         return await self._set_forgotten(namespace, args, True)
@@ -572,7 +588,7 @@ class Engine(Validation, Records):
                 self.events.emit("purged", name, [mem.id for mem in removed])
             return m.PurgeResult(purged=len(removed), missing=missing)
 
-        return await self.writer.submit(run, apply)
+        return await self._submit(run, apply)
 
     async def _purge_namespace(self, name: str) -> m.PurgeResult:
         def run(txn: lmdb.Transaction):
@@ -601,7 +617,7 @@ class Engine(Validation, Records):
                 self.events.emit("namespace_purged", name, [], purged=purged)
             return m.PurgeResult(purged=purged)
 
-        return await self.writer.submit(run, apply)
+        return await self._submit(run, apply)
 
     # ------------------------------------------------------------------ stats / export / import
 

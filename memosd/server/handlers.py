@@ -12,6 +12,7 @@ from typing import Any
 
 from memosd_client.protocol import OPERATIONS, Operation
 
+from ..cluster.node import ClusterNode
 from ..engine.engine import Engine
 
 
@@ -22,23 +23,31 @@ class Handler:
     is_async: bool
 
 
-def build_handlers(engine: Engine, daemon: Any) -> dict[str, Handler]:
-    """Map operation names to handlers; ``daemon`` serves hello/status/shutdown."""
+def engine_writes(engine: Engine) -> dict[str, Callable[[str | None, Any], Any]]:
+    """The engine's handler of each operation that writes a namespace (what a cluster log carries)."""
+    return {
+        "remember": engine.remember,
+        "update": engine.update,
+        "forget": engine.forget,
+        "unforget": engine.unforget,
+        "purge": engine.purge,
+        "import": engine.import_,
+    }
+
+
+def build_handlers(engine: Engine, daemon: Any, cluster: ClusterNode | None = None) -> dict[str, Handler]:
+    """Map operation names to handlers; ``daemon`` serves hello/status/shutdown. With ``cluster``, every
+    namespace operation is routed to the namespace's owner, and writes go through the cluster's log."""
+    writes = engine_writes(engine)
     table: dict[str, tuple[Callable, bool]] = {
         "hello": (lambda ns, a: daemon.hello(a), False),
-        "remember": (engine.remember, True),
         "get": (engine.get, False),
         "list": (engine.list, False),
         "recall": (engine.recall, False),
         "encode": (lambda ns, a: engine.encode(a), False),
-        "update": (engine.update, True),
         "history": (engine.history, False),
-        "forget": (engine.forget, True),
-        "unforget": (engine.unforget, True),
-        "purge": (engine.purge, True),
         "stats": (lambda ns, a: engine.stats(ns), False),
         "export": (engine.export, False),
-        "import": (engine.import_, True),
         "status": (lambda ns, a: daemon.status(), False),
         "shutdown": (lambda ns, a: daemon.request_shutdown(), False),
         "backup": (lambda ns, a: daemon.backup(a), True),
@@ -50,6 +59,12 @@ def build_handlers(engine: Engine, daemon: Any) -> dict[str, Handler]:
         "entity": (daemon.entity_info, False),
         "keys_revoke": (lambda ns, a: daemon.keys_revoke(a), True),
     }
+    table.update({name: (call, True) for name, call in writes.items()})
+    if cluster is not None:
+        for name, (call, _) in list(table.items()):
+            op = OPERATIONS[name]
+            if op.needs_namespace:
+                table[name] = (cluster.routed(name, call, op.writes), True)
     missing = set(OPERATIONS) - set(table)
     if missing:
         raise RuntimeError(f"operations without a handler: {sorted(missing)}")

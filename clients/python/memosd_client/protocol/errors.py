@@ -46,6 +46,8 @@ class ErrorCode(IntEnum):
     """Client side: no reply arrived within the timeout."""
     CONNECTION = 16
     """Client side: the daemon could not be reached."""
+    MOVED = 17
+    """Cluster mode: another node owns the namespace; ``details.endpoint`` is where to send it."""
 
 
 class MemosdError(Exception):
@@ -86,6 +88,7 @@ BusyError = _error_class("BusyError", ErrorCode.BUSY, "Too many requests in flig
 InternalError = _error_class("InternalError", ErrorCode.INTERNAL, "Unexpected server error.")
 RequestTimeoutError = _error_class("RequestTimeoutError", ErrorCode.TIMEOUT, "No reply within the timeout.")
 ConnectionFailedError = _error_class("ConnectionFailedError", ErrorCode.CONNECTION, "Daemon unreachable.")
+MovedError = _error_class("MovedError", ErrorCode.MOVED, "The namespace is served by another node of the cluster.")
 
 ERROR_CLASSES: dict[ErrorCode, type[MemosdError]] = {
     cls.code: cls
@@ -106,6 +109,7 @@ ERROR_CLASSES: dict[ErrorCode, type[MemosdError]] = {
         InternalError,
         RequestTimeoutError,
         ConnectionFailedError,
+        MovedError,
     )
 }
 

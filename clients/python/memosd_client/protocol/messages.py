@@ -131,6 +131,49 @@ class Limits(ReplyStruct):
 # --------------------------------------------------------------------------- operations
 
 
+class ClusterNodeInfo(ReplyStruct):
+    """A live node of a cluster and the endpoint clients reach it at."""
+
+    name: str
+    endpoint: str
+    version: str
+
+
+class OwnedNamespace(ReplyStruct):
+    """A namespace a cluster node owns, and where it stands in the namespace's log."""
+
+    namespace: str
+    log_seq: int
+    """The last log sequence of the namespace this node has applied or fenced."""
+    lease: int
+    """The lease revision this node took the namespace with (its fencing token)."""
+    lease_valid_s: float
+    """Seconds the lease is certain to stay this node's without a renewal."""
+    ready: bool
+    replayed_entries: int
+    """Log entries this node applied from the log (catch-up at take-over) rather than appended itself."""
+    appended_entries: int
+
+
+class ClusterInfo(ReplyStruct):
+    """This node's view of the cluster (cluster mode only)."""
+
+    node: str
+    endpoint: str
+    nodes: list[ClusterNodeInfo]
+    owned: list[OwnedNamespace]
+    connected: bool
+    """Whether the node's connection to NATS is up."""
+    takeovers: int = 0
+    handed_over: int = 0
+    lost: int = 0
+    """Namespaces this node lost without handing them over (lease expired, fenced by another node)."""
+    moved: int = 0
+    """Requests answered MOVED (sent to another node)."""
+    unavailable: int = 0
+    """Requests answered UNAVAILABLE because ownership was changing or NATS was unreachable."""
+
+
 class HelloArgs(Struct):
     client: str | None = None
     protocol: int = PROTOCOL_VERSION
@@ -142,6 +185,8 @@ class HelloResult(ReplyStruct):
     capabilities: list[str]
     limits: Limits
     encoder: EncoderInfo
+    nodes: list[ClusterNodeInfo] = []
+    """In cluster mode, the cluster's live nodes (any of them routes any request); empty otherwise."""
 
 
 class RememberArgs(Struct):
@@ -564,6 +609,8 @@ class StatusResult(ReplyStruct):
     """Where this start got its indexes: "snapshot" (written at the last clean stop) or "store" (rebuilt)."""
     load_s: float = 0.0
     """Seconds this start took to open or rebuild the indexes."""
+    cluster: ClusterInfo | None = None
+    """Cluster mode: this node, the live nodes, and the namespaces it owns; None on a single node."""
 
 
 class Grant(Struct, frozen=True):

@@ -1,0 +1,1 @@
+"""Clustering for memosd: real NATS JetStream servers to replicate through."""

@@ -1,0 +1,293 @@
+"""A memosd node of a cluster: routing, ownership and the log, on one NATS connection.
+
+A request for a namespace is served here only while this node holds the
+namespace's lease and has fenced its log. Otherwise the node answers MOVED with
+the owner's endpoint, or UNAVAILABLE (retryable) while an owner that stopped
+answering still holds the lease. A namespace nobody holds is taken by the node
+that rendezvous hashing prefers among the live nodes, on its first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.errors import Error as NatsError
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from memosd_client.protocol import messages as m
+from memosd_client.protocol.errors import MemosdError, MovedError, UnavailableError
+
+from .. import __version__
+from ..config import ClusterConfig
+from ..engine.registry import check_namespace
+from ..logs import get_logger
+from ..store.environment import Environment
+from .leases import Lease, Leases
+from .members import Membership, NodeRecord
+from .namespace_log import ApplyOp, LostOwnership, NamespaceLog
+from .naming import Names
+from .placement import preferred_owner
+
+log = get_logger("memosd.cluster")
+STREAM_EXISTS = 10058
+
+
+@dataclass(slots=True)
+class ClusterCounters:
+    takeovers: int = 0
+    handed_over: int = 0
+    lost: int = 0
+    moved: int = 0
+    unavailable: int = 0
+
+
+class ClusterNode:
+    """This daemon's membership of a cluster (``[cluster] enabled = true``)."""
+
+    def __init__(self, cfg: ClusterConfig, env: Environment, endpoint: str, apply_op: ApplyOp):
+        self.cfg = cfg
+        self.env = env
+        self.names = Names(cfg.prefix)
+        self.name = cfg.node or socket.gethostname()
+        self.endpoint = cfg.advertise or endpoint
+        self.apply_op = apply_op
+        self.logs: dict[str, NamespaceLog] = {}
+        """The namespaces this node owns (or is taking over)."""
+        self.counters = ClusterCounters()
+        self.nc = None
+        self.js = None
+        self.leases: Leases | None = None
+        self.members: Membership | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._task: asyncio.Task | None = None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        self.nc = await nats.connect(servers=self.cfg.servers, name=f"memosd {self.name}", connect_timeout=5,
+                                     reconnect_time_wait=0.25, max_reconnect_attempts=-1,
+                                     allow_reconnect=True)
+        self.js = self.nc.jetstream(timeout=5.0)
+        await self._ensure_stream()
+        self.leases = Leases(self.js, self.names, self.name, self.cfg.lease_s, self.cfg.replicas)
+        await self.leases.open()
+        self.members = Membership(self.nc, self.js, self.names,
+                                  NodeRecord(self.name, self.endpoint, self.started_at, __version__),
+                                  self.cfg.lease_s, self.cfg.replicas)
+        await self.members.start()
+        self._task = asyncio.create_task(self._keep_up())
+        log.info("joined the cluster", node=self.name, endpoint=self.endpoint, nodes=sorted(self.members.nodes))
+
+    async def _ensure_stream(self) -> None:
+        config = StreamConfig(name=self.names.stream, subjects=[self.names.log_subjects],
+                              num_replicas=self.cfg.replicas, storage=StorageType.FILE,
+                              retention=RetentionPolicy.LIMITS, allow_direct=True)
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_EXISTS:
+                raise
+
+    async def stop(self) -> None:
+        """Leave cleanly: finish the writes in flight, give every lease up, drop this node's record."""
+        if self._task is not None:
+            self._task.cancel()
+        for name in list(self.logs):
+            await self._hand_over(name)
+        if self.members is not None:
+            await self.members.leave()
+        if self.nc is not None:
+            await self.nc.close()
+
+    async def _keep_up(self) -> None:
+        """Heartbeat, lease renewal and rebalancing, every third of the lease time."""
+        while True:
+            await asyncio.sleep(self.cfg.lease_s / 3)
+            try:
+                await self.members.beat()
+                for name in list(self.logs):
+                    await self._renew(name)
+                await self._rebalance()
+            except (NatsError, asyncio.TimeoutError, MemosdError) as exc:
+                log.warning("cluster upkeep failed; leases lapse unless it recovers", error=repr(exc))
+
+    async def _renew(self, name: str) -> None:
+        nslog = self.logs.get(name)
+        if nslog is None or nslog.lease is None:
+            return
+        lease = await self.leases.renew(nslog.lease)
+        if lease is None:
+            self._drop(name, "lease lost")
+        else:
+            nslog.lease = lease
+
+    async def _rebalance(self) -> None:
+        """Hand a namespace over to the node placement prefers, when that node is up (a node joined)."""
+        for name in list(self.logs):
+            preferred = preferred_owner(name, self.members.nodes)
+            if preferred != self.name and await self.members.answers(preferred):
+                await self._hand_over(name)
+
+    async def _hand_over(self, name: str) -> None:
+        nslog = self.logs.get(name)
+        if nslog is None:
+            return
+        await nslog.stop()
+        self.logs.pop(name, None)
+        if nslog.lease is not None and not nslog.lost:
+            try:
+                await self.leases.release(nslog.lease)
+            except (NatsError, asyncio.TimeoutError) as exc:
+                log.warning("lease not released; it expires by itself", namespace=name, error=repr(exc))
+        self.counters.handed_over += 1
+        log.info("namespace handed over", namespace=name)
+
+    def _drop(self, name: str, why: str) -> None:
+        nslog = self.logs.pop(name, None)
+        if nslog is not None:
+            nslog.ready = False
+            nslog.lost = True
+            self.counters.lost += 1
+            log.warning("namespace no longer owned here", namespace=name, why=why)
+
+    # ------------------------------------------------------------------ serving
+
+    def serving(self, namespace: str) -> bool:
+        """Whether a request for ``namespace`` may be answered here right now, without asking NATS."""
+        nslog = self.logs.get(namespace)
+        return nslog is not None and nslog.ready and nslog.lease.valid()
+
+    async def ensure_owner(self, namespace: str) -> NamespaceLog:
+        """This node's log of ``namespace``, taking the namespace if it should; else MOVED/UNAVAILABLE."""
+        if self.serving(namespace):
+            return self.logs[namespace]
+        lock = self._locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            try:
+                return await self._own(namespace)
+            except (NatsError, asyncio.TimeoutError) as exc:
+                self.counters.unavailable += 1
+                raise UnavailableError(f"the cluster is not reachable from this node: {exc!r}",
+                                       details={"retry_after_s": 0.5}) from None
+            except UnavailableError:
+                self.counters.unavailable += 1
+                raise
+            except MovedError:
+                self.counters.moved += 1
+                raise
+
+    async def _own(self, namespace: str) -> NamespaceLog:
+        nslog = self.logs.get(namespace)
+        if nslog is not None:
+            if nslog.ready and not nslog.lease.valid():
+                # Paused or partitioned past the lease: ask before serving again.
+                lease = await self.leases.renew(nslog.lease)
+                if lease is None:
+                    self._drop(namespace, "lease expired")
+                else:
+                    nslog.lease = lease
+            elif not nslog.ready and not nslog.lost:
+                await self._take_over(nslog, nslog.lease)  # a write failed to apply here: replay, re-fence
+            if self.serving(namespace):
+                return self.logs[namespace]
+        holder = await self.leases.holder(namespace)
+        if holder is None:
+            preferred = preferred_owner(namespace, self.members.nodes)
+            if preferred not in (None, self.name) and await self.members.answers(preferred):
+                raise self._moved(namespace, preferred)
+            lease = await self.leases.acquire(namespace)
+        elif holder.node == self.name:
+            lease = await self.leases.adopt(namespace, holder)  # this node, restarted within the lease
+        elif await self.members.answers(holder.node) and holder.node in self.members.nodes:
+            raise self._moved(namespace, holder.node)
+        else:
+            raise UnavailableError(
+                f"namespace {namespace!r} is owned by node {holder.node!r}, which does not answer; "
+                f"another node takes it over when its lease ends (at most {self.cfg.lease_s:g}s)",
+                details={"retry_after_s": round(self.cfg.lease_s / 4, 3), "node": holder.node})
+        if lease is None:  # another node took it a moment ago
+            raise UnavailableError(f"namespace {namespace!r} is changing owner; retry",
+                                   details={"retry_after_s": 0.1})
+        nslog = NamespaceLog(self.js, self.names, self.env, namespace, self.name, self.apply_op,
+                             self.cfg.max_entry_ops)
+        self.logs[namespace] = nslog
+        await self._take_over(nslog, lease)
+        self.counters.takeovers += 1
+        return nslog
+
+    async def _take_over(self, nslog: NamespaceLog, lease: Lease) -> None:
+        try:
+            await nslog.take_over(lease)
+        except BaseException:
+            self.logs.pop(nslog.namespace, None)
+            try:
+                await self.leases.release(lease)
+            except (NatsError, asyncio.TimeoutError):
+                pass
+            raise
+
+    def _moved(self, namespace: str, node: str) -> MemosdError:
+        record = self.members.nodes.get(node)
+        if record is None:
+            return UnavailableError(f"namespace {namespace!r} belongs on node {node!r}, not yet known here",
+                                    details={"retry_after_s": 0.2, "node": node})
+        return MovedError(f"namespace {namespace!r} is served by node {node!r} at {record.endpoint}",
+                          details={"endpoint": record.endpoint, "node": node})
+
+    async def write(self, op: str, namespace: str, args: Any) -> Any:
+        """A write in cluster mode: in the log first, then in this node's store, then answered."""
+        nslog = await self.ensure_owner(namespace)
+        try:
+            return await nslog.write(op, args)
+        except LostOwnership:
+            self._drop(namespace, "fenced by another node")
+            await self.ensure_owner(namespace)  # raises MOVED or UNAVAILABLE for the client to follow
+            raise UnavailableError("ownership changed during the write; retry", details={"retry_after_s": 0.1})
+
+    def routed(self, op: str, call: Callable[[str | None, Any], Any],
+               is_write: bool) -> Callable[[str | None, Any], Awaitable[Any]]:
+        """The handler for a namespace operation in cluster mode."""
+        if is_write:
+            async def write(namespace: str | None, args: Any) -> Any:
+                return await self.write(op, check_namespace(namespace), args)
+            return write
+
+        async def read(namespace: str | None, args: Any) -> Any:
+            if not self.serving(check_namespace(namespace)):
+                await self.ensure_owner(check_namespace(namespace))
+            return call(namespace, args)
+        return read
+
+    # ------------------------------------------------------------------ reporting
+
+    def nodes(self) -> list[m.ClusterNodeInfo]:
+        if self.members is None:
+            return []
+        return [m.ClusterNodeInfo(name=r.name, endpoint=r.endpoint, version=r.version)
+                for r in sorted(self.members.nodes.values(), key=lambda r: r.name)]
+
+    def info(self) -> m.ClusterInfo:
+        return m.ClusterInfo(
+            node=self.name,
+            endpoint=self.endpoint,
+            nodes=self.nodes(),
+            owned=[m.OwnedNamespace(namespace=name, log_seq=nslog.last_seq, lease=nslog.lease.epoch,
+                                    lease_valid_s=round(max(nslog.lease.valid_until - time.monotonic(), 0.0), 3),
+                                    ready=nslog.ready, replayed_entries=nslog.replayed_entries,
+                                    appended_entries=nslog.appended_entries)
+                   for name, nslog in sorted(self.logs.items())],
+            connected=bool(self.nc is not None and self.nc.is_connected),
+            takeovers=self.counters.takeovers,
+            handed_over=self.counters.handed_over,
+            lost=self.counters.lost,
+            moved=self.counters.moved,
+            unavailable=self.counters.unavailable,
+        )
