@@ -66,6 +66,8 @@ class ClusterNode:
         self.leases: Leases | None = None
         self.members: Membership | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._steady: dict[str, int] = {}
+        """Upkeep rounds in a row in which each preferred node answered (see _rebalance)."""
         self._task: asyncio.Task | None = None
         self.started_at = time.time()
 
@@ -130,11 +132,19 @@ class ClusterNode:
             nslog.lease = lease
 
     async def _rebalance(self) -> None:
-        """Hand a namespace over to the node placement prefers, when that node is up (a node joined)."""
+        """Hand a namespace over to the node placement prefers once that node has answered two upkeep
+        rounds in a row (a node joined): a node that was only paused does not get its namespaces back
+        the instant it resumes, and ownership does not flap with a node that comes and goes."""
+        answered: dict[str, bool] = {}
         for name in list(self.logs):
             preferred = preferred_owner(name, self.members.nodes)
-            if preferred != self.name and await self.members.answers(preferred):
+            if preferred == self.name:
+                continue
+            if preferred not in answered:
+                answered[preferred] = await self.members.answers(preferred)
+            if answered[preferred] and self._steady.get(preferred, 0) >= 1:
                 await self._hand_over(name)
+        self._steady = {node: self._steady.get(node, 0) + 1 for node, up in answered.items() if up}
 
     async def _hand_over(self, name: str) -> None:
         nslog = self.logs.get(name)

@@ -12,9 +12,12 @@ saying whether its bar was met:
 - :mod:`.fairness`: 32 polite clients beside one that floods recalls and never
   reads; the polite clients' latency stays within 1.5x of a run without it.
 - :mod:`.soak`: sustained load with the daemon's RSS sampled; no growth.
+- :mod:`.cluster`: three nodes on a three-server NATS cluster; kill -9 of a
+  node and of a NATS server under writers, and a resumed old owner; no
+  acknowledged write lost or stored twice, and the old owner is fenced.
 
 See docs/reliability.md.
 """
 
-SUITES = ("crash", "load", "fuzz", "fairness", "soak")
+SUITES = ("crash", "load", "fuzz", "fairness", "soak", "cluster")
 """The suites in the order ``memosd reliability all`` runs them."""

@@ -1,4 +1,4 @@
-"""Registers ``memosd reliability {crash,load,fuzz,fairness,soak,all}`` on the CLI parser.
+"""Registers ``memosd reliability {crash,load,fuzz,fairness,soak,cluster,all}`` on the CLI parser.
 
 Each suite starts its own daemon(s) on temporary stores, so the command takes
 no endpoint. Progress goes to stderr; with ``--json`` stdout holds exactly one
@@ -17,11 +17,11 @@ from ..cli.output import progress_printer
 from . import SUITES
 
 QUICK = {"cycles": 3, "load_seconds": 5.0, "seed_memories": 500, "cases": 2_000, "fairness_seconds": 6.0,
-         "soak_seconds": 10.0, "window": 2_000}
+         "soak_seconds": 10.0, "window": 2_000, "cluster_seconds": 10.0}
 # Issue-level bar for the full run: >= 100 kill -9 cycles and >= 1,000,000 fuzzed frames (a case is at
 # least one frame). On a 2-core machine the fuzz part alone takes about an hour.
 FULL = {"cycles": 100, "load_seconds": 30.0, "seed_memories": 2_000, "cases": 1_000_000,
-        "fairness_seconds": 30.0, "soak_seconds": 120.0, "window": 5_000}
+        "fairness_seconds": 30.0, "soak_seconds": 120.0, "window": 5_000, "cluster_seconds": 30.0}
 
 FLOOD_PER_S = 100_000 / 30
 """Flood recalls per second of the fairness suite's flood phase."""
@@ -61,6 +61,11 @@ def _run_suite(name: str, args, plan: dict, say):
         flood = max(1_000, round(plan["fairness_seconds"] * FLOOD_PER_S))
         return run_fairness(FairnessOptions(duration_s=plan["fairness_seconds"], seed_memories=plan["seed_memories"],
                                             flood_requests=flood, store_dir=args.store_dir, seed=args.seed), say)
+    if name == "cluster":
+        from .cluster import ClusterOptions, run_cluster
+
+        return run_cluster(ClusterOptions(phase_s=plan["cluster_seconds"], store_dir=args.store_dir, seed=args.seed),
+                           say)
     from .soak import SoakOptions, run_soak
 
     return run_soak(SoakOptions(duration_s=plan["soak_seconds"], window=plan["window"], store_dir=args.store_dir,
@@ -72,7 +77,7 @@ def cmd_reliability(args) -> int:
     from .report import print_results
 
     plan = dict(QUICK if args.quick else FULL)
-    for key in ("cycles", "cases", "load_seconds", "fairness_seconds", "soak_seconds"):
+    for key in ("cycles", "cases", "load_seconds", "fairness_seconds", "soak_seconds", "cluster_seconds"):
         if getattr(args, key) is not None:
             plan[key] = getattr(args, key)
     names = list(SUITES) if args.suite == "all" else [args.suite]
@@ -109,8 +114,10 @@ def add_reliability_commands(sub, common) -> None:
         description="Start daemons on temporary stores and check, over the real sockets: that no acknowledged "
                     "write is lost across kill -9 (crash), that 64 concurrent clients see no errors (load), that "
                     "hostile requests for every operation never crash, hang or corrupt it (fuzz), that one client "
-                    "flooding requests it never reads does not slow 32 polite ones (fairness), and that its "
-                    "memory stays flat under sustained load (soak). See docs/reliability.md.")
+                    "flooding requests it never reads does not slow 32 polite ones (fairness), that its "
+                    "memory stays flat under sustained load (soak), and that a three-node cluster on NATS "
+                    "JetStream loses no acknowledged write when a node or a NATS server is killed and fences "
+                    "a resumed old owner (cluster). See docs/reliability.md and docs/cluster.md.")
     p.add_argument("suite", choices=[*SUITES, "all"], help="which suite to run (all: each in turn)")
     p.add_argument("--quick", action="store_true",
                    help="small run for CI: 3 crash cycles, 5 s load, 2000 fuzz cases, 6 s fairness flood "
@@ -124,6 +131,8 @@ def add_reliability_commands(sub, common) -> None:
     p.add_argument("--fairness-seconds", type=_positive(float),
                    help="fairness: seconds of the flood phase, and of the baseline around it (default 30)")
     p.add_argument("--soak-seconds", type=_positive(float), help="soak: seconds of load (default 120)")
+    p.add_argument("--cluster-seconds", type=_positive(float),
+                   help="cluster: seconds of writing after each fault (default 30; quick 10)")
     p.add_argument("--seed", type=int, help="seed for every suite's random choices (default: a random one, "
                                             "reported in the results)")
     p.add_argument("--store-dir", help="directory for the temporary stores (default: the system temp dir); "

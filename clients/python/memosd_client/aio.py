@@ -17,7 +17,8 @@ from .curve import CurveKeys, default_keys
 from .endpoints import default_endpoint
 from .protocol import codec
 from .protocol import messages as m
-from .protocol.errors import ConnectionFailedError, MalformedError
+from .protocol.errors import ConnectionFailedError, MalformedError, MemosdError
+from .routing import Router
 
 
 class AsyncClient(Api):
@@ -55,6 +56,9 @@ class AsyncClient(Api):
         self._pending: dict[int, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
         self._closed = False
+        self._router = Router(self.endpoint)
+        self._peers: dict[str, AsyncClient] = {}
+        """Clients of the other cluster nodes that MOVED replies sent this one to."""
 
     async def close(self) -> None:
         self._closed = True
@@ -65,6 +69,9 @@ class AsyncClient(Api):
             if not fut.done():
                 fut.set_exception(ConnectionFailedError("client closed"))
         self._sock.close(linger=0)
+        for peer in self._peers.values():
+            await peer.close()
+        self._peers.clear()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -108,7 +115,31 @@ class AsyncClient(Api):
         self._sock.connect(self.endpoint)
 
     async def request(self, op: str, args: m.Struct, namespace: str | None = None) -> Any:
-        """Send one request and return its typed result (raises the reply's typed error)."""
+        """Send one request and return its typed result (raises the reply's typed error); cluster
+        redirects are followed as by :meth:`memosd_client.Client.request`."""
+        if self._closed:
+            raise ConnectionFailedError("client is closed")
+        endpoint = self._router.endpoint(namespace)
+        give_up = time.monotonic() + self.timeout * (1 + self.retries)
+        for hops in itertools.count():
+            try:
+                return await self._at(endpoint).request_here(op, args, namespace)
+            except MemosdError as err:
+                endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up)
+                await asyncio.sleep(wait)
+
+    def _at(self, endpoint: str) -> "AsyncClient":
+        if endpoint == self.endpoint:
+            return self
+        peer = self._peers.get(endpoint)
+        if peer is None:
+            peer = self._peers[endpoint] = AsyncClient(endpoint, timeout=self.timeout, retries=self.retries,
+                                                       auto_idempotency=self.auto_idempotency, curve=self._curve,
+                                                       context=self._ctx)
+        return peer
+
+    async def request_here(self, op: str, args: m.Struct, namespace: str | None = None) -> Any:
+        """One request to this client's own endpoint, with its retries; no redirects followed."""
         if self._closed:
             raise ConnectionFailedError("client is closed")
         if self._reader is None or self._reader.done():

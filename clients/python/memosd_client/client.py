@@ -16,6 +16,7 @@ from .endpoints import default_endpoint
 from .protocol import codec
 from .protocol import messages as m
 from .protocol.errors import ConnectionFailedError, MalformedError, MemosdError, RequestTimeoutError
+from .routing import Router
 
 
 def configure_socket(sock: zmq.Socket, curve: CurveKeys | None = None) -> None:
@@ -71,6 +72,9 @@ class Client(Api):
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._sock: zmq.Socket | None = None
+        self._router = Router(self.endpoint)
+        self._peers: dict[str, Client] = {}
+        """Clients of the other cluster nodes that MOVED replies sent this one to."""
         self._connect()
 
     def _connect(self) -> None:
@@ -84,6 +88,9 @@ class Client(Api):
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
+        for peer in self._peers.values():
+            peer.close()
+        self._peers.clear()
 
     def __enter__(self) -> "Client":
         return self
@@ -94,7 +101,33 @@ class Client(Api):
     # ------------------------------------------------------------------ transport
 
     def request(self, op: str, args: m.Struct, namespace: str | None = None) -> Any:
-        """Send one request and return its typed result (raises the reply's typed error)."""
+        """Send one request and return its typed result (raises the reply's typed error).
+
+        In a cluster, MOVED replies are followed to the namespace's owner and UNAVAILABLE replies that
+        say when to retry are retried, within ``timeout`` times the attempts."""
+        if self._sock is None:
+            raise ConnectionFailedError("client is closed")
+        endpoint = self._router.endpoint(namespace)
+        give_up = time.monotonic() + self.timeout * (1 + self.retries)
+        for hops in itertools.count():
+            try:
+                return self._at(endpoint).request_here(op, args, namespace)
+            except MemosdError as err:
+                endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up)
+                time.sleep(wait)
+
+    def _at(self, endpoint: str) -> "Client":
+        if endpoint == self.endpoint:
+            return self
+        peer = self._peers.get(endpoint)
+        if peer is None:
+            peer = self._peers[endpoint] = Client(endpoint, timeout=self.timeout, retries=self.retries,
+                                                  auto_idempotency=self.auto_idempotency, curve=self.curve,
+                                                  context=self._ctx)
+        return peer
+
+    def request_here(self, op: str, args: m.Struct, namespace: str | None = None) -> Any:
+        """One request to this client's own endpoint, with its retries; no redirects followed."""
         if self._sock is None:
             raise ConnectionFailedError("client is closed")
         request_id = next(self._ids)

@@ -23,12 +23,12 @@ export class AdminClient {
 
   /** The endpoint this client talks to. */
   get endpoint(): string {
-    return this.core.connection.endpoint;
+    return this.core.endpoint;
   }
 
   /** Close the connection; calls in flight fail with a ConnectionFailedError. */
   close(): void {
-    this.core.connection.close();
+    this.core.close();
   }
 
   /** Handshake: protocol version, daemon version, capabilities, limits and encoder. */

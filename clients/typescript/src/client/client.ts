@@ -44,19 +44,19 @@ export class Client {
     this.autoIdempotency = options.autoIdempotency ?? true;
   }
 
-  /** The endpoint this client talks to. */
+  /** The endpoint this client was made with (in a cluster, requests may be redirected to other nodes). */
   get endpoint(): string {
-    return this.core.connection.endpoint;
+    return this.core.endpoint;
   }
 
-  /** A client for another namespace sharing this one's connection and settings (closing either closes both). */
+  /** A client for another namespace sharing this one's connections, routes and settings (closing either closes both). */
   withNamespace(namespace: string): Client {
     return new Client({ namespace, autoIdempotency: this.autoIdempotency }, this.core);
   }
 
-  /** Close the connection; calls in flight fail with a ConnectionFailedError. */
+  /** Close every connection (the ones redirects opened included); calls in flight fail with a ConnectionFailedError. */
   close(): void {
-    this.core.connection.close();
+    this.core.close();
   }
 
   /** Handshake: protocol version, daemon version, capabilities, limits and encoder. */

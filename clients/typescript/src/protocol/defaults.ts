@@ -5,7 +5,7 @@
 
 import { InternalError, ErrorCode } from "./errors";
 import type {
-  EntityResult, ForgetResult, GetResult, ListResult, Memory, PageResult, PluginsResult, PurgeResult,
+  EntityResult, ForgetResult, GetResult, HelloResult, ListResult, Memory, PageResult, PluginsResult, PurgeResult,
   RecallHit, RecallResult, StatsResult, StatusResult, TiersResult, UpdateResult,
 } from "./types";
 
@@ -65,6 +65,7 @@ export function historyVersions(v: unknown): Memory[] {
   return memories(r.versions);
 }
 
+export const helloResult = (v: unknown) => withDefaults<HelloResult>(v, { nodes: emptyList }, "HelloResult");
 export const updateResult = (v: unknown) => withDefaults<UpdateResult>(v, { created: () => true }, "UpdateResult");
 export const forgetResult = (v: unknown) => withDefaults<ForgetResult>(v, { missing: emptyList }, "ForgetResult");
 export const purgeResult = (v: unknown) => withDefaults<PurgeResult>(v, { missing: emptyList }, "PurgeResult");

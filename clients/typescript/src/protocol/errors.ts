@@ -23,6 +23,8 @@ export enum ErrorCode {
   INTERNAL = 14,
   TIMEOUT = 15,
   CONNECTION = 16,
+  /** Cluster mode: another node owns the namespace; `details.endpoint` is where to send it (`details.node`: its name). */
+  MOVED = 17,
 }
 
 /** The `error` map of a reply. */
@@ -69,6 +71,8 @@ export class InternalError extends MemosdError {}
 export class RequestTimeoutError extends MemosdError {}
 /** The daemon could not be reached, e.g. its ipc socket file is missing (client side only). */
 export class ConnectionFailedError extends MemosdError {}
+/** Cluster mode: the namespace is served by another node (`details.endpoint`); the client follows it by itself. */
+export class MovedError extends MemosdError {}
 
 type ErrorClass = new (code: number, message: string, details?: Record<string, unknown>, codeName?: string) => MemosdError;
 
@@ -89,6 +93,7 @@ const CLASSES: Record<number, ErrorClass> = {
   [ErrorCode.INTERNAL]: InternalError,
   [ErrorCode.TIMEOUT]: RequestTimeoutError,
   [ErrorCode.CONNECTION]: ConnectionFailedError,
+  [ErrorCode.MOVED]: MovedError,
 };
 
 /** Build the typed error for a code (unknown codes give a plain {@link MemosdError}). */

@@ -68,12 +68,21 @@ export interface EncoderInfo {
   dim: number;
 }
 
+/** A live node of a cluster and the endpoint clients reach it at. */
+export interface ClusterNodeInfo {
+  name: string;
+  endpoint: string;
+  version: string;
+}
+
 export interface HelloResult {
   protocol: number;
   server_version: string;
   capabilities: string[];
   limits: Limits;
   encoder: EncoderInfo;
+  /** In cluster mode, the cluster's live nodes (any of them routes any request); empty otherwise. */
+  nodes: ClusterNodeInfo[];
 }
 
 export interface RememberResult {

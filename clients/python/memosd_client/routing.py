@@ -1,0 +1,51 @@
+"""Following a cluster's redirects: which node a namespace's requests go to, learned from replies.
+
+A node that does not own a namespace answers MOVED with the owner's endpoint;
+one that knows the owner is changing answers UNAVAILABLE with ``retry_after_s``.
+Both mean the request was not executed, so any request may be resent. Against a
+single daemon neither reply occurs and the router never changes anything.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .protocol.errors import (
+    ConnectionFailedError,
+    MemosdError,
+    MovedError,
+    RequestTimeoutError,
+    UnavailableError,
+)
+
+MAX_HOPS = 5
+"""MOVED replies followed for one request (ownership moving again and again means something is wrong)."""
+
+
+class Router:
+    """Per-namespace routes of one client, starting from the endpoint it was made with."""
+
+    def __init__(self, seed: str):
+        self.seed = seed
+        self.routes: dict[str | None, str] = {}
+
+    def endpoint(self, namespace: str | None) -> str:
+        return self.routes.get(namespace, self.seed)
+
+    def after(self, err: MemosdError, namespace: str | None, endpoint: str, hops: int,
+              give_up: float) -> tuple[str, float]:
+        """Where to resend after ``err`` and how long to wait first; raises ``err`` when not to resend."""
+        if isinstance(err, MovedError):
+            target = err.details.get("endpoint")
+            if isinstance(target, str) and target and hops < MAX_HOPS:
+                self.routes[namespace] = target
+                return target, 0.0
+        elif isinstance(err, UnavailableError):
+            wait = err.details.get("retry_after_s")
+            if isinstance(wait, (int, float)) and time.monotonic() + wait < give_up:
+                return endpoint, float(wait)
+        elif isinstance(err, (RequestTimeoutError, ConnectionFailedError)) and endpoint != self.seed:
+            # The owner we were sent to is gone: ask the node we know again, it knows who owns it now.
+            self.routes.pop(namespace, None)
+            return self.seed, 0.0
+        raise err
