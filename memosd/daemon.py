@@ -365,7 +365,12 @@ class Daemon:
         self.scheduler.start(loop)
         if self.cluster is not None:
             self.notifier.status("joining the cluster")
-            await self.cluster.start()
+            try:
+                await self.cluster.start()
+            except Exception as exc:  # noqa: BLE001 - unreachable NATS, refused stream: say so, do not serve
+                log.error("cannot join the cluster; check [cluster] servers and that NATS JetStream runs",
+                          servers=self.config.cluster.servers, error=repr(exc))
+                raise SystemExit(1) from None
         if self.config.security.curve:
             self.authenticator = start_authenticator(self.server.ctx, self.keys)
         elif any(e.startswith("tcp://") for e in self.config.server.endpoints):

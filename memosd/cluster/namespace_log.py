@@ -80,7 +80,8 @@ class NamespaceLog:
         """Caught up and fenced: writes may be appended."""
         self.lost = False
         self.replayed_entries = 0
-        """Entries this node applied from the log rather than from its own appends (catch-up)."""
+        """Entries this node applied from the log (catch-up) rather than from its own appends: what a
+        restart or a take-over had to replay."""
         self.appended_entries = 0
         self._waiting: list[_Waiting] = []
         self._drainer: asyncio.Task | None = None
@@ -103,7 +104,7 @@ class NamespaceLog:
             return
 
     async def catch_up(self) -> int:
-        """Apply every logged operation after this store's position; returns the entries read.
+        """Apply every logged operation after this store's position; returns the entries it applied.
 
         Raises :class:`LostOwnership` when the log shows another owner after this node's fence."""
         await self._settle()
@@ -124,11 +125,10 @@ class NamespaceLog:
             if msg.seq > self.fenced_at and (entry.node, entry.lease) != (self.node, self.lease.epoch):
                 taken_by = entry.node  # after this node's fence: only it may have written
                 break
-            for index, op in enumerate(entry.ops):
-                position = LogPosition(msg.seq, index)
-                if position.after(applied):
-                    pending.append(self._apply(op, codec.decode_args(op.op, op.args), position))
-            count += 1
+            fresh = [(index, op) for index, op in enumerate(entry.ops) if LogPosition(msg.seq, index).after(applied)]
+            for index, op in fresh:
+                pending.append(self._apply(op, codec.decode_args(op.op, op.args), LogPosition(msg.seq, index)))
+            count += bool(fresh)
             self.last_seq = max(self.last_seq, msg.seq)
             start = msg.seq + 1
             if len(pending) >= 256:

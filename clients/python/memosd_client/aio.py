@@ -121,11 +121,12 @@ class AsyncClient(Api):
             raise ConnectionFailedError("client is closed")
         endpoint = self._router.endpoint(namespace)
         give_up = time.monotonic() + self.timeout * (1 + self.retries)
+        safe = codec.retry_safe(op, args)
         for hops in itertools.count():
             try:
                 return await self._at(endpoint).request_here(op, args, namespace)
             except MemosdError as err:
-                endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up)
+                endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up, safe)
                 await asyncio.sleep(wait)
 
     def _at(self, endpoint: str) -> "AsyncClient":

@@ -109,11 +109,12 @@ class Client(Api):
             raise ConnectionFailedError("client is closed")
         endpoint = self._router.endpoint(namespace)
         give_up = time.monotonic() + self.timeout * (1 + self.retries)
+        safe = codec.retry_safe(op, args)
         for hops in itertools.count():
             try:
                 return self._at(endpoint).request_here(op, args, namespace)
             except MemosdError as err:
-                endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up)
+                endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up, safe)
                 time.sleep(wait)
 
     def _at(self, endpoint: str) -> "Client":

@@ -2,8 +2,7 @@
 
 A node that does not own a namespace answers MOVED with the owner's endpoint;
 one that knows the owner is changing answers UNAVAILABLE with ``retry_after_s``.
-Both mean the request was not executed, so any request may be resent. Against a
-single daemon neither reply occurs and the router never changes anything.
+Against a single daemon neither reply occurs and the router never changes anything.
 """
 
 from __future__ import annotations
@@ -32,19 +31,23 @@ class Router:
     def endpoint(self, namespace: str | None) -> str:
         return self.routes.get(namespace, self.seed)
 
-    def after(self, err: MemosdError, namespace: str | None, endpoint: str, hops: int,
-              give_up: float) -> tuple[str, float]:
-        """Where to resend after ``err`` and how long to wait first; raises ``err`` when not to resend."""
+    def after(self, err: MemosdError, namespace: str | None, endpoint: str, hops: int, give_up: float,
+              safe: bool) -> tuple[str, float]:
+        """Where to resend after ``err`` and how long to wait first; raises ``err`` when not to resend.
+
+        MOVED means the request was not executed, so any request follows it. UNAVAILABLE and a silent
+        node may come after a write reached the log, so only ``safe`` requests (reads, and writes with
+        idempotency keys) are resent after them."""
         if isinstance(err, MovedError):
             target = err.details.get("endpoint")
             if isinstance(target, str) and target and hops < MAX_HOPS:
                 self.routes[namespace] = target
                 return target, 0.0
-        elif isinstance(err, UnavailableError):
+        elif isinstance(err, UnavailableError) and safe:
             wait = err.details.get("retry_after_s")
             if isinstance(wait, (int, float)) and time.monotonic() + wait < give_up:
                 return endpoint, float(wait)
-        elif isinstance(err, (RequestTimeoutError, ConnectionFailedError)) and endpoint != self.seed:
+        elif isinstance(err, (RequestTimeoutError, ConnectionFailedError)) and endpoint != self.seed and safe:
             # The owner we were sent to is gone: ask the node we know again, it knows who owns it now.
             self.routes.pop(namespace, None)
             return self.seed, 0.0

@@ -1,0 +1,143 @@
+"""Cluster mode on real processes: three nats-server and three memosd nodes on loopback.
+
+(The kill -9, NATS-kill and SIGSTOP-fencing scenarios run as ``memosd reliability
+cluster --quick`` in tests/reliability; these check routing, isolation, the log
+position each store keeps, and the log-level fence.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from memosd.cluster.local import LocalCluster
+from memosd.cluster.nats_servers import NatsCluster
+from memosd_client import Client
+from memosd_client.protocol import messages as m
+from memosd_client.protocol.errors import MovedError
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with LocalCluster(3, 3, base_dir=tmp_path_factory.mktemp("cluster"), durable=False) as running:
+        running.wait_for_nodes(3)
+        yield running
+
+
+def _wait_owner(cluster: LocalCluster, namespace: str, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owner = cluster.owner(namespace)
+        if owner is not None:
+            return owner
+        time.sleep(0.1)
+    raise AssertionError(f"nobody owns {namespace!r}")
+
+
+def test_any_node_answers_for_any_namespace_and_hello_lists_the_nodes(cluster):
+    with Client(cluster.nodes[0].endpoint) as client:
+        memory_id = client.remember("the owl hunts at dusk", namespace="routing")
+        assert set(n.name for n in client.hello().nodes) == {"n0", "n1", "n2"}
+    owner = _wait_owner(cluster, "routing")
+    for node in cluster.nodes:  # each client follows MOVED to the owner
+        with Client(node.endpoint) as client:
+            hits = client.recall("owl dusk", namespace="routing")
+            assert [h.memory.id for h in hits] == [memory_id]
+    other = next(i for i in range(3) if i != owner)
+    with Client(cluster.nodes[other].endpoint, retries=0) as direct:
+        with pytest.raises(MovedError) as moved:
+            direct.request_here("recall", m.RecallArgs(query="owl"), "routing")
+    assert moved.value.details["endpoint"] == cluster.nodes[owner].endpoint
+
+
+def test_a_namespace_never_sees_another_through_any_node(cluster):
+    with Client(cluster.nodes[0].endpoint) as client:
+        client.remember("secret of the first tenant: blue falcon", namespace="tenant-a")
+    with Client(cluster.nodes[1].endpoint) as client:
+        client.remember("the second tenant keeps bees", namespace="tenant-b")
+    for node in cluster.nodes:
+        with Client(node.endpoint) as client:
+            texts = [h.memory.text for h in client.recall("falcon secret bees", k=50, namespace="tenant-b")]
+            texts += [mem.text for mem in client.export(namespace="tenant-b")]
+            texts += [mem.text for mem in client.list(limit=100, namespace="tenant-b").memories]
+            assert texts and all("falcon" not in text for text in texts)
+            assert [mem.text for mem in client.get_many([1, 2, 3], namespace="tenant-b").memories] == ["the second tenant keeps bees"]
+
+
+def test_a_restarted_owner_replays_only_the_log_tail_it_lacks(cluster):
+    namespace = "replay"
+    with Client(cluster.nodes[0].endpoint) as client:
+        ids = [client.remember(f"fact number {i} about herons", namespace=namespace) for i in range(20)]
+    owner = _wait_owner(cluster, namespace)
+    node = cluster.nodes[owner]
+    node.kill()  # kill -9: its lease stays in the bucket until it expires
+    node.start()
+    with Client(node.endpoint) as client:  # the restarted node adopts its lease and replays from its store
+        assert {h.memory.id for h in client.recall("herons", k=50, namespace=namespace)} == set(ids)
+    mine = next(o for o in cluster.info(owner).owned if o.namespace == namespace)
+    assert mine.replayed_entries == 0, "everything logged was already in this node's store"
+
+    node.stop()  # a clean stop hands the namespace over: the next owner has none of it and replays it all
+    try:
+        other = next(i for i in range(3) if i != owner)
+        with Client(cluster.nodes[other].endpoint) as client:
+            assert {h.memory.id for h in client.recall("herons", k=50, namespace=namespace)} == set(ids)
+        taker = _wait_owner(cluster, namespace)
+        taken = next(o for o in cluster.info(taker).owned if o.namespace == namespace)
+        assert 1 <= taken.replayed_entries <= 20
+    finally:
+        node.start()
+
+
+def test_the_log_refuses_an_append_from_an_owner_another_node_has_fenced(tmp_path):
+    """Two stores with the namespace's log between them: once the second has taken over (its fence is
+    in the log), the first one's next append is refused by JetStream, and nothing of it is applied."""
+    from memosd.cluster.leases import Lease
+    from memosd.cluster.namespace_log import LostOwnership, NamespaceLog
+    from memosd.cluster.naming import Names
+    from memosd.config import LimitsConfig
+    from memosd.engine.engine import Engine
+    from memosd.server.handlers import engine_writes
+    from memosd.store import Environment, StoreConfig, WriterThread
+    import nats
+
+    def store(name):
+        env = Environment(StoreConfig(path=tmp_path / name, durable=False))
+        writer = WriterThread(env)
+        writer.start()
+        engine = Engine(env, writer, LimitsConfig())
+        writes = engine_writes(engine)
+        return env, writer, engine, (lambda op, ns, args: writes[op](ns, args))
+
+    async def scenario(url):
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        names = Names("fence")
+        await js.add_stream(name=names.stream, subjects=[names.log_subjects])
+        (env_a, writer_a, engine_a, apply_a), (env_b, writer_b, engine_b, apply_b) = store("a"), store("b")
+        try:
+            first = NamespaceLog(js, names, env_a, "ns", "a", apply_a, 16)
+            await first.take_over(Lease("ns", 1, 1, time.monotonic() + 60))
+            written = await first.write("remember", m.RememberArgs(items=[m.MemoryIn(text="before the fence")]))
+            second = NamespaceLog(js, names, env_b, "ns", "b", apply_b, 16)
+            await second.take_over(Lease("ns", 2, 2, time.monotonic() + 60))
+            assert second.replayed_entries == 1  # it applied the first owner's write from the log
+            with pytest.raises(LostOwnership):
+                await first.write("remember", m.RememberArgs(items=[m.MemoryIn(text="after the fence")]))
+            await second.write("remember", m.RememberArgs(items=[m.MemoryIn(text="by the new owner")]))
+            texts_b = [mem.text for mem in engine_b.export("ns", m.ExportArgs()).memories]
+            texts_a = [mem.text for mem in engine_a.export("ns", m.ExportArgs()).memories]
+            assert written.ids == [1]
+            assert texts_b == ["before the fence", "by the new owner"]
+            assert texts_a == ["before the fence"]
+        finally:
+            await nc.close()
+            for writer, env in ((writer_a, env_a), (writer_b, env_b)):
+                writer.stop()
+                env.close()
+
+    with NatsCluster(1, tmp_path / "nats") as server:
+        server.wait_ready()
+        asyncio.run(scenario(server.urls[0]))
