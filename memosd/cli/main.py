@@ -511,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..tiers.cli import add_tiers_commands
 
     add_tiers_commands(sub, common)
+    from ..cluster.cli import add_cluster_commands
+
+    add_cluster_commands(sub, common)
     from ..reliability.cli import add_reliability_commands
 
     add_reliability_commands(sub, common)

@@ -112,4 +112,6 @@ ERROR_MEANINGS = {
     ErrorCode.INTERNAL: "An unexpected server error.",
     ErrorCode.TIMEOUT: "Client side only: no reply within the timeout.",
     ErrorCode.CONNECTION: "Client side only: the daemon could not be reached.",
+    ErrorCode.MOVED: "Cluster mode: another node owns the namespace; `details.endpoint` is its endpoint and "
+                     "`details.node` its name. The request was not executed; both clients resend it there.",
 }

@@ -141,3 +141,21 @@ def test_the_log_refuses_an_append_from_an_owner_another_node_has_fenced(tmp_pat
     with NatsCluster(1, tmp_path / "nats") as server:
         server.wait_ready()
         asyncio.run(scenario(server.urls[0]))
+
+
+def test_cluster_status_shows_the_nodes_and_what_this_node_owns(cluster):
+    import json
+    import subprocess
+    import sys
+
+    with Client(cluster.nodes[0].endpoint) as client:
+        client.remember("status check", namespace="status-ns")
+    owner = _wait_owner(cluster, "status-ns")
+    out = subprocess.run([sys.executable, "-m", "memosd", "cluster", "status", "--json",
+                          "--admin-endpoint", cluster.nodes[owner].admin_endpoint],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    info = json.loads(out)
+    assert info["node"] == f"n{owner}"
+    assert {n["name"] for n in info["nodes"]} == {"n0", "n1", "n2"}
+    owned = {o["namespace"]: o for o in info["owned"]}
+    assert owned["status-ns"]["ready"] and owned["status-ns"]["log_seq"] >= 2
