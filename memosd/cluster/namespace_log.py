@@ -12,7 +12,6 @@ in the next entry, and their LMDB commits group on the writer thread.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -189,8 +188,7 @@ class NamespaceLog:
     def _apply(self, logged: LoggedOp, args: Any, position: LogPosition) -> asyncio.Task:
         """Run the engine's write as the logged operation; tasks are made in log order, and each reaches
         the writer thread's queue in its first step, so LMDB commits them in log order."""
-        ctx = contextvars.copy_context()
-        ctx.run(write_context._current.set, WriteContext(self.namespace, logged.now, position))
+        ctx = write_context.context_for(WriteContext(self.namespace, logged.now, position))
         task = asyncio.get_running_loop().create_task(self.apply_op(logged.op, self.namespace, args), context=ctx)
         self._applying.add(task)
         task.add_done_callback(self._applied)

@@ -9,10 +9,8 @@ records how far into the log it is, and a restart replays only what follows.
 
 from __future__ import annotations
 
+import contextvars
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 import lmdb
@@ -39,7 +37,7 @@ class WriteContext:
     position: LogPosition | None = None
 
 
-_current: ContextVar[WriteContext | None] = ContextVar("memosd_write_context", default=None)
+_current: contextvars.ContextVar[WriteContext | None] = contextvars.ContextVar("memosd_write_context", default=None)
 
 
 def write_clock() -> float:
@@ -52,14 +50,11 @@ def current() -> WriteContext | None:
     return _current.get()
 
 
-@contextmanager
-def applying(ctx: WriteContext) -> Iterator[None]:
-    """Run the engine calls made inside this block as the logged operation ``ctx``."""
-    token = _current.set(ctx)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+def context_for(ctx: WriteContext) -> contextvars.Context:
+    """A copy of the current context in which engine calls run as the logged operation ``ctx`` (for a task)."""
+    context = contextvars.copy_context()
+    context.run(_current.set, ctx)
+    return context
 
 
 def _key(namespace: str) -> bytes:

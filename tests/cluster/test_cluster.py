@@ -148,6 +148,7 @@ def test_cluster_status_shows_the_nodes_and_what_this_node_owns(cluster):
     import subprocess
     import sys
 
+    cluster.wait_for_nodes(3)  # an earlier test restarted a node; views refresh every third of a lease
     with Client(cluster.nodes[0].endpoint) as client:
         client.remember("status check", namespace="status-ns")
     owner = _wait_owner(cluster, "status-ns")
