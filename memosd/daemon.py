@@ -26,9 +26,9 @@ from memosd_client.protocol import messages as m
 from memosd_client.protocol.errors import InvalidArgumentError, NotFoundError, UnsupportedVersionError
 
 from . import __version__
+from .cluster.node import ClusterNode
 from .config import Config, ConfigError
 from .engine.engine import Engine
-from .cluster.node import ClusterNode
 from .events import EventBus
 from .events.mqtt import MqttBridge, MqttSettings
 from .events.zmq_publisher import ZmqEventPublisher

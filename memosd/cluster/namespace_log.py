@@ -199,8 +199,7 @@ class NamespaceLog:
         if task.cancelled():
             return
         err = task.exception()
-        if isinstance(err, MemosdError) and err.code in NOT_DETERMINISTIC or err is not None and not isinstance(
-                err, MemosdError):
+        if err is not None and (not isinstance(err, MemosdError) or err.code in NOT_DETERMINISTIC):
             # The log has it and this store does not: stop writing until a catch-up has applied it.
             log.error("a logged write failed to apply here; the namespace stops until it is replayed",
                       namespace=self.namespace, error=repr(err))
@@ -246,8 +245,8 @@ class NamespaceLog:
     async def stop(self) -> None:
         """Stop taking writes; the ones already appended finish applying."""
         self.ready = False
-        while self._drainer is not None:
-            await asyncio.sleep(0.01)
+        if self._drainer is not None:
+            await asyncio.gather(self._drainer, return_exceptions=True)
         await self._settle()
 
 

@@ -118,7 +118,7 @@ class ClusterNode:
                 for name in list(self.logs):
                     await self._renew(name)
                 await self._rebalance()
-            except (NatsError, asyncio.TimeoutError, MemosdError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a dead upkeep task would let every lease lapse
                 log.warning("cluster upkeep failed; leases lapse unless it recovers", error=repr(exc))
 
     async def _renew(self, name: str) -> None:
@@ -216,7 +216,7 @@ class ClusterNode:
             lease = await self.leases.acquire(namespace)
         elif holder.node == self.name:
             lease = await self.leases.adopt(namespace, holder)  # this node, restarted within the lease
-        elif await self.members.answers(holder.node) and holder.node in self.members.nodes:
+        elif await self.members.answers(holder.node):
             raise self._moved(namespace, holder.node)
         else:
             raise UnavailableError(
@@ -271,10 +271,21 @@ class ClusterNode:
             return write
 
         async def read(namespace: str | None, args: Any) -> Any:
-            if not self.serving(check_namespace(namespace)):
-                await self.ensure_owner(check_namespace(namespace))
+            name = check_namespace(namespace)
+            if not self.serving(name):
+                await self.ensure_owner(name)
             return call(namespace, args)
         return read
+
+    def stats(self, engine_stats: Callable[..., m.StatsResult]) -> Callable[[str | None, Any], Awaitable[Any]]:
+        """``stats`` in cluster mode: one namespace at its owner; all of them as the ones this node owns
+        (its store may still hold copies of namespaces that moved, which it no longer answers for)."""
+        async def stats(namespace: str | None, args: Any) -> m.StatsResult:
+            if namespace:
+                await self.ensure_owner(check_namespace(namespace))
+                return engine_stats(namespace)
+            return engine_stats(None, among={name for name in self.logs if self.serving(name)})
+        return stats
 
     # ------------------------------------------------------------------ reporting
 

@@ -9,7 +9,7 @@ memory is recallable the moment its write is acknowledged.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import lmdb
@@ -46,7 +46,6 @@ from .namespace import TIER_NAMES, NamespaceState
 from .records import Records, decode_memory, encode_memory
 from .registry import Allocator, check_namespace
 from .validation import Validation
-from .write_context import write_clock
 
 log = get_logger("memosd.engine")
 MAX_VECTOR_COMPONENTS = 256
@@ -185,7 +184,7 @@ class Engine(Validation, Records):
             self._check_time(item.event_time, where + ".event_time")
             self._check_idempotency_key(item.idempotency_key, where + ".idempotency_key")
 
-        now = write_clock()
+        now = write_context.write_clock()
 
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.ensure(txn, name)
@@ -447,7 +446,7 @@ class Engine(Validation, Records):
             self._check_tags(args.tags, "tags")
         self._check_time(args.event_time, "event_time")
         self._check_idempotency_key(args.idempotency_key, "idempotency_key")
-        clock = write_clock()
+        clock = write_context.write_clock()
 
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.find(txn, name)
@@ -508,7 +507,7 @@ class Engine(Validation, Records):
     async def _set_forgotten(self, namespace: str, args: m.IdsArgs, forget: bool) -> m.ForgetResult:
         name = check_namespace(namespace)
         self._check_ids(args.ids)
-        now = write_clock()
+        now = write_context.write_clock()
 
         def run(txn: lmdb.Transaction):
             ns_id = self.allocator.find(txn, name)
@@ -621,12 +620,13 @@ class Engine(Validation, Records):
 
     # ------------------------------------------------------------------ stats / export / import
 
-    def stats(self, namespace: str | None) -> m.StatsResult:
+    def stats(self, namespace: str | None, among: Collection[str] | None = None) -> m.StatsResult:
+        """Counts and sizes of one namespace, or of all (``among``: only these, e.g. a cluster node's own)."""
         if namespace:
             state = self._state(namespace)
             states = [] if state is None else [state]
         else:
-            states = [self.namespaces[name] for name in sorted(self.namespaces)]
+            states = [self.namespaces[name] for name in sorted(self.namespaces) if among is None or name in among]
         used, map_size = self.env.usage()
         return m.StatsResult(
             namespaces=[

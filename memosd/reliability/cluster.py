@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import random
 import signal
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from memosd_client import Client
+from memosd_client.protocol import messages as m
 from memosd_client.protocol.errors import MemosdError
 
 from ..cluster.local import LocalCluster
@@ -125,7 +127,7 @@ def run_cluster(options: ClusterOptions, say: Say) -> SuiteResult:
             nats_killed = _kill_nats(cluster, rng, options, say)
         finally:
             writers.stop()
-        fenced = _fencing(cluster, namespaces, say)
+        fenced = _fencing(cluster, say)
         lost, duplicated, unrecalled = _verify(cluster, writers.ledger, rng, say)
     acknowledged = sum(len(tokens) for tokens in writers.ledger.acked.values())
     result.figures.update({
@@ -150,11 +152,7 @@ def run_cluster(options: ClusterOptions, say: Say) -> SuiteResult:
 
 
 def _base_dir(store_dir: str | None) -> str | None:
-    if store_dir is None:
-        return None
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="memosd-cluster-", dir=store_dir)
+    return None if store_dir is None else tempfile.mkdtemp(prefix="memosd-cluster-", dir=store_dir)
 
 
 def _owned(cluster: LocalCluster) -> dict[int, list[str]]:
@@ -197,7 +195,7 @@ def _kill_nats(cluster: LocalCluster, rng: random.Random, options: ClusterOption
     return victim
 
 
-def _fencing(cluster: LocalCluster, namespaces: list[str], say: Say) -> bool:
+def _fencing(cluster: LocalCluster, say: Say) -> bool:
     """SIGSTOP an owner past its lease, let another node take over, resume it: its write must be refused."""
     owned = _owned(cluster)
     old = next(i for i in owned if owned[i])
@@ -224,7 +222,7 @@ def _fencing(cluster: LocalCluster, namespaces: list[str], say: Say) -> bool:
     with Client(cluster.nodes[old].endpoint, timeout=5.0, retries=0) as direct:
         try:
             # No redirect followed: this asks the old owner itself to write.
-            direct.request_here("remember", _remember_args(f"cluster memory {token}"), namespace)
+            direct.request_here("remember", m.RememberArgs(items=[m.MemoryIn(text=f"cluster memory {token}")]), namespace)
         except MemosdError as err:
             refused = True
             say(f"cluster: the resumed node refused the write: {err.code.name}")
@@ -234,12 +232,6 @@ def _fencing(cluster: LocalCluster, namespaces: list[str], say: Say) -> bool:
     with Client(others[0].endpoint, timeout=5.0) as client:
         stored = any(token in hit.memory.text for hit in client.recall(token, k=5, namespace=namespace))
     return refused and not stored
-
-
-def _remember_args(text: str):
-    from memosd_client.protocol import messages as m
-
-    return m.RememberArgs(items=[m.MemoryIn(text=text)])
 
 
 def _verify(cluster: LocalCluster, ledger: _Ledger, rng: random.Random, say: Say) -> tuple[int, int, int]:

@@ -65,6 +65,7 @@ def build_handlers(engine: Engine, daemon: Any, cluster: ClusterNode | None = No
             op = OPERATIONS[name]
             if op.needs_namespace:
                 table[name] = (cluster.routed(name, call, op.writes), True)
+        table["stats"] = (cluster.stats(engine.stats), True)
     missing = set(OPERATIONS) - set(table)
     if missing:
         raise RuntimeError(f"operations without a handler: {sorted(missing)}")

@@ -160,3 +160,18 @@ def test_cluster_status_shows_the_nodes_and_what_this_node_owns(cluster):
     assert {n["name"] for n in info["nodes"]} == {"n0", "n1", "n2"}
     owned = {o["namespace"]: o for o in info["owned"]}
     assert owned["status-ns"]["ready"] and owned["status-ns"]["log_seq"] >= 2
+
+
+def test_stats_count_only_what_the_node_answers_for(cluster):
+    """A store may keep a copy of a namespace that moved away; stats must not count it as served here."""
+    namespace = "stats-ns"
+    with Client(cluster.nodes[0].endpoint) as client:
+        client.remember("counted once", namespace=namespace)
+    owner = _wait_owner(cluster, namespace)
+    owned_by = {i: {o.namespace for o in cluster.info(i).owned if o.ready} for i in range(3)}
+    for i, node in enumerate(cluster.nodes):
+        with Client(node.endpoint) as client:
+            assert client.stats(namespace=namespace).namespaces[0].name == namespace  # routed to the owner
+            everything = {ns.name for ns in client.stats(all_namespaces=True).namespaces}
+        assert everything <= owned_by[i], (i, everything, owned_by[i])
+        assert (namespace in everything) == (i == owner)

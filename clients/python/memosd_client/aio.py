@@ -56,9 +56,7 @@ class AsyncClient(Api):
         self._pending: dict[int, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
         self._closed = False
-        self._router = Router(self.endpoint)
-        self._peers: dict[str, AsyncClient] = {}
-        """Clients of the other cluster nodes that MOVED replies sent this one to."""
+        self._router: Router[AsyncClient] = Router(self.endpoint)
 
     async def close(self) -> None:
         self._closed = True
@@ -69,9 +67,9 @@ class AsyncClient(Api):
             if not fut.done():
                 fut.set_exception(ConnectionFailedError("client closed"))
         self._sock.close(linger=0)
-        for peer in self._peers.values():
+        for peer in self._router.peers.values():
             await peer.close()
-        self._peers.clear()
+        self._router.peers.clear()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -124,20 +122,14 @@ class AsyncClient(Api):
         safe = codec.retry_safe(op, args)
         for hops in itertools.count():
             try:
-                return await self._at(endpoint).request_here(op, args, namespace)
+                return await self._router.client(endpoint, self, self._peer).request_here(op, args, namespace)
             except MemosdError as err:
                 endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up, safe)
                 await asyncio.sleep(wait)
 
-    def _at(self, endpoint: str) -> "AsyncClient":
-        if endpoint == self.endpoint:
-            return self
-        peer = self._peers.get(endpoint)
-        if peer is None:
-            peer = self._peers[endpoint] = AsyncClient(endpoint, timeout=self.timeout, retries=self.retries,
-                                                       auto_idempotency=self.auto_idempotency, curve=self._curve,
-                                                       context=self._ctx)
-        return peer
+    def _peer(self, endpoint: str) -> "AsyncClient":
+        return AsyncClient(endpoint, timeout=self.timeout, retries=self.retries,
+                           auto_idempotency=self.auto_idempotency, curve=self._curve, context=self._ctx)
 
     async def request_here(self, op: str, args: m.Struct, namespace: str | None = None) -> Any:
         """One request to this client's own endpoint, with its retries; no redirects followed."""

@@ -72,9 +72,7 @@ class Client(Api):
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)
         self._sock: zmq.Socket | None = None
-        self._router = Router(self.endpoint)
-        self._peers: dict[str, Client] = {}
-        """Clients of the other cluster nodes that MOVED replies sent this one to."""
+        self._router: Router[Client] = Router(self.endpoint)
         self._connect()
 
     def _connect(self) -> None:
@@ -88,9 +86,9 @@ class Client(Api):
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
-        for peer in self._peers.values():
+        for peer in self._router.peers.values():
             peer.close()
-        self._peers.clear()
+        self._router.peers.clear()
 
     def __enter__(self) -> "Client":
         return self
@@ -112,20 +110,14 @@ class Client(Api):
         safe = codec.retry_safe(op, args)
         for hops in itertools.count():
             try:
-                return self._at(endpoint).request_here(op, args, namespace)
+                return self._router.client(endpoint, self, self._peer).request_here(op, args, namespace)
             except MemosdError as err:
                 endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up, safe)
                 time.sleep(wait)
 
-    def _at(self, endpoint: str) -> "Client":
-        if endpoint == self.endpoint:
-            return self
-        peer = self._peers.get(endpoint)
-        if peer is None:
-            peer = self._peers[endpoint] = Client(endpoint, timeout=self.timeout, retries=self.retries,
-                                                  auto_idempotency=self.auto_idempotency, curve=self.curve,
-                                                  context=self._ctx)
-        return peer
+    def _peer(self, endpoint: str) -> "Client":
+        return Client(endpoint, timeout=self.timeout, retries=self.retries, auto_idempotency=self.auto_idempotency,
+                      curve=self.curve, context=self._ctx)
 
     def request_here(self, op: str, args: m.Struct, namespace: str | None = None) -> Any:
         """One request to this client's own endpoint, with its retries; no redirects followed."""

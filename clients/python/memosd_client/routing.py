@@ -8,6 +8,8 @@ Against a single daemon neither reply occurs and the router never changes anythi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from .protocol.errors import (
     ConnectionFailedError,
@@ -21,12 +23,26 @@ MAX_HOPS = 5
 """MOVED replies followed for one request (ownership moving again and again means something is wrong)."""
 
 
-class Router:
-    """Per-namespace routes of one client, starting from the endpoint it was made with."""
+C = TypeVar("C")
+
+
+class Router(Generic[C]):
+    """Per-namespace routes of one client, starting from the endpoint it was made with, and the clients
+    of the other nodes that MOVED replies sent it to."""
 
     def __init__(self, seed: str):
         self.seed = seed
         self.routes: dict[str | None, str] = {}
+        self.peers: dict[str, C] = {}
+
+    def client(self, endpoint: str, own: C, make: Callable[[str], C]) -> C:
+        """``own`` for the seed endpoint, else the (cached) client ``make`` builds for ``endpoint``."""
+        if endpoint == self.seed:
+            return own
+        peer = self.peers.get(endpoint)
+        if peer is None:
+            peer = self.peers[endpoint] = make(endpoint)
+        return peer
 
     def endpoint(self, namespace: str | None) -> str:
         return self.routes.get(namespace, self.seed)
