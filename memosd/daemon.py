@@ -94,7 +94,7 @@ class Daemon:
         if config.cluster.enabled:
             writes = engine_writes(self.engine)
             self.cluster = ClusterNode(config.cluster, self.env, config.server.endpoints[0],
-                                       lambda op, ns, args: writes[op](ns, args))
+                                       lambda op, ns, args: writes[op](ns, args), self.keys)
         self.server = Server(
             build_handlers(self.engine, self, self.cluster),
             config.server.endpoints,
@@ -223,7 +223,8 @@ class Daemon:
         return tier_report.entity_result(self.tiers, state.tiers if state else None, args.name, args.limit)
 
     async def keys_create(self, args: m.KeysCreateArgs) -> m.KeysCreateResult:
-        record, secret = await self.keys.create(args.name, args.grants)
+        keys = self.cluster.keys if self.cluster is not None else self.keys  # the same on every node
+        record, secret = await keys.create(args.name, args.grants)
         log.info("client key created", key=record.name, grants=[f"{g.namespace}:{g.rights}" for g in record.grants])
         return m.KeysCreateResult(name=record.name, public_key=record.public_key, secret_key=secret,
                                   server_public_key=self.server_keys.public.decode(), grants=record.grants)
@@ -232,7 +233,8 @@ class Daemon:
         return m.KeysListResult(keys=self.keys.list(), server_public_key=self.server_keys.public.decode())
 
     async def keys_revoke(self, args: m.KeysRevokeArgs) -> m.KeysRevokeResult:
-        record = await self.keys.revoke(args.name)
+        keys = self.cluster.keys if self.cluster is not None else self.keys
+        record = await keys.revoke(args.name)
         log.info("client key revoked", key=record.name)
         return m.KeysRevokeResult(revoked=record.revoked_at is not None)
 

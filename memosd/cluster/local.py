@@ -7,12 +7,15 @@ gets its own NATS name prefix, so clusters can share NATS servers.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import zmq
 
 from memosd_client import AdminClient
 from memosd_client.protocol import messages as m
@@ -26,7 +29,8 @@ class LocalCluster:
     """``nats`` servers and ``nodes`` memosd nodes named n0, n1, ... (a context manager)."""
 
     def __init__(self, nodes: int = 3, nats: int = 3, *, base_dir: str | os.PathLike | None = None,
-                 lease_s: float | None = None, durable: bool = True, extra_env: dict[str, str] | None = None):
+                 lease_s: float | None = None, durable: bool = True, extra_env: dict[str, str] | None = None,
+                 curve: bool = False):
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="memosd-cluster-"))
         self.nats = NatsCluster(nats, self.base_dir / "nats")
         self.prefix = "t" + uuid.uuid4().hex[:10]
@@ -34,6 +38,8 @@ class LocalCluster:
         self.lease_s = lease_s
         self.durable = durable
         self.extra_env = dict(extra_env or {})
+        self.curve = curve
+        """Nodes on CURVE tcp endpoints (advertised to clients), sharing one server key pair."""
         self.nodes: list[DaemonProcess] = []
         self.names = [f"n{i}" for i in range(nodes)]
 
@@ -49,8 +55,16 @@ class LocalCluster:
     def start(self) -> "LocalCluster":
         self.nats.start()
         self.nats.wait_ready()
+        server_key = json.dumps(dict(zip(("public_key", "secret_key"), (k.decode() for k in zmq.curve_keypair()))))
         for name in self.names:
-            node = DaemonProcess(self.base_dir / name, env=self.env(name))
+            node = DaemonProcess(self.base_dir / name, env=self.env(name), tcp=self.curve)
+            if self.curve:
+                # Every node must present the key its clients were given (docs/cluster.md, "CURVE").
+                node.env.update({"MEMOSD_SECURITY_CURVE": "true", "MEMOSD_CLUSTER_ADVERTISE": node.tcp_endpoint})
+                key_file = node.data_dir / "curve" / "server.json"
+                key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                key_file.write_text(server_key)
+                key_file.chmod(0o600)
             self.nodes.append(node)
             node.start()
         return self

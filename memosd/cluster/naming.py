@@ -25,6 +25,11 @@ class Names:
     def log_subjects(self) -> str:
         return f"{self.prefix}.log.*"
 
+    @property
+    def keys_subject(self) -> str:
+        """Client keys and grants: one subject every node follows."""
+        return f"{self.prefix}.keys"
+
     def subject(self, namespace: str) -> str:
         return f"{self.prefix}.log.{token(namespace)}"
 

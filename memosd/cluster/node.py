@@ -29,6 +29,8 @@ from ..config import ClusterConfig
 from ..engine.registry import check_namespace
 from ..logs import get_logger
 from ..store.environment import Environment
+from ..security.keys import KeyStore
+from .keys_log import KeyLog
 from .leases import Lease, Leases
 from .members import Membership, NodeRecord
 from .namespace_log import ApplyOp, LostOwnership, NamespaceLog
@@ -51,13 +53,16 @@ class ClusterCounters:
 class ClusterNode:
     """This daemon's membership of a cluster (``[cluster] enabled = true``)."""
 
-    def __init__(self, cfg: ClusterConfig, env: Environment, endpoint: str, apply_op: ApplyOp):
+    def __init__(self, cfg: ClusterConfig, env: Environment, endpoint: str, apply_op: ApplyOp, keys: KeyStore):
         self.cfg = cfg
         self.env = env
         self.names = Names(cfg.prefix)
         self.name = cfg.node or socket.gethostname()
         self.endpoint = cfg.advertise or endpoint
         self.apply_op = apply_op
+        self.key_store = keys
+        self.keys: KeyLog | None = None
+        """Client keys and grants through the log (create and revoke go here in cluster mode)."""
         self.logs: dict[str, NamespaceLog] = {}
         """The namespaces this node owns (or is taking over)."""
         self.counters = ClusterCounters()
@@ -79,6 +84,8 @@ class ClusterNode:
                                      allow_reconnect=True)
         self.js = self.nc.jetstream(timeout=5.0)
         await self._ensure_stream()
+        self.keys = KeyLog(self.js, self.names, self.env, self.key_store)
+        await self.keys.start()
         self.leases = Leases(self.js, self.names, self.name, self.cfg.lease_s, self.cfg.replicas)
         await self.leases.open()
         self.members = Membership(self.nc, self.js, self.names,
@@ -89,7 +96,7 @@ class ClusterNode:
         log.info("joined the cluster", node=self.name, endpoint=self.endpoint, nodes=sorted(self.members.nodes))
 
     async def _ensure_stream(self) -> None:
-        config = StreamConfig(name=self.names.stream, subjects=[self.names.log_subjects],
+        config = StreamConfig(name=self.names.stream, subjects=[self.names.log_subjects, self.names.keys_subject],
                               num_replicas=self.cfg.replicas, storage=StorageType.FILE,
                               retention=RetentionPolicy.LIMITS, allow_direct=True)
         try:
@@ -97,6 +104,7 @@ class ClusterNode:
         except BadRequestError as exc:
             if exc.err_code != STREAM_EXISTS:
                 raise
+            await self.js.update_stream(config)  # made by an older memosd: same name, other subjects
 
     async def stop(self) -> None:
         """Leave cleanly: finish the writes in flight, give every lease up, drop this node's record."""
@@ -104,6 +112,8 @@ class ClusterNode:
             self._task.cancel()
         for name in list(self.logs):
             await self._hand_over(name)
+        if self.keys is not None:
+            await self.keys.stop()
         if self.members is not None:
             await self.members.leave()
         if self.nc is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import lmdb
 import msgspec
@@ -25,6 +26,9 @@ from ..store.environment import Environment
 from ..store.writer import WriterThread
 from .grants import RIGHTS, Principal
 from .peercred import UNIX_PREFIX, resolve_user_grant_name
+
+Also = Callable[[lmdb.Transaction], None]
+"""More to write in the same transaction as a key change."""
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _record_decoder = msgspec.msgpack.Decoder(m.KeyInfo)
@@ -72,6 +76,11 @@ class KeyStore:
     async def create(self, name: str, grants: list[m.Grant]) -> tuple[m.KeyInfo, str]:
         """Create a key pair for ``name``; returns the stored record and the secret key (z85).
         For ``unix:<user>`` only grants are stored: the returned secret is empty."""
+        record, secret = self.prepare(name, grants)
+        return await self.store_created(record), secret
+
+    def prepare(self, name: str, grants: list[m.Grant]) -> tuple[m.KeyInfo, str]:
+        """Check a new key's name and grants and make its key pair: the record to store, and the secret."""
         try:
             user_name = resolve_user_grant_name(name)
         except ValueError as exc:
@@ -88,27 +97,38 @@ class KeyStore:
             name, public, secret = user_name, b"", b""
         else:
             public, secret = zmq.curve_keypair()
-        record = m.KeyInfo(name=name, public_key=public.decode(), grants=grants, created_at=time.time())
+        return m.KeyInfo(name=name, public_key=public.decode(), grants=grants, created_at=time.time()), secret.decode()
+
+    async def store_created(self, record: m.KeyInfo, also: Also | None = None) -> m.KeyInfo:
+        """Store a prepared key (CONFLICT while an active one has its name); ``also`` runs in the same
+        write transaction (a cluster node records the log position there)."""
+        name = record.name
 
         def run(txn: lmdb.Transaction):
             existing = txn.get(name.encode(), db=self._db)
             if existing is not None and _record_decoder.decode(existing).revoked_at is None:
                 raise ConflictError(f"key {name!r} exists; revoke it first")
             txn.put(name.encode(), msgspec.msgpack.encode(record), db=self._db)
+            if also is not None:
+                also(txn)
             return record
 
-        stored = await self.writer.submit(run, self._apply)
-        return stored, secret.decode()
+        return await self.writer.submit(run, self._apply)
 
-    async def revoke(self, name: str) -> m.KeyInfo:
+    async def revoke(self, name: str, now: float | None = None, also: Also | None = None) -> m.KeyInfo:
+        """Revoke ``name`` at ``now`` (default: the clock); ``also`` as for :meth:`store_created`."""
+        at = time.time() if now is None else now
+
         def run(txn: lmdb.Transaction):
             raw = txn.get(name.encode(), db=self._db)
             if raw is None:
                 raise NotFoundError(f"no key named {name!r}")
             record = _record_decoder.decode(raw)
             if record.revoked_at is None:
-                record = msgspec.structs.replace(record, revoked_at=time.time())
+                record = msgspec.structs.replace(record, revoked_at=at)
                 txn.put(name.encode(), msgspec.msgpack.encode(record), db=self._db)
+            if also is not None:
+                also(txn)
             return record
 
         return await self.writer.submit(run, self._apply)
