@@ -8,6 +8,9 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from memosd_client.protocol import messages as m
+
+from .cluster.node import ClusterNode
 from .engine.engine import Engine
 from .events import EventBus
 from .events.mqtt import MqttBridge
@@ -31,6 +34,7 @@ class MetricsSource(Protocol):
     events: EventBus
     plugins: PluginRegistry
     mqtt: MqttBridge | None
+    cluster: ClusterNode | None
     loop_lag_ms: float
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -155,6 +159,34 @@ class DaemonCollector:
         if d.mqtt is not None:
             yield GaugeMetricFamily("memosd_mqtt_connected", "1 while connected to the MQTT broker",
                                     value=1 if d.mqtt.connected else 0)
+        if d.cluster is not None:
+            yield from _cluster(d.cluster.info())
+
+
+def _cluster(info: m.ClusterInfo):
+    """Cluster mode: this node's connection, ownership and log, and what its clients were told."""
+    yield GaugeMetricFamily("memosd_cluster_connected", "1 while connected to NATS", value=int(info.connected))
+    yield GaugeMetricFamily("memosd_cluster_nodes", "Live nodes this node knows of", value=len(info.nodes))
+    yield GaugeMetricFamily("memosd_cluster_owned_namespaces", "Namespaces this node owns", value=len(info.owned))
+    yield GaugeMetricFamily("memosd_cluster_pending_writes", "Writes waiting for the log or being applied",
+                            value=sum(ns.pending for ns in info.owned))
+    events = CounterMetricFamily("memosd_cluster_ownership", "Ownership changes and redirects", labels=["event"])
+    for event in ("takeovers", "handed_over", "lost", "moved", "unavailable"):
+        events.add_metric([event], getattr(info, event))
+    yield events
+    entries = CounterMetricFamily("memosd_cluster_log_entries", "Log entries of owned namespaces, by origin",
+                                  labels=["origin"])
+    entries.add_metric(["appended"], sum(ns.appended_entries for ns in info.owned))
+    entries.add_metric(["replayed"], sum(ns.replayed_entries for ns in info.owned))
+    yield entries
+    if info.log is not None:
+        yield GaugeMetricFamily("memosd_cluster_log_messages", "Entries in the cluster's log stream",
+                                value=info.log.messages)
+        lag = GaugeMetricFamily("memosd_cluster_log_replica_lag", "Operations a log replica is behind its leader",
+                                labels=["replica"])
+        for replica in info.log.replicas:
+            lag.add_metric([replica.name], replica.lag)
+        yield lag
 
 
 def _cumulative(counts: list[tuple[str, int]]) -> list[tuple[str, int]]:

@@ -117,6 +117,10 @@ def health_checks(status) -> dict[str, dict]:
         # A broker outage degrades events but never the daemon: reported, not failed.
         checks["mqtt_connected"] = {"ok": True, "value": bool(status.mqtt.get("connected")),
                                     "queued": status.mqtt.get("queued", 0), "dropped": status.mqtt.get("dropped", 0)}
+    if status.cluster is not None:
+        # A node cut off from NATS can neither write nor keep its leases.
+        checks["cluster_connected"] = {"ok": status.cluster.connected, "value": status.cluster.connected,
+                                       "nodes": len(status.cluster.nodes), "owned": len(status.cluster.owned)}
     if status.plugin_errors or status.migration is not None:
         # A failed plugin is bypassed and the daemon serves with its defaults: reported, not failed.
         checks["plugins"] = {"ok": True, "value": [f"{p.group}:{p.name}" for p in status.plugin_errors],

@@ -25,14 +25,25 @@ def cmd_cluster_status(args) -> int:
     console.print(f"node {info.node} at {info.endpoint}; NATS {'connected' if info.connected else 'DISCONNECTED'}; "
                   f"took over {info.takeovers}, handed over {info.handed_over}, lost {info.lost}; "
                   f"answered MOVED {info.moved}, UNAVAILABLE {info.unavailable}")
-    nodes = Table("node", "endpoint", "version", title="live nodes")
+    live = {node.name for node in info.nodes}
+    nodes = Table("node", "endpoint", "version", "namespaces held", title="nodes")
     for node in info.nodes:
-        nodes.add_row(node.name, node.endpoint, node.version)
+        nodes.add_row(node.name, node.endpoint, node.version, f"{info.namespaces_per_node.get(node.name, 0):,}")
+    for name, count in sorted(info.namespaces_per_node.items()):
+        if name not in live:
+            nodes.add_row(name, "-", "-", f"{count:,} (not live: taken over on their next request)")
     console.print(nodes)
-    owned = Table("namespace", "log seq", "lease", "lease valid for", "ready", "replayed", "appended",
+    if info.log is not None:
+        log = Table("replica", "role", "current", "lag", "last heard",
+                    title=f"log {info.log.name}: {info.log.messages:,} entries, {info.log.bytes:,} B")
+        for replica in info.log.replicas:
+            log.add_row(replica.name, "leader" if replica.leader else "follower", "yes" if replica.current else "NO",
+                        f"{replica.lag:,}", "-" if replica.active_s is None else f"{replica.active_s:.1f} s ago")
+        console.print(log)
+    owned = Table("namespace", "log seq", "pending", "lease", "lease valid for", "ready", "replayed", "appended",
                   title=f"namespaces owned by {info.node}")
     for ns in info.owned:
-        owned.add_row(ns.namespace, f"{ns.log_seq:,}", str(ns.lease), f"{ns.lease_valid_s:.1f} s",
+        owned.add_row(ns.namespace, f"{ns.log_seq:,}", f"{ns.pending:,}", str(ns.lease), f"{ns.lease_valid_s:.1f} s",
                       "yes" if ns.ready else "no", f"{ns.replayed_entries:,}", f"{ns.appended_entries:,}")
     console.print(owned)
     return ExitCode.OK

@@ -86,6 +86,11 @@ class NamespaceLog:
         self._drainer: asyncio.Task | None = None
         self._applying: set[asyncio.Task] = set()
 
+    @property
+    def pending(self) -> int:
+        """Writes waiting for an append, or appended and being applied here."""
+        return len(self._waiting) + len(self._applying)
+
     # ------------------------------------------------------------------ taking the namespace
 
     async def take_over(self, lease: Lease) -> None:

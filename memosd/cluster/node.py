@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import nats
 from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
@@ -31,10 +33,10 @@ from ..logs import get_logger
 from ..store.environment import Environment
 from ..security.keys import KeyStore
 from .keys_log import KeyLog
-from .leases import Lease, Leases
+from .leases import Lease, Leases, LeaseValue
 from .members import Membership, NodeRecord
 from .namespace_log import ApplyOp, LostOwnership, NamespaceLog
-from .naming import Names
+from .naming import Names, from_token
 from .placement import preferred_owner
 
 log = get_logger("memosd.cluster")
@@ -74,7 +76,12 @@ class ClusterNode:
         self._steady: dict[str, int] = {}
         """Upkeep rounds in a row in which each preferred node answered (see _rebalance)."""
         self._task: asyncio.Task | None = None
+        self._watch: asyncio.Task | None = None
         self.started_at = time.time()
+        self.owners: dict[str, str] = {}
+        """Every namespace's lease holder, followed from the lease bucket (for status, not for routing)."""
+        self.log_stream: m.LogStream | None = None
+        self.refreshed_at: float | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -92,6 +99,8 @@ class ClusterNode:
                                   NodeRecord(self.name, self.endpoint, self.started_at, __version__),
                                   self.cfg.lease_s, self.cfg.replicas)
         await self.members.start()
+        self._watch = asyncio.create_task(self._follow_leases())
+        await self._look_at_log()
         self._task = asyncio.create_task(self._keep_up())
         log.info("joined the cluster", node=self.name, endpoint=self.endpoint, nodes=sorted(self.members.nodes))
 
@@ -108,8 +117,9 @@ class ClusterNode:
 
     async def stop(self) -> None:
         """Leave cleanly: finish the writes in flight, give every lease up, drop this node's record."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
         for name in list(self.logs):
             await self._hand_over(name)
         if self.keys is not None:
@@ -128,8 +138,45 @@ class ClusterNode:
                 for name in list(self.logs):
                     await self._renew(name)
                 await self._rebalance()
+                await self._look_at_log()
             except Exception as exc:  # noqa: BLE001 - a dead upkeep task would let every lease lapse
                 log.warning("cluster upkeep failed; leases lapse unless it recovers", error=repr(exc))
+
+    async def _look_at_log(self) -> None:
+        """The log stream's size and replicas (JetStream's own view), for status and metrics."""
+        info = await self.js.stream_info(self.names.stream)
+        cluster = info.cluster
+        replicas = []
+        if cluster is not None:
+            if cluster.leader:
+                replicas.append(m.LogReplica(name=cluster.leader, leader=True, current=True, lag=0, active_s=None))
+            for peer in cluster.replicas or []:
+                replicas.append(m.LogReplica(name=peer.name or "?", leader=False, current=bool(peer.current),
+                                             lag=peer.lag or 0,
+                                             active_s=None if peer.active is None else round(peer.active / 1e9, 3)))
+        self.log_stream = m.LogStream(name=self.names.stream, messages=info.state.messages, bytes=info.state.bytes,
+                                      replicas=replicas)
+        self.refreshed_at = time.monotonic()
+
+    async def _follow_leases(self) -> None:
+        """Keep ``owners`` up to date from the lease bucket's updates (a lease that simply expires sends
+        none: its holder stays listed until someone takes the namespace)."""
+        while True:
+            try:
+                watcher = await self.leases.kv.watchall()
+                async for entry in watcher:
+                    if entry is None:  # the end of the initial values
+                        continue
+                    namespace = from_token(entry.key)
+                    if entry.operation in (None, "PUT") and entry.value:
+                        self.owners[namespace] = msgspec.msgpack.decode(entry.value, type=LeaseValue).node
+                    else:
+                        self.owners.pop(namespace, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a reconnect ends the watch: start it again
+                log.warning("lease watch interrupted; restarting it", error=repr(exc))
+                await asyncio.sleep(1.0)
 
     async def _renew(self, name: str) -> None:
         nslog = self.logs.get(name)
@@ -312,7 +359,7 @@ class ClusterNode:
             nodes=self.nodes(),
             owned=[m.OwnedNamespace(namespace=name, log_seq=nslog.last_seq, lease=nslog.lease.epoch,
                                     lease_valid_s=round(max(nslog.lease.valid_until - time.monotonic(), 0.0), 3),
-                                    ready=nslog.ready, replayed_entries=nslog.replayed_entries,
+                                    ready=nslog.ready, pending=nslog.pending, replayed_entries=nslog.replayed_entries,
                                     appended_entries=nslog.appended_entries)
                    for name, nslog in sorted(self.logs.items())],
             connected=bool(self.nc is not None and self.nc.is_connected),
@@ -321,4 +368,7 @@ class ClusterNode:
             lost=self.counters.lost,
             moved=self.counters.moved,
             unavailable=self.counters.unavailable,
+            namespaces_per_node=dict(Counter(self.owners.values())),
+            log=self.log_stream,
+            refreshed_s=None if self.refreshed_at is None else round(time.monotonic() - self.refreshed_at, 3),
         )

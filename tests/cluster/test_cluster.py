@@ -14,14 +14,15 @@ import pytest
 
 from memosd.cluster.local import LocalCluster
 from memosd.cluster.nats_servers import NatsCluster
-from memosd_client import Client
+from memosd_client import AdminClient, Client
 from memosd_client.protocol import messages as m
 from memosd_client.protocol.errors import MovedError
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with LocalCluster(3, 3, base_dir=tmp_path_factory.mktemp("cluster"), durable=False) as running:
+    with LocalCluster(3, 3, base_dir=tmp_path_factory.mktemp("cluster"), durable=False,
+                      extra_env={"MEMOSD_METRICS_LISTEN": "127.0.0.1:0"}) as running:
         running.wait_for_nodes(3)
         yield running
 
@@ -143,23 +144,48 @@ def test_the_log_refuses_an_append_from_an_owner_another_node_has_fenced(tmp_pat
         asyncio.run(scenario(server.urls[0]))
 
 
-def test_cluster_status_shows_the_nodes_and_what_this_node_owns(cluster):
+def test_cluster_status_health_and_metrics_show_nodes_ownership_and_the_log(cluster):
     import json
+    import os
     import subprocess
     import sys
+    import urllib.request
 
     cluster.wait_for_nodes(3)  # an earlier test restarted a node; views refresh every third of a lease
     with Client(cluster.nodes[0].endpoint) as client:
         client.remember("status check", namespace="status-ns")
     owner = _wait_owner(cluster, "status-ns")
-    out = subprocess.run([sys.executable, "-m", "memosd", "cluster", "status", "--json",
-                          "--admin-endpoint", cluster.nodes[owner].admin_endpoint],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    info = json.loads(out)
+    deadline = time.monotonic() + 10
+    while True:  # the log's figures are as of the node's last upkeep round (every third of a lease)
+        out = subprocess.run([sys.executable, "-m", "memosd", "cluster", "status", "--json",
+                              "--admin-endpoint", cluster.nodes[owner].admin_endpoint],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        info = json.loads(out)
+        if info["log"]["messages"] >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert info["node"] == f"n{owner}"
     assert {n["name"] for n in info["nodes"]} == {"n0", "n1", "n2"}
     owned = {o["namespace"]: o for o in info["owned"]}
     assert owned["status-ns"]["ready"] and owned["status-ns"]["log_seq"] >= 2
+    assert info["namespaces_per_node"][f"n{owner}"] >= 1
+    replicas = info["log"]["replicas"]
+    assert len(replicas) == 3 and sum(r["leader"] for r in replicas) == 1 and info["log"]["messages"] >= 2
+
+    table = subprocess.run([sys.executable, "-m", "memosd", "cluster", "status",
+                            "--admin-endpoint", cluster.nodes[owner].admin_endpoint],
+                           capture_output=True, text=True, timeout=60, check=True,
+                           env={**os.environ, "COLUMNS": "200"}).stdout  # rich wraps cells to the width
+    assert "status-ns" in table and "leader" in table and all(f"n{i}" in table for i in range(3))
+
+    health = subprocess.run([sys.executable, "-m", "memosd", "health", "--json",
+                             "--admin-endpoint", cluster.nodes[owner].admin_endpoint],
+                            capture_output=True, text=True, timeout=60)
+    assert health.returncode == 0 and json.loads(health.stdout)["checks"]["cluster_connected"]["ok"]
+    with AdminClient(cluster.nodes[owner].admin_endpoint) as admin:
+        scrape = urllib.request.urlopen(admin.status().metrics_endpoint, timeout=10).read().decode()
+    assert "memosd_cluster_connected 1.0" in scrape
+    assert "memosd_cluster_owned_namespaces" in scrape and 'memosd_cluster_log_entries_total{origin="appended"}' in scrape
 
 
 def test_stats_count_only_what_the_node_answers_for(cluster):

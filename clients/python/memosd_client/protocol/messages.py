@@ -150,9 +150,32 @@ class OwnedNamespace(ReplyStruct):
     lease_valid_s: float
     """Seconds the lease is certain to stay this node's without a renewal."""
     ready: bool
+    pending: int
+    """Writes of this namespace waiting for a log append or being applied after one."""
     replayed_entries: int
     """Log entries this node applied from the log (catch-up at take-over) rather than appended itself."""
     appended_entries: int
+
+
+class LogReplica(ReplyStruct):
+    """One JetStream server holding a copy of the cluster's log."""
+
+    name: str
+    leader: bool
+    current: bool
+    """Caught up with the leader (a follower that is not has ``lag`` operations to apply)."""
+    lag: int
+    active_s: float | None
+    """Seconds since the leader last heard from it (None for the leader)."""
+
+
+class LogStream(ReplyStruct):
+    """The cluster's log stream as JetStream reports it."""
+
+    name: str
+    messages: int
+    bytes: int
+    replicas: list[LogReplica]
 
 
 class ClusterInfo(ReplyStruct):
@@ -172,6 +195,13 @@ class ClusterInfo(ReplyStruct):
     """Requests answered MOVED (sent to another node)."""
     unavailable: int = 0
     """Requests answered UNAVAILABLE because ownership was changing or NATS was unreachable."""
+    namespaces_per_node: dict[str, int] = {}
+    """Lease holders across the cluster, from the lease bucket (a node that died keeps its count until its
+    leases are taken over)."""
+    log: LogStream | None = None
+    """The log stream's size and replicas, as of this node's last upkeep round."""
+    refreshed_s: float | None = None
+    """Seconds since this view of the cluster was refreshed."""
 
 
 class HelloArgs(Struct):
