@@ -55,18 +55,19 @@ class KeyLog:
 
     async def start(self) -> None:
         """Apply every change this store has not seen, then follow the subject."""
-        with self.env.read() as txn:
-            raw = txn.get(_APPLIED, db=self.env.dbs["meta"])
-        self.applied = 0 if raw is None else msgspec.msgpack.decode(raw)
         try:
             head = (await self.js.get_last_msg(self.names.stream, self.names.keys_subject)).seq
         except StreamNotFound:
             head = 0
-        self._sub = await self.js.subscribe(
-            self.names.keys_subject, stream=self.names.stream, ordered_consumer=True, cb=self._on_change,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied + 1))
+        if self._sub is None:
+            with self.env.read() as txn:
+                raw = txn.get(_APPLIED, db=self.env.dbs["meta"])
+            self.applied = 0 if raw is None else msgspec.msgpack.decode(raw)
+            self._sub = await self.js.subscribe(
+                self.names.keys_subject, stream=self.names.stream, ordered_consumer=True, cb=self._on_change,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied + 1))
         if head > self.applied:
-            await self._settled(head)
+            await asyncio.wait_for(self._settled(head), 10.0)
 
     async def stop(self) -> None:
         if self._sub is not None:

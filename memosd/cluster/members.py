@@ -50,7 +50,8 @@ class Membership:
     async def start(self) -> None:
         self.kv = await self.js.create_key_value(bucket=self.names.node_bucket, ttl=self.ttl_s, history=1,
                                                  replicas=self.replicas)
-        self._sub = await self.nc.subscribe(self.names.ping_subject(self.me.name), cb=self._pong)
+        if self._sub is None:
+            self._sub = await self.nc.subscribe(self.names.ping_subject(self.me.name), cb=self._pong)
         await self.beat()
 
     async def _pong(self, msg: Msg) -> None:

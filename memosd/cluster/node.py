@@ -85,22 +85,30 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def start(self) -> None:
+    async def start(self, join_timeout_s: float = 60.0) -> None:
+        """Connect and set up the stream and buckets. JetStream may still be electing leaders (a cluster
+        that has just started, or a new stream), so each step is retried until ``join_timeout_s``."""
         self.nc = await nats.connect(servers=self.cfg.servers, name=f"memosd {self.name}", connect_timeout=5,
                                      reconnect_time_wait=0.25, max_reconnect_attempts=-1,
                                      allow_reconnect=True)
         self.js = self.nc.jetstream(timeout=5.0)
-        await self._ensure_stream()
         self.keys = KeyLog(self.js, self.names, self.env, self.key_store)
-        await self.keys.start()
         self.leases = Leases(self.js, self.names, self.name, self.cfg.lease_s, self.cfg.replicas)
-        await self.leases.open()
         self.members = Membership(self.nc, self.js, self.names,
                                   NodeRecord(self.name, self.endpoint, self.started_at, __version__),
                                   self.cfg.lease_s, self.cfg.replicas)
-        await self.members.start()
+        deadline = time.monotonic() + join_timeout_s
+        for step in (self._ensure_stream, self.keys.start, self.leases.open, self.members.start, self._look_at_log):
+            while True:
+                try:
+                    await step()
+                    break
+                except (NatsError, asyncio.TimeoutError) as exc:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.info("JetStream not ready yet; retrying", step=step.__name__, error=repr(exc))
+                    await asyncio.sleep(0.5)
         self._watch = asyncio.create_task(self._follow_leases())
-        await self._look_at_log()
         self._task = asyncio.create_task(self._keep_up())
         log.info("joined the cluster", node=self.name, endpoint=self.endpoint, nodes=sorted(self.members.nodes))
 
