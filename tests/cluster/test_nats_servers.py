@@ -103,3 +103,14 @@ def test_replicated_stream_survives_a_killed_server(tmp_path):
         asyncio.run(after_restart())
 
     assert not any(cluster.alive(i) for i in range(3))
+
+
+def test_the_shipped_nats_server_config_is_accepted_by_nats_server():
+    import subprocess
+    from pathlib import Path
+
+    from memosd.cluster.nats_servers import find_nats_server
+
+    conf = Path(__file__).resolve().parents[2] / "systemd" / "cluster" / "nats-server.conf"
+    checked = subprocess.run([find_nats_server(), "-c", str(conf), "-t"], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0 and "valid" in checked.stdout + checked.stderr

@@ -72,3 +72,13 @@ def test_retrieval_section_mirrors_the_index_defaults_and_takes_env():
     assert config.retrieval_config() == RetrievalConfig(k1=1.2, hash_norm_exponent=0.5)
     with pytest.raises(ConfigError, match="retrieval"):
         load_config(environ={"MEMOSD_RETRIEVAL_HASH_DIM": "0"})
+
+
+def test_cluster_example_config_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "systemd" / "cluster" / "memosd-cluster.toml"
+    config = load_config(example, environ={})
+    assert config.cluster.enabled and len(config.cluster.servers) == 3 and config.cluster.replicas == 3
+    assert config.security.curve and config.cluster.advertise.startswith("tcp://")
+    assert load_config(environ={}).cluster.enabled is False  # single node stays the default
