@@ -25,6 +25,7 @@ from memosd_client.protocol.errors import (
     ErrorCode,
     MemosdError,
     MovedError,
+    TooLargeError,
     UnavailableError,
 )
 
@@ -42,6 +43,10 @@ log = get_logger("memosd.cluster")
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's error code for an append whose expected last subject sequence is not the log's."""
 PUBLISH_TIMEOUT_S = 5.0
+ENTRY_OVERHEAD = 4096
+"""Bytes of a log message that are not operation arguments: headers, node name, lease, framing."""
+OP_OVERHEAD = 64
+"""Bytes of one logged operation besides its arguments (op name, time, framing)."""
 NOT_DETERMINISTIC = (ErrorCode.INTERNAL, ErrorCode.STORAGE_FULL, ErrorCode.UNAVAILABLE, ErrorCode.BUSY)
 """Failures that depend on this node, not on the operation: every other node would apply it."""
 
@@ -64,12 +69,14 @@ class NamespaceLog:
     """The owner's side of one namespace's log."""
 
     def __init__(self, js: JetStreamContext, names: Names, env: Environment, namespace: str, node: str,
-                 apply_op: ApplyOp, max_entry_ops: int):
+                 apply_op: ApplyOp, max_entry_ops: int, max_entry_bytes: int = 1 << 20):
         self.js, self.names, self.env = js, names, env
         self.namespace, self.node = namespace, node
         self.subject = names.subject(namespace)
         self.apply_op = apply_op
         self.max_entry_ops = max_entry_ops
+        self.max_entry_bytes = max_entry_bytes - ENTRY_OVERHEAD
+        """What one log message may carry (NATS max_payload), less room for the entry's own fields."""
         self.lease: Lease | None = None
         self.last_seq = 0
         """The last sequence on this namespace's subject that this node has seen (applied or fence)."""
@@ -164,8 +171,13 @@ class NamespaceLog:
         if not self.ready:
             raise UnavailableError(f"namespace {self.namespace!r} is changing owner; retry",
                                    details={"retry_after_s": 0.2})
+        logged = entries.logged(op, args, write_context.write_clock())
+        if len(logged.args) > self.max_entry_bytes:
+            raise TooLargeError(f"this {op} is {len(logged.args)} bytes in the cluster log, over the "
+                                f"{self.max_entry_bytes} a log entry can carry (the NATS servers' max_payload); "
+                                "send it in smaller batches", details={"limit": self.max_entry_bytes})
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(entries.logged(op, args, write_context.write_clock()), args, future))
+        self._waiting.append(_Waiting(logged, args, future))
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
         return await future
@@ -173,8 +185,7 @@ class NamespaceLog:
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                batch = self._waiting[: self.max_entry_ops]
-                del self._waiting[: len(batch)]
+                batch = self._next_batch()
                 entry = LogEntry(self.node, self.lease.epoch, [item.logged for item in batch])
                 try:
                     seq = await self._append(entries.encode(entry))
@@ -189,6 +200,18 @@ class NamespaceLog:
                     task.add_done_callback(_into(item.future))
         finally:
             self._drainer = None
+
+    def _next_batch(self) -> list[_Waiting]:
+        """The waiting writes that fit one entry: up to ``max_entry_ops``, and ``max_entry_bytes`` together."""
+        size, count = 0, 0
+        for item in self._waiting[: self.max_entry_ops]:
+            size += len(item.logged.args) + OP_OVERHEAD
+            if count and size > self.max_entry_bytes:
+                break
+            count += 1
+        batch = self._waiting[:count]
+        del self._waiting[:count]
+        return batch
 
     def _apply(self, logged: LoggedOp, args: Any, position: LogPosition) -> asyncio.Task:
         """Run the engine's write as the logged operation; tasks are made in log order, and each reaches

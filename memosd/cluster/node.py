@@ -292,7 +292,7 @@ class ClusterNode:
             raise UnavailableError(f"namespace {namespace!r} is changing owner; retry",
                                    details={"retry_after_s": 0.1})
         nslog = NamespaceLog(self.js, self.names, self.env, namespace, self.name, self.apply_op,
-                             self.cfg.max_entry_ops)
+                             self.cfg.max_entry_ops, self.nc.max_payload)
         self.logs[namespace] = nslog
         await self._take_over(nslog, lease)
         self.counters.takeovers += 1

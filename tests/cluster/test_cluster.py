@@ -201,3 +201,24 @@ def test_stats_count_only_what_the_node_answers_for(cluster):
             everything = {ns.name for ns in client.stats(all_namespaces=True).namespaces}
         assert everything <= owned_by[i], (i, everything, owned_by[i])
         assert (namespace in everything) == (i == owner)
+
+
+def test_a_write_too_large_for_one_log_entry_is_refused_typed_and_big_batches_of_small_ones_go_through(cluster):
+    from memosd_client.protocol.errors import TooLargeError
+
+    with Client(cluster.nodes[0].endpoint) as client:
+        with pytest.raises(TooLargeError, match="smaller batches"):
+            client.remember_many([m.MemoryIn(text="x" * 60_000) for _ in range(40)], namespace="big")  # 2.4 MB
+        ids = client.remember_many([m.MemoryIn(text=f"note {i} " + "y" * 500) for i in range(1500)],
+                                   namespace="big").ids  # 0.8 MB: one entry
+        assert len(ids) == 1500
+        # Many concurrent writers: their entries are cut to fit, none refused.
+        from concurrent.futures import ThreadPoolExecutor
+
+        def write(i):
+            with Client(cluster.nodes[i % 3].endpoint) as c:
+                return c.remember_many([m.MemoryIn(text=f"w{i} " + "z" * 2000) for _ in range(200)],
+                                       namespace="big").ids
+        with ThreadPoolExecutor(8) as pool:
+            assert sum(len(got) for got in pool.map(write, range(16))) == 3200
+        assert client.stats(namespace="big").namespaces[0].memories == 4700
