@@ -12,12 +12,14 @@ in the next entry, and their LMDB commits group on the writer thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError as StreamNotFound
 
 from memosd_client.protocol import codec
@@ -43,6 +45,8 @@ log = get_logger("memosd.cluster")
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's error code for an append whose expected last subject sequence is not the log's."""
 PUBLISH_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 5.0
+"""Longest wait for the next entry while replaying (a healthy stream delivers thousands a second)."""
 ENTRY_OVERHEAD = 4096
 """Bytes of a log message that are not operation arguments: headers, node name, lease, framing."""
 OP_OVERHEAD = 64
@@ -121,31 +125,28 @@ class NamespaceLog:
         await self._settle()
         with self.env.read() as txn:
             applied = write_context.applied_position(txn, self.env.dbs["meta"], self.namespace)
-        # From the entry of the last applied operation: it may hold operations after it.
-        start = 1 if applied is None else applied.seq
         count, pending, taken_by = 0, [], None
-        while taken_by is None:
-            try:
-                msg = await self.js.get_msg(self.names.stream, seq=start, subject=self.subject, next=True)
-            except StreamNotFound:
-                break
-            except NatsError as exc:
-                raise UnavailableError(f"the cluster log could not be read: {exc!r}",
-                                       details={"retry_after_s": 0.5}) from None
-            entry = entries.decode(msg.data)
-            if msg.seq > self.fenced_at and (entry.node, entry.lease) != (self.node, self.lease.epoch):
-                taken_by = entry.node  # after this node's fence: only it may have written
-                break
-            fresh = [(index, op) for index, op in enumerate(entry.ops) if LogPosition(msg.seq, index).after(applied)]
-            for index, op in fresh:
-                pending.append(self._apply(op, codec.decode_args(op.op, op.args), LogPosition(msg.seq, index)))
-            count += bool(fresh)
-            self.last_seq = max(self.last_seq, msg.seq)
-            start = msg.seq + 1
-            if len(pending) >= 256:
-                await self._finish(pending)
-                pending = []
-        await self._finish(pending)
+        try:
+            # From the entry of the last applied operation: it may hold operations after it.
+            async with aclosing(self._read(1 if applied is None else applied.seq)) as stream:
+                async for seq, entry in stream:
+                    if seq > self.fenced_at and (entry.node, entry.lease) != (self.node, self.lease.epoch):
+                        taken_by = entry.node  # after this node's fence: only it may have written
+                        break
+                    fresh = [(index, op) for index, op in enumerate(entry.ops)
+                             if LogPosition(seq, index).after(applied)]
+                    for index, op in fresh:
+                        pending.append(self._apply(op, codec.decode_args(op.op, op.args), LogPosition(seq, index)))
+                    count += bool(fresh)
+                    self.last_seq = max(self.last_seq, seq)
+                    if len(pending) >= 256:
+                        await self._finish(pending)
+                        pending = []
+        except (NatsError, asyncio.TimeoutError) as exc:
+            raise UnavailableError(f"the cluster log could not be read: {exc!r}",
+                                   details={"retry_after_s": 0.5}) from None
+        finally:
+            await self._finish(pending)
         self.replayed_entries += count
         if taken_by is not None:
             self.ready = False
@@ -153,6 +154,28 @@ class NamespaceLog:
             raise LostOwnership(f"namespace {self.namespace!r} was taken over by node {taken_by!r}",
                                 details={"node": taken_by})
         return count
+
+    async def _read(self, start: int) -> AsyncIterator[tuple[int, LogEntry]]:
+        """The namespace's entries from sequence ``start`` to the subject's last one as of now, streamed
+        by an ordered consumer (one request per entry would make replaying a long history slow)."""
+        try:
+            head = (await self.js.get_last_msg(self.names.stream, self.subject)).seq
+        except StreamNotFound:
+            return
+        if head < start:
+            return
+        sub = await self.js.subscribe(self.subject, stream=self.names.stream, ordered_consumer=True,
+                                      config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                                            opt_start_seq=start))
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=READ_TIMEOUT_S)
+                seq = msg.metadata.sequence.stream
+                yield seq, entries.decode(msg.data)
+                if seq >= head:
+                    return
+        finally:
+            await sub.unsubscribe()
 
     async def _finish(self, tasks: list[asyncio.Task]) -> None:
         for task in tasks:
