@@ -54,6 +54,19 @@ def cmd_bench_peers(args) -> int:
     return 0
 
 
+def cmd_bench_cluster(args) -> int:
+    from .cluster import ClusterBenchOptions, print_cluster_bench, run_cluster_bench
+
+    result = run_cluster_bench(ClusterBenchOptions(nodes=args.nodes, size=args.size, queries=args.queries,
+                                                   writers=args.writers, write_seconds=args.write_seconds,
+                                                   store_dir=args.store_dir), progress_printer())
+    if args.json:
+        _print_json(result)
+    else:
+        print_cluster_bench(result)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .report import print_bench
     from .runner import BenchOptions, run_bench
@@ -264,6 +277,22 @@ def add_bench_commands(sub, common) -> None:
     p.add_argument("--data", help="fill from a LoCoMo JSON file instead of the built-in text generator")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_bench_tiers)
+
+    p = sub.add_parser(
+        "bench-cluster", help="what the cluster's log costs: a single node, then 1, 2 and 3 cluster nodes "
+                              "on three NATS servers, same workload",
+        description="Start a single daemon, then clusters of memosd nodes on a three-server NATS cluster (log "
+                    "replicas 3), all on this machine; run `memosd bench --endpoint` against each (recall and "
+                    "remember latency and throughput) and an aggregate write test through every node. Every "
+                    "process shares this machine's cores: the figures show the log's cost, not scaling.")
+    p.add_argument("--nodes", type=_int_list, default=[1, 2, 3], help="cluster sizes (default 1,2,3)")
+    p.add_argument("--size", type=int, default=10_000, help="memories in the bench namespace (default 10000)")
+    p.add_argument("--queries", type=int, default=500, help="recalls per configuration (default 500)")
+    p.add_argument("--writers", type=int, default=4, help="clients of the aggregate write test (default 4)")
+    p.add_argument("--write-seconds", type=float, default=10.0, help="length of the aggregate write test")
+    p.add_argument("--store-dir", help="directory for the temporary stores (default: the system temp dir)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(handler=cmd_bench_cluster)
 
     p = sub.add_parser(
         "bench-slb", parents=[common], help="the semantic lookaside buffer on LoCoMo query streams, on vs off",

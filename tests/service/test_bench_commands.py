@@ -72,3 +72,14 @@ def test_bench_peers_compares_memosd_with_exact_search_on_the_same_vectors():
     assert memosd["vs_memosd_p50"] == 1.0
     for row in rows.values():
         assert 0.0 <= row["recall_at_k"] <= 1.0
+
+
+def test_bench_cluster_compares_a_cluster_node_with_a_single_node():
+    result = run("bench-cluster", "--nodes", "1", "--size", "500", "--queries", "50", "--write-seconds", "1",
+                 "--json", timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["rows"]
+    assert [row["config"] for row in rows] == ["single node", "cluster, 1 node(s)"]
+    for row in rows:
+        assert row["recall_p50_us"] > 0 and row["batch_1000_per_s"] > 0 and row["aggregate_writes_per_s"] > 0
+    assert rows[0]["vs_single"]["recall_p50_us"] == 1.0
