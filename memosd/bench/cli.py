@@ -59,6 +59,7 @@ def cmd_bench_cluster(args) -> int:
 
     result = run_cluster_bench(ClusterBenchOptions(nodes=args.nodes, size=args.size, queries=args.queries,
                                                    writers=args.writers, write_seconds=args.write_seconds,
+                                                   takeover_writes=args.takeover_writes,
                                                    store_dir=args.store_dir), progress_printer())
     if args.json:
         _print_json(result)
@@ -290,6 +291,9 @@ def add_bench_commands(sub, common) -> None:
     p.add_argument("--queries", type=int, default=500, help="recalls per configuration (default 500)")
     p.add_argument("--writers", type=int, default=4, help="clients of the aggregate write test (default 4)")
     p.add_argument("--write-seconds", type=float, default=10.0, help="length of the aggregate write test")
+    p.add_argument("--takeover-writes", type=int, default=2_000,
+                   help="memories written before a namespace's owner is stopped and another node replays them "
+                        "(clusters of 2+ nodes; 0 skips it)")
     p.add_argument("--store-dir", help="directory for the temporary stores (default: the system temp dir)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(handler=cmd_bench_cluster)

@@ -5,7 +5,8 @@ on a three-server NATS cluster (log replicas = 3), it runs ``memosd bench
 --endpoint`` against the first node (recall and remember latency and
 throughput; the client follows MOVED to the namespace's owner), and an
 aggregate write test: several clients, each writing single memories into its
-own namespaces through every node in turn. On one small machine every node,
+own namespaces through every node in turn. With two nodes or more it also
+stops a namespace's owner and times the take-over, which replays the log. On one small machine every node,
 NATS server and client share the same cores, so this measures the log's cost,
 not scaling.
 """
@@ -36,6 +37,8 @@ class ClusterBenchOptions:
     queries: int = 500
     writers: int = 4
     write_seconds: float = 10.0
+    takeover_writes: int = 2_000
+    """Single memories written to one namespace before its owner is stopped (clusters of 2+ nodes)."""
     store_dir: str | None = None
 
 
@@ -80,6 +83,36 @@ def _aggregate_writes(endpoints: list[str], options: ClusterBenchOptions) -> flo
     return round(sum(counts) / (time.monotonic() - started), 1)
 
 
+def _takeover(cluster: LocalCluster, options: ClusterBenchOptions) -> dict[str, Any]:
+    """Write single memories to a namespace, stop its owner cleanly, time the first recall on another node:
+    that node replays the whole namespace from the log."""
+    namespace, writers = "bench-takeover", 4
+
+    def write(index: int) -> None:
+        with Client(cluster.nodes[0].endpoint, timeout=30.0) as client:
+            for i in range(options.takeover_writes // writers):
+                client.remember(f"takeover memory {index} {i} about the river", namespace=namespace)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    owner = cluster.owner(namespace)
+    cluster.nodes[owner].stop()
+    try:
+        taker = next(i for i in range(len(cluster.nodes)) if i != owner)
+        started = time.perf_counter()
+        with Client(cluster.nodes[taker].endpoint, timeout=300.0) as client:
+            client.recall("river", namespace=namespace)
+        seconds = time.perf_counter() - started
+        taken = next(o for o in cluster.info(cluster.owner(namespace)).owned if o.namespace == namespace)
+    finally:
+        cluster.nodes[owner].start()
+    return {"entries": taken.replayed_entries, "seconds": round(seconds, 3),
+            "entries_per_s": round(taken.replayed_entries / seconds, 1)}
+
+
 def run_cluster_bench(options: ClusterBenchOptions, say: Say) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="memosd-bench-cluster-", dir=options.store_dir))
     rows = []
@@ -96,6 +129,8 @@ def run_cluster_bench(options: ClusterBenchOptions, say: Say) -> dict[str, Any]:
             row = {"config": f"cluster, {count} node(s)", "nodes": count,
                    **_bench(first.endpoint, first.admin_endpoint, options)}
             row["aggregate_writes_per_s"] = _aggregate_writes([node.endpoint for node in cluster.nodes], options)
+            if count >= 2 and options.takeover_writes:
+                row["takeover"] = _takeover(cluster, options)
             rows.append(row)
     baseline = rows[0]
     for row in rows:
@@ -104,6 +139,7 @@ def run_cluster_bench(options: ClusterBenchOptions, say: Say) -> dict[str, Any]:
                                         "aggregate_writes_per_s")}
     return {"options": {"nodes": options.nodes, "size": options.size, "queries": options.queries,
                         "writers": options.writers, "write_seconds": options.write_seconds,
+                        "takeover_writes": options.takeover_writes,
                         "nats_servers": 3, "log_replicas": 3},
             "rows": rows}
 
@@ -124,4 +160,10 @@ def print_cluster_bench(result: dict[str, Any]) -> None:
                       f"{row['in_flight_per_s']:,.0f}/s", f"{row['aggregate_writes_per_s']:,.0f}/s",
                       f"{v['recall_p50_us']}x, {v['single_p50_us']}x; {v['batch_1000_per_s']}x, "
                       f"{v['in_flight_per_s']}x, {v['aggregate_writes_per_s']}x")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for row in result["rows"]:
+        if "takeover" in row:
+            t = row["takeover"]
+            console.print(f"{row['config']}: owner stopped, the next node replayed {t['entries']:,} log entries "
+                          f"in {t['seconds']:.2f} s ({t['entries_per_s']:,.0f} entries/s) before its first answer")
