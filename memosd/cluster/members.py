@@ -60,6 +60,10 @@ class Membership:
     async def beat(self) -> None:
         """Renew this node's record and re-read everyone's."""
         await self.kv.put(token(self.me.name), msgspec.msgpack.encode(self.me))
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Re-read every node's record (the bucket is the view all nodes share)."""
         nodes = {self.me.name: self.me}
         try:
             keys = await self.kv.keys()

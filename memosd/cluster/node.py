@@ -22,13 +22,15 @@ import nats
 from nats.errors import Error as NatsError
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
+from nats.js.errors import NotFoundError as StreamNotFound
 
 from memosd_client.protocol import messages as m
 from memosd_client.protocol.errors import MemosdError, MovedError, UnavailableError
 
 from .. import __version__
 from ..config import ClusterConfig
-from ..engine.registry import check_namespace
+from ..engine import write_context
+from ..engine.registry import Allocator, check_namespace
 from ..logs import get_logger
 from ..store.environment import Environment
 from ..security.keys import KeyStore
@@ -41,6 +43,10 @@ from .placement import preferred_owner
 
 log = get_logger("memosd.cluster")
 STREAM_EXISTS = 10058
+
+
+class ClusterStoreError(RuntimeError):
+    """The node's store cannot serve in cluster mode (see ``ClusterNode._check_store``)."""
 
 
 @dataclass(slots=True)
@@ -73,6 +79,8 @@ class ClusterNode:
         self.leases: Leases | None = None
         self.members: Membership | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+        self._leaving: set[str] = set()
+        """Namespaces being handed over right now."""
         self._steady: dict[str, int] = {}
         """Upkeep rounds in a row in which each preferred node answered (see _rebalance)."""
         self._task: asyncio.Task | None = None
@@ -88,6 +96,7 @@ class ClusterNode:
     async def start(self, join_timeout_s: float = 60.0) -> None:
         """Connect and set up the stream and buckets. JetStream may still be electing leaders (a cluster
         that has just started, or a new stream), so each step is retried until ``join_timeout_s``."""
+        self._check_store()
         self.nc = await nats.connect(servers=self.cfg.servers, name=f"memosd {self.name}", connect_timeout=5,
                                      reconnect_time_wait=0.25, max_reconnect_attempts=-1,
                                      allow_reconnect=True)
@@ -111,6 +120,20 @@ class ClusterNode:
         self._watch = asyncio.create_task(self._follow_leases())
         self._task = asyncio.create_task(self._keep_up())
         log.info("joined the cluster", node=self.name, endpoint=self.endpoint, nodes=sorted(self.members.nodes))
+
+    def _check_store(self) -> None:
+        """In cluster mode every namespace in the store is a copy of its log. A namespace written while
+        the store ran as a single node is in no log: serving it would answer from data no other node has,
+        and lose it at the first failover. Such a store is refused, with the way out."""
+        meta, names = self.env.dbs["meta"], self.env.dbs["namespaces"]
+        with self.env.read() as txn:
+            outside = [name for name, _ in Allocator.all_namespaces(txn, names)
+                       if write_context.applied_position(txn, meta, name) is None]
+        if outside:
+            raise ClusterStoreError(
+                f"this store holds {len(outside)} namespace(s) written outside cluster mode (e.g. "
+                f"{', '.join(sorted(outside)[:3])}); start cluster nodes on empty stores and bring such data "
+                "in through the cluster (memosd export, then memosd import against a node)")
 
     async def _ensure_stream(self) -> None:
         config = StreamConfig(name=self.names.stream, subjects=[self.names.log_subjects, self.names.keys_subject],
@@ -215,13 +238,17 @@ class ClusterNode:
         nslog = self.logs.get(name)
         if nslog is None:
             return
-        await nslog.stop()
-        self.logs.pop(name, None)
-        if nslog.lease is not None and not nslog.lost:
-            try:
-                await self.leases.release(nslog.lease)
-            except (NatsError, asyncio.TimeoutError) as exc:
-                log.warning("lease not released; it expires by itself", namespace=name, error=repr(exc))
+        self._leaving.add(name)  # requests meanwhile wait: this node must not take it straight back
+        try:
+            await nslog.stop()
+            self.logs.pop(name, None)
+            if nslog.lease is not None and not nslog.lost:
+                try:
+                    await self.leases.release(nslog.lease)
+                except (NatsError, asyncio.TimeoutError) as exc:
+                    log.warning("lease not released; it expires by itself", namespace=name, error=repr(exc))
+        finally:
+            self._leaving.discard(name)
         self.counters.handed_over += 1
         log.info("namespace handed over", namespace=name)
 
@@ -240,26 +267,36 @@ class ClusterNode:
         nslog = self.logs.get(namespace)
         return nslog is not None and nslog.ready and nslog.lease.valid()
 
-    async def ensure_owner(self, namespace: str) -> NamespaceLog:
-        """This node's log of ``namespace``, taking the namespace if it should; else MOVED/UNAVAILABLE."""
+    async def ensure_owner(self, namespace: str, reading: bool = False) -> NamespaceLog | None:
+        """This node's log of ``namespace``, taking the namespace if it should; else MOVED/UNAVAILABLE.
+
+        ``reading``: None when nobody owns the namespace and its log is empty (it has no memories):
+        a read is answered as empty without taking a lease or writing a fence."""
         if self.serving(namespace):
             return self.logs[namespace]
         lock = self._locks.setdefault(namespace, asyncio.Lock())
-        async with lock:
-            try:
-                return await self._own(namespace)
-            except (NatsError, asyncio.TimeoutError) as exc:
-                self.counters.unavailable += 1
-                raise UnavailableError(f"the cluster is not reachable from this node: {exc!r}",
-                                       details={"retry_after_s": 0.5}) from None
-            except UnavailableError:
-                self.counters.unavailable += 1
-                raise
-            except MovedError:
-                self.counters.moved += 1
-                raise
+        try:
+            async with lock:
+                return await self._own(namespace, reading)
+        except (NatsError, asyncio.TimeoutError) as exc:
+            self.counters.unavailable += 1
+            raise UnavailableError(f"the cluster is not reachable from this node: {exc!r}",
+                                   details={"retry_after_s": 0.5}) from None
+        except UnavailableError:
+            self.counters.unavailable += 1
+            raise
+        except MovedError:
+            self.counters.moved += 1
+            raise
+        finally:
+            # One lock per namespace being decided, not per name ever asked for.
+            if namespace not in self.logs and not lock.locked() and not getattr(lock, "_waiters", None):
+                self._locks.pop(namespace, None)
 
-    async def _own(self, namespace: str) -> NamespaceLog:
+    async def _own(self, namespace: str, reading: bool) -> NamespaceLog | None:
+        if namespace in self._leaving:
+            raise UnavailableError(f"namespace {namespace!r} is being handed over; retry",
+                                   details={"retry_after_s": 0.1})
         nslog = self.logs.get(namespace)
         if nslog is not None:
             if nslog.ready and not nslog.lease.valid():
@@ -274,8 +311,15 @@ class ClusterNode:
             if self.serving(namespace):
                 return self.logs[namespace]
         holder = await self.leases.holder(namespace)
+        if holder is None and reading and await self._log_is_empty(namespace):
+            return None
         if holder is None:
             preferred = preferred_owner(namespace, self.members.nodes)
+            if preferred not in (None, self.name):
+                # Before sending the client elsewhere, look at membership as the bucket has it now: two
+                # nodes whose cached views differ (one just joined) would otherwise send it back and forth.
+                await self.members.refresh()
+                preferred = preferred_owner(namespace, self.members.nodes)
             if preferred not in (None, self.name) and await self.members.answers(preferred):
                 raise self._moved(namespace, preferred)
             lease = await self.leases.acquire(namespace)
@@ -297,6 +341,13 @@ class ClusterNode:
         await self._take_over(nslog, lease)
         self.counters.takeovers += 1
         return nslog
+
+    async def _log_is_empty(self, namespace: str) -> bool:
+        try:
+            await self.js.get_last_msg(self.names.stream, self.names.subject(namespace))
+        except StreamNotFound:
+            return True
+        return False
 
     async def _take_over(self, nslog: NamespaceLog, lease: Lease) -> None:
         try:
@@ -338,7 +389,9 @@ class ClusterNode:
         async def read(namespace: str | None, args: Any) -> Any:
             name = check_namespace(namespace)
             if not self.serving(name):
-                await self.ensure_owner(name)
+                # None: nothing was ever written to it, and this store holds nothing of it (start() checks
+                # that every local namespace came from the log): the engine answers it as empty.
+                await self.ensure_owner(name, reading=True)
             return call(namespace, args)
         return read
 
@@ -347,7 +400,9 @@ class ClusterNode:
         (its store may still hold copies of namespaces that moved, which it no longer answers for)."""
         async def stats(namespace: str | None, args: Any) -> m.StatsResult:
             if namespace:
-                await self.ensure_owner(check_namespace(namespace))
+                name = check_namespace(namespace)
+                if not self.serving(name):
+                    await self.ensure_owner(name, reading=True)
                 return engine_stats(namespace)
             return engine_stats(None, among={name for name in self.logs if self.serving(name)})
         return stats

@@ -222,3 +222,24 @@ def test_a_write_too_large_for_one_log_entry_is_refused_typed_and_big_batches_of
         with ThreadPoolExecutor(8) as pool:
             assert sum(len(got) for got in pool.map(write, range(16))) == 3200
         assert client.stats(namespace="big").namespaces[0].memories == 4700
+
+
+def test_reading_a_namespace_nobody_wrote_takes_no_lease_and_finds_nothing(cluster):
+    for node in cluster.nodes:
+        with Client(node.endpoint) as client:
+            assert client.recall("anything", namespace="never-written") == []
+            assert client.list(namespace="never-written").memories == []
+            assert client.stats(namespace="never-written").namespaces == []
+    assert all("never-written" not in {o.namespace for o in cluster.info(i).owned} for i in range(3))
+
+
+def test_a_store_written_as_a_single_node_is_refused_in_cluster_mode(cluster, tmp_path):
+    from memosd.testing import DaemonProcess
+
+    with DaemonProcess(tmp_path / "store") as single:
+        with single.client("local-only") as client:
+            client.remember("written before the cluster")
+    node = DaemonProcess(tmp_path / "store", env=cluster.env("late"))
+    with pytest.raises(RuntimeError, match="written outside cluster mode"):
+        node.start()
+    node.cleanup()

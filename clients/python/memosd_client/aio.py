@@ -117,15 +117,12 @@ class AsyncClient(Api):
         redirects are followed as by :meth:`memosd_client.Client.request`."""
         if self._closed:
             raise ConnectionFailedError("client is closed")
-        endpoint = self._router.endpoint(namespace)
-        give_up = time.monotonic() + self.timeout * (1 + self.retries)
-        safe = codec.retry_safe(op, args)
-        for hops in itertools.count():
+        attempt = self._router.start(namespace, self.timeout * (1 + self.retries), codec.retry_safe(op, args))
+        while True:
             try:
-                return await self._router.client(endpoint, self, self._peer).request_here(op, args, namespace)
+                return await self._router.client(attempt.endpoint, self, self._peer).request_here(op, args, namespace)
             except MemosdError as err:
-                endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up, safe)
-                await asyncio.sleep(wait)
+                await asyncio.sleep(self._router.after(err, namespace, attempt))
 
     def _peer(self, endpoint: str) -> "AsyncClient":
         return AsyncClient(endpoint, timeout=self.timeout, retries=self.retries,

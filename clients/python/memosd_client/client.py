@@ -105,15 +105,12 @@ class Client(Api):
         say when to retry are retried, within ``timeout`` times the attempts."""
         if self._sock is None:
             raise ConnectionFailedError("client is closed")
-        endpoint = self._router.endpoint(namespace)
-        give_up = time.monotonic() + self.timeout * (1 + self.retries)
-        safe = codec.retry_safe(op, args)
-        for hops in itertools.count():
+        attempt = self._router.start(namespace, self.timeout * (1 + self.retries), codec.retry_safe(op, args))
+        while True:
             try:
-                return self._router.client(endpoint, self, self._peer).request_here(op, args, namespace)
+                return self._router.client(attempt.endpoint, self, self._peer).request_here(op, args, namespace)
             except MemosdError as err:
-                endpoint, wait = self._router.after(err, namespace, endpoint, hops, give_up, safe)
-                time.sleep(wait)
+                time.sleep(self._router.after(err, namespace, attempt))
 
     def _peer(self, endpoint: str) -> "Client":
         return Client(endpoint, timeout=self.timeout, retries=self.retries, auto_idempotency=self.auto_idempotency,

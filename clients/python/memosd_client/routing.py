@@ -8,6 +8,7 @@ Against a single daemon neither reply occurs and the router never changes anythi
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -47,24 +48,44 @@ class Router(Generic[C]):
     def endpoint(self, namespace: str | None) -> str:
         return self.routes.get(namespace, self.seed)
 
-    def after(self, err: MemosdError, namespace: str | None, endpoint: str, hops: int, give_up: float,
-              safe: bool) -> tuple[str, float]:
-        """Where to resend after ``err`` and how long to wait first; raises ``err`` when not to resend.
+    def start(self, namespace: str | None, budget_s: float, safe: bool) -> "Attempt":
+        """The routing state of one request: where it goes first, and how long it may keep trying."""
+        return Attempt(self.endpoint(namespace), time.monotonic() + budget_s, safe)
 
-        MOVED means the request was not executed, so any request follows it. UNAVAILABLE and a silent
-        node may come after a write reached the log, so only ``safe`` requests (reads, and writes with
-        idempotency keys) are resent after them."""
+    def after(self, err: MemosdError, namespace: str | None, attempt: "Attempt") -> float:
+        """Point ``attempt`` where to resend after ``err`` and return how long to wait first; raises
+        ``err`` when not to resend.
+
+        MOVED means the request was not executed, so any request follows it, at most :data:`MAX_HOPS`
+        times. UNAVAILABLE and a silent node may come after a write reached the log, so only ``safe``
+        requests (reads, and writes with idempotency keys) are resent after them."""
         if isinstance(err, MovedError):
             target = err.details.get("endpoint")
-            if isinstance(target, str) and target and hops < MAX_HOPS:
-                self.routes[namespace] = target
-                return target, 0.0
-        elif isinstance(err, UnavailableError) and safe:
+            if isinstance(target, str) and target and attempt.moves < MAX_HOPS:
+                self.routes[namespace] = attempt.endpoint = target
+                attempt.moves += 1
+                return 0.0
+        elif isinstance(err, UnavailableError) and attempt.safe:
             wait = err.details.get("retry_after_s")
-            if isinstance(wait, (int, float)) and time.monotonic() + wait < give_up:
-                return endpoint, float(wait)
-        elif isinstance(err, (RequestTimeoutError, ConnectionFailedError)) and endpoint != self.seed and safe:
+            if isinstance(wait, (int, float)) and time.monotonic() + wait < attempt.give_up:
+                return float(wait)
+        elif isinstance(err, (RequestTimeoutError, ConnectionFailedError)) and attempt.endpoint != self.seed \
+                and attempt.safe:
             # The owner we were sent to is gone: ask the node we know again, it knows who owns it now.
             self.routes.pop(namespace, None)
-            return self.seed, 0.0
+            attempt.endpoint = self.seed
+            return 0.0
         raise err
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One request's way through a cluster."""
+
+    endpoint: str
+    give_up: float
+    """time.monotonic() after which a wait for UNAVAILABLE is no longer made."""
+    safe: bool
+    """Safe to resend after UNAVAILABLE or a silent node (reads, writes with idempotency keys)."""
+    moves: int = 0
+    """MOVED replies followed so far (waits and fallbacks do not count)."""
