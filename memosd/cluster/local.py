@@ -40,6 +40,8 @@ class LocalCluster:
         self.extra_env = dict(extra_env or {})
         self.curve = curve
         """Nodes on CURVE tcp endpoints (advertised to clients), sharing one server key pair."""
+        public, secret = zmq.curve_keypair()
+        self._server_key = json.dumps({"public_key": public.decode(), "secret_key": secret.decode()})
         self.nodes: list[DaemonProcess] = []
         self.names = [f"n{i}" for i in range(nodes)]
 
@@ -55,19 +57,28 @@ class LocalCluster:
     def start(self) -> "LocalCluster":
         self.nats.start()
         self.nats.wait_ready()
-        server_key = json.dumps(dict(zip(("public_key", "secret_key"), (k.decode() for k in zmq.curve_keypair()))))
-        for name in self.names:
-            node = DaemonProcess(self.base_dir / name, env=self.env(name), tcp=self.curve)
-            if self.curve:
-                # Every node must present the key its clients were given (docs/cluster.md, "CURVE").
-                node.env.update({"MEMOSD_SECURITY_CURVE": "true", "MEMOSD_CLUSTER_ADVERTISE": node.tcp_endpoint})
-                key_file = node.data_dir / "curve" / "server.json"
-                key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                key_file.write_text(server_key)
-                key_file.chmod(0o600)
-            self.nodes.append(node)
-            node.start()
+        for name in list(self.names):
+            self._start_node(name)
         return self
+
+    def add_node(self) -> DaemonProcess:
+        """Start one more node (it joins the running cluster and takes its share of the namespaces)."""
+        name = f"n{len(self.names)}"
+        self.names.append(name)
+        return self._start_node(name)
+
+    def _start_node(self, name: str) -> DaemonProcess:
+        node = DaemonProcess(self.base_dir / name, env=self.env(name), tcp=self.curve)
+        if self.curve:
+            # Every node must present the key its clients were given (docs/cluster.md, "CURVE").
+            node.env.update({"MEMOSD_SECURITY_CURVE": "true", "MEMOSD_CLUSTER_ADVERTISE": node.tcp_endpoint})
+            key_file = node.data_dir / "curve" / "server.json"
+            key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            key_file.write_text(self._server_key)
+            key_file.chmod(0o600)
+        self.nodes.append(node)
+        node.start()
+        return node
 
     def stop(self) -> None:
         for node in self.nodes:
