@@ -22,7 +22,6 @@ from collections.abc import Iterable
 
 import msgpack
 import msgspec
-import structlog
 import zmq
 
 from memosd_client.protocol import codec
@@ -37,7 +36,7 @@ from memosd_client.protocol.errors import (
     UnavailableError,
 )
 
-from ..logs import get_logger
+from ..logs import bind_request, get_logger
 from ..security.curve import ServerKeys
 from ..security.grants import LOCAL, Principal, authorize
 from ..security.keys import KeyStore
@@ -81,6 +80,9 @@ def _request_id(frame: bytes) -> int:
 
 _POLLIN = int(zmq.POLLIN)
 """A plain int: ``zmq.POLLIN`` is an enum flag, and ``&`` on one builds a new enum per call."""
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
 def _recv_message(sock: zmq.Socket) -> tuple[bytes, list[zmq.Frame]]:
@@ -92,12 +94,12 @@ def _recv_message(sock: zmq.Socket) -> tuple[bytes, list[zmq.Frame]]:
     in an enum; that and a Frame object for the identity were half the cost of taking a flood
     off the socket.
     """
-    identity = sock.recv(zmq.NOBLOCK)
+    identity = sock.recv(_NOBLOCK)
     # ROUTER puts the identity before every message, so at least one frame follows; the rest of a
     # message is always there once its first frame is.
-    parts = [sock.recv(zmq.NOBLOCK, copy=False)]
+    parts = [sock.recv(_NOBLOCK, copy=False)]
     while parts[-1].more:
-        parts.append(sock.recv(zmq.NOBLOCK, copy=False))
+        parts.append(sock.recv(_NOBLOCK, copy=False))
     return identity, parts
 
 
@@ -228,14 +230,19 @@ class Server:
             queue = self._queues[id(listener)] = FairQueue()
         more = False
         dropped = 0
-        for _ in range(self.READ_BATCH):
+        for taken in range(self.READ_BATCH):
+            # Reading ZMQ_EVENTS rearms the edge-triggered ZMQ_FD (EAGAIN alone leaves it unarmed, and
+            # the loop then sleeps while messages wait). It is asked before the first two reads: most
+            # calls find no message or one (a look after a reply, one request), and an EAGAIN costs
+            # pyzmq an exception several times dearer than the look. Past two, a flood is being read:
+            # it reads until EAGAIN and asks once at the end (at 2-3 us a look per message was most of
+            # the cost of taking a flood off the socket).
+            if taken < 2 and not sock.getsockopt(_EVENTS) & _POLLIN:
+                break
             try:
                 parts = _recv_message(sock)
             except zmq.Again:
-                # EAGAIN alone leaves the edge-triggered ZMQ_FD unarmed (the loop then sleeps while
-                # messages wait); reading ZMQ_EVENTS rearms it. Asked once per empty socket, not per
-                # message: at 2-3 us it was most of the cost of taking a flood off the socket.
-                if not sock.getsockopt(zmq.EVENTS) & _POLLIN:
+                if not sock.getsockopt(_EVENTS) & _POLLIN:
                     break
                 continue
             try:
@@ -332,7 +339,7 @@ class Server:
             return
         request_id = 0
         op = "invalid"
-        structlog.contextvars.clear_contextvars()
+        bind_request(None)
         try:
             env = codec.decode_envelope(payload)
             request_id = env.id
@@ -342,8 +349,7 @@ class Server:
                 self._count("deadline_dropped", op)
                 return
             # Request context for every log line this request causes (tasks inherit it).
-            structlog.contextvars.bind_contextvars(request_id=request_id, op=op,
-                                                   namespace=env.ns[:128] if env.ns else None)
+            bind_request({"request_id": request_id, "op": op, "namespace": env.ns[:128] if env.ns else None})
             if self.debug:
                 log.debug("request", principal=principal.name if principal else None)
             if principal is None:
@@ -425,7 +431,9 @@ class Server:
 
     def _send(self, listener: Listener, identity: bytes, payload: bytes) -> None:
         try:
-            listener.sock.send_multipart([identity, payload], flags=zmq.NOBLOCK)
+            # Two sends, not send_multipart: it checks every part and builds flag enums per call.
+            listener.sock.send(identity, _SNDMORE_NOBLOCK)
+            listener.sock.send(payload, _NOBLOCK)
             # A send can take in the messages that arrived meanwhile, and with them the edge of the
             # edge-triggered ZMQ_FD: without a look at the socket after it, a request sent while its
             # reply went out would wait until the next one arrived (a client awaiting several

@@ -10,6 +10,7 @@ changes an answer, it only makes the next query that needs them fault them in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ Row = tuple[np.ndarray, np.ndarray]
 
 _SCATTER_BATCH = 16
 """Past this many rows, document frequencies are updated in one scatter-add (a loop below it)."""
+
+_SMALL_BATCH = 16
+"""Up to this many texts are featurised one by one: numpy's per-call costs outweigh batching below it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +72,24 @@ class Featurizer:
         tokens when the caller has them already."""
         if not texts:
             return []
-        batch = TermBatch(list(terms) if terms is not None else [self.tokenizer.terms(t) for t in texts])
+        terms = list(terms) if terms is not None else [self.tokenizer.terms(t) for t in texts]
+        if len(terms) <= _SMALL_BATCH:
+            return [self._row(doc_terms) for doc_terms in terms]
+        batch = TermBatch(terms)
         rows, buckets, weights = self.encoder.features(batch)
         norms = np.sqrt(np.bincount(rows, weights * weights, minlength=len(texts)))
         stored = (weights / np.where(norms[rows] > 0, norms[rows], 1.0) ** self.norm_exponent).astype(np.float32)
         bounds = np.searchsorted(rows, np.arange(len(texts) + 1))
         buckets = buckets.astype(np.int32)
         return [(buckets[a:b], stored[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def _row(self, terms: list[str]) -> Row:
+        """One text's row without batch overhead; the same numbers as a batch gives it (the norm is
+        summed in the same order, as bincount does)."""
+        buckets, weights = self.encoder.query(terms)
+        norm = math.sqrt(sum(w * w for w in weights.tolist()))
+        scale = norm ** self.norm_exponent if norm > 0 else 1.0
+        return buckets.astype(np.int32), (weights / scale).astype(np.float32)
 
     def query(self, text: str | AnalyzedQuery) -> tuple[np.ndarray, np.ndarray]:
         """(buckets, weights) of a query, unnormalised (as the flat hash channel queries)."""

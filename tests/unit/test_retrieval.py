@@ -260,3 +260,20 @@ def test_top_fused_matches_a_full_sort(depth, normalise):
 def test_config_rejects_disabling_every_channel():
     with pytest.raises(ValueError):
         RetrievalConfig(bm25_weight=0.0, hash_weight=0.0)
+
+
+@pytest.mark.parametrize("dim, bigram_weight, norm_exponent", [(64, 0.5, 0.5), (1 << 18, 0.5, 0.25), (4096, 0.0, 1.0)])
+def test_a_turn_featurised_alone_has_the_numbers_a_batch_gives_it(dim, bigram_weight, norm_exponent):
+    # A write featurises its one turn alone, a start-up rebuild in batches: the stored vectors (and so
+    # every fine score and page vector) must not depend on which path made them. dim 64 forces collisions.
+    from memosd.bench.workload import Workload
+    from memosd.tiers.fine import Featurizer
+
+    texts = [mem.text for mem in Workload(None, seed=5).memories(300)] + ["", "the of and", "x"]
+    featurizer = Featurizer(dim, bigram_weight, norm_exponent)
+    batch = featurizer.rows(texts)
+    assert len(batch) == len(texts) > 16  # the batch path, not the one-by-one path
+    for text, (buckets, weights) in zip(texts, batch):
+        [(alone_buckets, alone_weights)] = featurizer.rows([text])
+        assert alone_buckets.dtype == buckets.dtype and alone_weights.dtype == weights.dtype
+        assert np.array_equal(alone_buckets, buckets) and np.array_equal(alone_weights, weights), text
