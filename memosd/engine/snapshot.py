@@ -91,7 +91,7 @@ def write(env: Environment, data_dir: Path, namespaces: dict, fp: str) -> Path:
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         pickle.dump(asdict(header), fh, protocol=pickle.HIGHEST_PROTOCOL)
         with _no_gc():
-            pickle.dump(namespaces, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            _Pickler(fh, protocol=pickle.HIGHEST_PROTOCOL).dump(namespaces)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -116,6 +116,19 @@ def read(env: Environment, data_dir: Path, fp: str) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - any unreadable snapshot means a rebuild, never a failed start
         log.warning("index snapshot unreadable: the indexes are rebuilt from the store", error=repr(exc))
         return None
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles numpy's built-in dtypes by name, so that they read back as numpy's own dtype objects.
+
+    Plain pickle reads every array's dtype back as a new, equal dtype object, and numpy's fast path
+    for ``np.add.at`` (how recall sums posting lists) is taken only for its own: on arrays read
+    back from a plain pickle, the sums ran 15-20 times slower (50 ns a posting against 3)."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, np.dtype) and obj.isbuiltin == 1:
+            return np.dtype, (obj.str,)
+        return NotImplemented
 
 
 @contextlib.contextmanager
