@@ -64,21 +64,23 @@ def print_bench(result: dict, console: Console | None = None) -> None:
         console.print(table)
 
         table = Table(title="store (after filling in durable batches of 1000; RSS after the recalls; restart: "
-                            "stop, start on the same store, first recall answered; rebuild: the same without "
-                            "the index snapshot, as after a crash)")
+                            "stop, start on the same store, first recall answered, then recall p50 on the "
+                            "indexes opened from the snapshot and its ratio to before the restart; rebuild: the "
+                            "same without the index snapshot, as after a crash)")
         for col in ("memories", "fill rate", "on disk", "bytes/memory", "LMDB used", "daemon RSS",
-                    "anon RSS", "RAM/memory", "restart", "rebuild", "daemon CPU/recall"):
+                    "anon RSS", "RAM/memory", "restart", "p50 after", "rebuild", "daemon CPU/recall"):
             table.add_column(col, justify="right")
         for row in result["recall"]:
             cpu = row.get("daemon_cpu_us_per_recall")
             per_memory = row.get("rss_anon_bytes_per_memory")
-            restart, rebuild = row.get("restart_s"), row.get("rebuild_s")
+            restart, rebuild, after = row.get("restart_s"), row.get("rebuild_s"), row.get("after_restart")
             table.add_row(f"{row['memories']:,}", _rate(row["fill"]["per_s"]), _bytes(row["store"]["disk_bytes"]),
                           "-" if row["store"]["disk_bytes_per_memory"] is None
                           else f"{row['store']['disk_bytes_per_memory']:,.0f}",
                           _bytes(row["store"]["used_bytes"]), _bytes(row["rss_bytes"]),
                           _bytes(row.get("rss_anon_bytes")), "-" if per_memory is None else f"{per_memory:,.0f} B",
                           "-" if restart is None else f"{restart:.2f} s",
+                          "-" if after is None else f"{_us(after['p50_us'])} ({_x(after.get('vs_before_p50'))})",
                           "-" if rebuild is None else f"{rebuild:.2f} s", _us(cpu))
         console.print(table)
 

@@ -51,6 +51,10 @@ def test_bench_quick_prints_floor_and_memosd_figures():
     assert 0 < row["restart"]["ready_s"] <= row["restart_s"] < 120
     assert row["restart"]["first_recall_hits"] > 0 and row["restart"]["indexes_from"] == "snapshot"
     assert row["rebuild"]["first_recall_hits"] > 0 and row["rebuild"]["indexes_from"] == "store"
+    # Recall timed again on the indexes opened from the snapshot, beside the figure from before.
+    after = row["after_restart"]
+    assert 0 < after["p50_us"] <= after["p99_us"]
+    assert after["vs_before_p50"] == round(after["p50_us"] / paths["memosd ipc"]["p50_us"], 2)
 
 
 def test_bench_peers_compares_memosd_with_exact_search_on_the_same_vectors():
