@@ -98,6 +98,12 @@ class TierManager:
                     facts.setdefault(record.page, []).append(record)
         return pages, facts
 
+    def read_page(self, ns_id: int, page_id: int) -> PageRecord | None:
+        """A page as stored, with the summary, keywords and entities its RAM copy leaves out."""
+        with self.env.read() as txn:
+            raw = txn.get(records.page_key(ns_id, page_id), db=self._pages)
+        return None if raw is None else records.decode_page(raw)
+
     def read_facts(self, ns_id: int, page_id: int) -> list[FactRecord]:
         with self.env.read() as txn:
             return [records.decode_fact(raw)

@@ -11,6 +11,7 @@ from memosd_client.protocol.errors import NotFoundError
 
 from ..engine.namespace import TIER_NAMES
 from .manager import TierManager
+from .records import PageRecord
 from .scheduler import Scheduler
 from .state import TIER_LTM, TIER_MTM, TIER_STM, TierState
 
@@ -56,17 +57,29 @@ def page_result(manager: TierManager, state: TierState, page_id: int) -> m.PageR
         raise NotFoundError(f"no page {page_id} in namespace {state.name!r}")
     slots = state.page_slots.get(page_id) or []
     stored = manager.read_facts(state.ns_id, page_id) if page.facts else []
+    knowledge = _knowledge(manager, state, page)
     return m.PageResult(
         id=page.id, session=page.session, members=list(page.members), first_time=page.first_time,
         last_time=page.last_time, tier=TIER_NAMES[int(state.table.tier[slots[0]])] if slots else "mtm",
         closed=page.closed, consolidated=page.consolidated, resident=page_id in state.blocks,
         heat=round(state.page_heat(page), 6), hits=page.hits, touched_at=page.touched_at,
         prefetched=page_id in state.prefetched, policy=page.policy,
-        summary=page.summary, keywords=list(page.keywords),
-        entities=[m.EntityInfo(name=e.name, sources=list(e.sources)) for e in page.entities],
+        summary=knowledge.summary, keywords=list(knowledge.keywords),
+        entities=[m.EntityInfo(name=e.name, sources=list(e.sources)) for e in knowledge.entities],
         facts=[m.FactInfo(text=f.text, sources=list(f.sources), event_time=f.event_time, meta=dict(f.meta))
                for f in stored],
     )
+
+
+def _knowledge(manager: TierManager, state: TierState, page: PageRecord) -> PageRecord:
+    """The page with its summary, keywords and entities (kept in the store, not in RAM), as the tiers
+    see it: none while the RAM copy is not consolidated, or when the store holds another version of it
+    (a consolidation or purge committed a moment ago, not applied yet)."""
+    stored = manager.read_page(state.ns_id, page.id) if page.consolidated else None
+    if stored is None or not stored.consolidated or stored.members != page.members:
+        return PageRecord(id=page.id, session=page.session, members=page.members, first_time=page.first_time,
+                          last_time=page.last_time, created_at=page.created_at)
+    return stored
 
 
 def entity_result(manager: TierManager, state: TierState | None, name: str, limit: int) -> m.EntityResult:
@@ -78,7 +91,7 @@ def entity_result(manager: TierManager, state: TierState | None, name: str, limi
     mentions: list[int] = []
     facts: list[m.FactInfo] = []
     for page_id in pages:
-        page = state.pages[page_id]
+        page = _knowledge(manager, state, state.pages[page_id])
         cited = sorted({i for e in page.entities if e.name.casefold() == key for i in e.sources})
         mentions.extend(cited)
         for fact in manager.read_facts(state.ns_id, page_id):

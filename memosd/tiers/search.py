@@ -319,7 +319,7 @@ class TwoStage:
         units: set[int] = set()
         top = hits[0].score
         for hit in hits:
-            page_id, sources = tiers.fact_sources[tiers.knowledge.key_of[hit.slot]]
+            page_id, sources = tiers.fact_source(tiers.knowledge.key_of[hit.slot])
             units.add(page_id)
             if boost is None:
                 continue

@@ -15,7 +15,9 @@ demand and evicted coldest first.
 from __future__ import annotations
 
 import heapq
+import sys
 import time
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -167,12 +169,13 @@ class TierState:
         self.next_page_id = 1
         self.coarse = DocTable(RetrievalConfig())
         self.knowledge = DocTable(RetrievalConfig(hash_weight=0.0))
-        self.fact_sources: dict[int, tuple[int, list[int]]] = {}
-        """Knowledge doc key -> (page id, source memory ids)."""
+        self.fact_sources: dict[int, bytes] = {}
+        """Knowledge doc key -> its page id and source memory ids, packed (see fact_source): a tuple of a
+        list of ints cost about 200 bytes a fact, and a store holds two or three facts per memory."""
         self.fact_text: dict[int, str] = {}
         self.entity_pages: dict[str, set[int]] = {}
         """Entity name (casefolded) -> consolidated pages that name it: the entity index of long-term memory."""
-        self._page_entities: dict[int, list[str]] = {}
+        self._page_entities: dict[int, tuple[str, ...]] = {}
         self.page_facts: dict[int, list[int]] = {}
         self._next_fact_key = 0
         self._indexed: dict[int, str] = {}
@@ -271,6 +274,7 @@ class TierState:
                 self.mark_unconsolidated(page_id)
             if page_id in facts:
                 self.install_knowledge(page, facts[page_id])
+            shed_knowledge(page)
         self._index_loaded_docs()
         self._loading = {}
 
@@ -587,7 +591,8 @@ class TierState:
         self.clear_knowledge(page.id)
         self.pages[page.id] = page
         self.unconsolidated.discard(page.id)
-        names = self._page_entities[page.id] = sorted({e.name.casefold() for e in page.entities})
+        # Interned: the same names recur on many pages and key entity_pages.
+        names = self._page_entities[page.id] = tuple(sorted({sys.intern(e.name.casefold()) for e in page.entities}))
         for name in names:
             self.entity_pages.setdefault(name, set()).add(page.id)
         keys = []
@@ -598,16 +603,22 @@ class TierState:
             self.pending_facts[key] = text  # indexed by flush_docs, in batches, off the request path
             self.fact_text[key] = text
             self._fact_bytes += len(text) + _STR_OVERHEAD
-            self.fact_sources[key] = (page.id, list(fact.sources))
+            self.fact_sources[key] = array("q", [page.id, *fact.sources]).tobytes()
             keys.append(key)
         self.page_facts[page.id] = keys
+        shed_knowledge(page)
 
-    def entities_of(self, page_id: int) -> list[str]:
+    def entities_of(self, page_id: int) -> tuple[str, ...]:
         """The (casefolded) entity names of a consolidated page; empty before consolidation."""
-        return self._page_entities.get(page_id, [])
+        return self._page_entities.get(page_id, ())
+
+    def fact_source(self, key: int) -> tuple[int, list[int]]:
+        """The page and the source memory ids of the knowledge document ``key``."""
+        page_id, *sources = array("q", self.fact_sources[key])
+        return page_id, sources
 
     def clear_knowledge(self, page_id: int) -> None:
-        for name in self._page_entities.pop(page_id, []):
+        for name in self._page_entities.pop(page_id, ()):
             pages = self.entity_pages.get(name)
             if pages is not None:
                 pages.discard(page_id)
@@ -785,6 +796,14 @@ class RingLayout:
     units: np.ndarray
     lengths: np.ndarray
     slots: np.ndarray
+
+
+def shed_knowledge(page: PageRecord) -> None:
+    """Drop a page's summary, keywords and entities from its RAM copy once they are indexed: the tiers
+    decide by members, times, heat and state alone, and ``page``/``entity`` read them from the store.
+    They were about a third of the RAM of a settled store. (A RAM copy is written back to the store
+    only while its page is open, before it has any knowledge.)"""
+    page.summary, page.keywords, page.entities = "", [], []
 
 
 def fact_document(fact: FactRecord, page: PageRecord) -> str:

@@ -200,8 +200,11 @@ def test_heat_decays_while_idle_and_rises_with_hits(tmp_path):
         assert hit.hits == pytest.approx(1.0, abs=0.01) and hit.heat > first.heat
 
 
-def test_purge_removes_a_memory_from_pages_knowledge_indexes_and_caches(tmp_path):
-    with DaemonProcess(tmp_path / "store") as daemon, daemon.client(namespace="chat") as client:
+@pytest.mark.parametrize("knowledge", [{}, {"MEMOSD_TIERS_KNOWLEDGE_WEIGHT": "0.5", "MEMOSD_TIERS_KNOWLEDGE_CANDIDATES": "5"}],
+                         ids=["default", "knowledge-channel"])
+def test_purge_removes_a_memory_from_pages_knowledge_indexes_and_caches(tmp_path, knowledge):
+    # With the knowledge channel on, recall also boosts the turns the best facts cite.
+    with DaemonProcess(tmp_path / "store", env=knowledge) as daemon, daemon.client(namespace="chat") as client:
         items = conversation(sessions=1, turns=20)
         items[3] = m.MemoryIn(text="Ana: I met Quorvathine at the pottery studio yesterday", session="s0",
                               event_time=items[3].event_time)
