@@ -146,6 +146,7 @@ class Engine(Validation, Records):
                             if progress is not None:
                                 progress(loaded)
                 state.add_many(chunk, page_of_id)
+                state.index.trim()  # the room bulk indexing left; new writes grow it again
                 state.tiers.finish_load(facts)
                 loaded += len(chunk)
                 self.namespaces[name] = state

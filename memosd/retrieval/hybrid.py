@@ -225,6 +225,12 @@ class HybridIndex:
         """
         return self._encoder.dense(TermBatch([self._tokenizer.terms(text) for text in texts]))
 
+    def trim(self) -> None:
+        """Give back the spare capacity of the posting lists (after a bulk load: see InvertedIndex.trim)."""
+        self._bm25.index.trim()
+        if self._with_hash:
+            self._hash.index.trim()
+
     def resident_bytes(self) -> int:
         """Approximate RAM held by the index structures and caches."""
         return (

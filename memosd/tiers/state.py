@@ -197,6 +197,8 @@ class TierState:
         """Pages made resident by prefetching that no recall has used yet (see slb/prefetch.py)."""
         self.pending_facts: dict[int, str] = {}
         """Knowledge documents waiting to be indexed (same reason as pending_docs)."""
+        self._trim_when_drained = False
+        """Set by a load: once the queues above are drained, the indexes' spare room is given back."""
         self.pending_docs: dict[int, str] = {}
         """Coarse documents waiting to be (re-)indexed by the scheduler, latest text per unit: indexing
         costs milliseconds, so it is done in time-boxed steps off the request path."""
@@ -277,6 +279,7 @@ class TierState:
             shed_knowledge(page)
         self._index_loaded_docs()
         self._loading = {}
+        self._trim_when_drained = True
 
     def _complete_load(self, page: PageRecord, texts: list[str], slots: list[int], rows: list[Row]) -> None:
         self._loaded_docs.append((page.id, "\n".join(texts)))
@@ -671,7 +674,17 @@ class TierState:
             self.knowledge.add_many([(key, self.pending_facts.pop(key)) for key in keys])
             if time.perf_counter() >= deadline:
                 break
+        if self._trim_when_drained and not self.pending_docs and not self.pending_facts:
+            self._after_load_drained()
         return len(self.pending_docs) + len(self.pending_facts)
+
+    def _after_load_drained(self) -> None:
+        """The documents queued by a load are indexed: give back the room that bulk indexing left (the
+        posting lists' doubling, and the queues' tables, which a dict never shrinks by itself)."""
+        self._trim_when_drained = False
+        self.coarse.index.trim()
+        self.knowledge.index.trim()
+        self.pending_docs, self.pending_facts = {}, {}
 
     def _index_docs(self, units: list[int]) -> None:
         """(Re-)index queued coarse documents together: one removal pass for the replaced ones, one batch

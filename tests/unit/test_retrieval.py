@@ -277,3 +277,22 @@ def test_a_turn_featurised_alone_has_the_numbers_a_batch_gives_it(dim, bigram_we
         [(alone_buckets, alone_weights)] = featurizer.rows([text])
         assert alone_buckets.dtype == buckets.dtype and alone_weights.dtype == weights.dtype
         assert np.array_equal(alone_buckets, buckets) and np.array_equal(alone_weights, weights), text
+
+
+def test_a_trimmed_index_answers_as_before_holds_no_spare_room_and_grows_again():
+    texts = synthetic_texts(300, seed=9)
+    queries = ["river stone", "w3 w5 garden", "music w10", "paint w1"]
+    kept, trimmed = HybridIndex(), HybridIndex()
+    for index in (kept, trimmed):  # batches, as a load indexes them: lists grow by doubling
+        for start in range(0, 200, 20):
+            index.add_many(list(range(start, start + 20)), texts[start:start + 20])
+    trimmed.trim()
+    for inverted in (trimmed._bm25.index, trimmed._hash.index):
+        assert all(len(p.slots) == p.size for p in inverted.lists if p is not None)
+    assert trimmed.resident_bytes() < kept.resident_bytes()
+    for index in (kept, trimmed):  # new documents after the trim, one by one and in a batch
+        index.add(200, texts[200])
+        index.add_many(list(range(201, 300)), texts[201:])
+    for query in queries:
+        a, b = kept.search(query, 20), trimmed.search(query, 20)
+        assert slots(a) == slots(b) and [h.score for h in a] == [h.score for h in b]
