@@ -10,6 +10,8 @@ import heapq
 
 import numpy as np
 
+from ..retrieval.postings import next_capacity
+
 INF = np.inf
 
 
@@ -90,7 +92,7 @@ class SlotTable:
         heapq.heappush(self.free, slot)
 
     def _grow(self) -> None:
-        self.capacity *= 2
+        self.capacity = next_capacity(self.capacity, self.capacity + 1)
         for name in (*self.COLUMNS, "current"):
             old = getattr(self, name)
             new = np.zeros(self.capacity, dtype=old.dtype)
