@@ -168,17 +168,19 @@ class HybridIndex:
         """``text`` tokenised once, to be scored against this and other indexes (see query.py)."""
         return AnalyzedQuery(text, self._tokenizer)
 
-    def fused_scores(self, query: str | AnalyzedQuery) -> np.ndarray:
+    def fused_scores(self, query: str | AnalyzedQuery, hash_weight: float | None = None) -> np.ndarray:
         """Every slot's fused score for ``query`` as ``search`` ranks them (each channel scaled to
-        a maximum of 1, then weighted and summed); padded past the highest slot."""
+        a maximum of 1, then weighted and summed); padded past the highest slot. ``hash_weight``:
+        the hashed channel's weight for this query instead of the configured one (0: BM25 alone)."""
         terms = terms_of(query, self._tokenizer)
         total = np.zeros(padded_size(len(self._live)), dtype=np.float32)
         if not terms or not self._count:
             return total
+        hash_weight = self.config.hash_weight if hash_weight is None else hash_weight
         channels = [(self.config.bm25_weight, self._bm25.contributions(terms))]
-        if self._with_hash and self.config.hash_weight:
+        if self._with_hash and hash_weight:
             hashed = hashed_of(query, terms, self._encoder)
-            channels.append((self.config.hash_weight, self._hash.contributions(*hashed)))
+            channels.append((hash_weight, self._hash.contributions(*hashed)))
         for weight, postings in channels:
             scores = self._scores(postings, None)
             top = scores.max()

@@ -306,7 +306,7 @@ class TwoStage:
         coarse = self.tiers.coarse
         if not len(coarse):
             return np.zeros(0, dtype=np.float32)
-        return coarse.index.fused_scores(query)
+        return coarse.index.fused_scores(query, hash_weight=self.tiers.cfg.coarse_hash_weight)
 
     def _knowledge(self, query: str | AnalyzedQuery, size: int) -> tuple[np.ndarray | None, set[int]]:
         tiers, cfg = self.tiers, self.tiers.cfg
