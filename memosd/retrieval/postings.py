@@ -79,7 +79,7 @@ class PostingList:
         return removed
 
     def trim(self) -> None:
-        """Drop the spare capacity doubling left (the next append doubles again)."""
+        """Drop the spare capacity growth left (the next append grows the arrays again)."""
         if len(self.slots) > self.size:
             self.slots = self.slots[: self.size].copy()
             self.values = self.values[: self.size].copy()
