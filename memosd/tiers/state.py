@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import sys
 import time
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -172,7 +173,10 @@ class TierState:
         self.fact_sources: dict[int, bytes] = {}
         """Knowledge doc key -> its page id and source memory ids, packed (see fact_source): a tuple of a
         list of ints cost about 200 bytes a fact, and a store holds two or three facts per memory."""
-        self.fact_text: dict[int, str] = {}
+        self._fact_texts: dict[int, bytes] = {}
+        """Page id -> its facts' documents as indexed, in page_facts order, compressed together: they are
+        read only to take the facts out of the knowledge index again (a purge, a new consolidation),
+        and as plain strings they were the largest part of a settled store's RAM after the indexes."""
         self.entity_pages: dict[str, set[int]] = {}
         """Entity name (casefolded) -> consolidated pages that name it: the entity index of long-term memory."""
         self._page_entities: dict[int, tuple[str, ...]] = {}
@@ -598,17 +602,19 @@ class TierState:
         names = self._page_entities[page.id] = tuple(sorted({sys.intern(e.name.casefold()) for e in page.entities}))
         for name in names:
             self.entity_pages.setdefault(name, set()).add(page.id)
-        keys = []
+        keys, texts = [], []
         for fact in facts:
             key = self._next_fact_key
             self._next_fact_key += 1
             text = fact_document(fact, page)
             self.pending_facts[key] = text  # indexed by flush_docs, in batches, off the request path
-            self.fact_text[key] = text
-            self._fact_bytes += len(text) + _STR_OVERHEAD
             self.fact_sources[key] = array("q", [page.id, *fact.sources]).tobytes()
             keys.append(key)
+            texts.append(text)
         self.page_facts[page.id] = keys
+        if texts:
+            packed = self._fact_texts[page.id] = zlib.compress(_encode_texts(texts), 1)
+            self._fact_bytes += len(packed) + _BYTES_OVERHEAD
         shed_knowledge(page)
 
     def entities_of(self, page_id: int) -> tuple[str, ...]:
@@ -627,12 +633,15 @@ class TierState:
                 pages.discard(page_id)
                 if not pages:
                     del self.entity_pages[name]
-        for key in self.page_facts.pop(page_id, []):
+        keys = self.page_facts.pop(page_id, [])
+        packed = self._fact_texts.pop(page_id, None)
+        texts = [] if packed is None else _decode_texts(zlib.decompress(packed))
+        if packed is not None:
+            self._fact_bytes -= len(packed) + _BYTES_OVERHEAD
+        texts += [""] * (len(keys) - len(texts))  # never short; "" would make the index sweep for it
+        for key, text in zip(keys, texts):
             if self.pending_facts.pop(key, None) is None:
-                self.knowledge.drop(key, self.fact_text.get(key, ""))
-            text = self.fact_text.pop(key, None)
-            if text is not None:
-                self._fact_bytes -= len(text) + _STR_OVERHEAD
+                self.knowledge.drop(key, text)
             self.fact_sources.pop(key, None)
 
     # ------------------------------------------------------------------ coarse documents
@@ -794,6 +803,9 @@ class TierState:
 
 
 _STR_OVERHEAD = 49
+_BYTES_OVERHEAD = 33
+_encode_texts = msgspec.msgpack.Encoder().encode
+_decode_texts = msgspec.msgpack.Decoder(list[str]).decode
 """Bytes of a str object beyond its characters (ASCII)."""
 
 

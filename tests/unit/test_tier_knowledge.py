@@ -1,0 +1,67 @@
+"""A namespace's long-term knowledge in RAM (tiers/state.py), in-process: facts indexed, then taken out."""
+
+from __future__ import annotations
+
+import time
+
+from memosd.config import TiersConfig
+from memosd.engine.slots import Interner, SlotTable
+from memosd.retrieval import RetrievalConfig
+from memosd.tiers.fine import Featurizer
+from memosd.tiers.records import EntityRecord, FactRecord, PageRecord
+from memosd.tiers.state import TierState
+
+
+def tiers() -> TierState:
+    retrieval = RetrievalConfig()
+    featurizer = Featurizer(retrieval.hash_dim, retrieval.bigram_weight, retrieval.hash_norm_exponent)
+    return TierState("ns", 1, SlotTable(), {}, Interner(), TiersConfig(), featurizer, lambda ids: {})
+
+
+def page(page_id: int, members: list[int]) -> PageRecord:
+    return PageRecord(id=page_id, session="s", members=members, first_time=0.0, last_time=0.0, created_at=0.0,
+                      closed=True, consolidated=True, keywords=["kiln", "glaze"],
+                      entities=[EntityRecord("Quorvathine", [members[0]])])
+
+
+def facts(page_id: int, members: list[int], word: str) -> list[FactRecord]:
+    return [FactRecord(page=page_id, text=f"Ana met {word} at the studio", sources=[members[0]]),
+            FactRecord(page=page_id, text=f"the {word} glaze came out blue", sources=members[1:])]
+
+
+def found(state: TierState, query: str) -> set[int]:
+    return {state.knowledge.key_of[hit.slot] for hit in state.knowledge.index.search(query, 10)}
+
+
+def test_facts_are_found_until_their_page_is_cleared_and_leave_no_posting_behind():
+    state = tiers()
+    state.install_knowledge(page(1, [10, 11, 12]), facts(1, [10, 11, 12], "Quorvathine"))
+    state.install_knowledge(page(2, [20, 21]), facts(2, [20, 21], "Belvemire"))
+    while state.flush_docs(time.perf_counter() + 1):
+        pass
+    assert found(state, "Quorvathine") == set(state.page_facts[1])
+    assert state.fact_source(state.page_facts[1][1]) == (1, [11, 12])
+    assert state.entities_of(1) == ("quorvathine",)
+    assert state.pages[1].entities == [] and state.pages[1].keywords == []  # indexed, then left to the store
+
+    state.clear_knowledge(1)
+    assert found(state, "Quorvathine") == set()
+    assert found(state, "Belvemire") == set(state.page_facts[2])
+    assert len(state.knowledge) == len(state.fact_sources) == 2
+    # Every posting left belongs to page 2's facts.
+    slots = {state.knowledge.slot_of[key] for key in state.page_facts[2]}
+    index = state.knowledge.index
+    for plist in index._bm25.index.lists:
+        if plist is not None:
+            assert set(plist.view()[0].tolist()) <= slots
+
+
+def test_a_page_consolidated_again_replaces_its_facts():
+    state = tiers()
+    state.install_knowledge(page(1, [10, 11, 12]), facts(1, [10, 11, 12], "Quorvathine"))
+    state.flush_docs(time.perf_counter() + 1)
+    state.install_knowledge(page(1, [10, 11]), facts(1, [10, 11], "Belvemire"))
+    state.flush_docs(time.perf_counter() + 1)
+    assert found(state, "Quorvathine") == set()
+    assert found(state, "Belvemire") == set(state.page_facts[1])
+    assert len(state.fact_sources) == 2
