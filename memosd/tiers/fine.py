@@ -57,6 +57,11 @@ class FineBlock:
     def nbytes(self) -> int:
         return self.slots.nbytes + self.buckets.nbytes + self.weights.nbytes + _BLOCK_OVERHEAD
 
+    @staticmethod
+    def nbytes_of(rows: Sequence[Row]) -> int:
+        """``FineBlock.of(slots, rows).nbytes``, without building it (int32 slot and bucket, float32 weight)."""
+        return 12 * sum(len(buckets) for buckets, _ in rows) + _BLOCK_OVERHEAD
+
 
 class Featurizer:
     """Text -> stored hash-channel rows, with the same tokenizer and encoder as the flat index."""

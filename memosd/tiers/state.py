@@ -289,9 +289,10 @@ class TierState:
         self._loaded_docs.append((page.id, "\n".join(texts)))
         if len(self._loaded_docs) >= LOAD_DOC_BATCH:
             self._index_loaded_docs()
-        if self.load_room[0] > 0:
+        size = FineBlock.nbytes_of(rows)
+        if size <= self.load_room[0]:  # only what fits: a start never begins over the budget
             self._set_block(page.id, FineBlock.of(slots, rows))
-            self.load_room[0] -= self.blocks[page.id].nbytes
+            self.load_room[0] -= size
 
     def _index_loaded_docs(self) -> None:
         if self._loaded_docs:

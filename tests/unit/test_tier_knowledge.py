@@ -1,4 +1,4 @@
-"""A namespace's long-term knowledge in RAM (tiers/state.py), in-process: facts indexed, then taken out."""
+"""A namespace's long-term knowledge and page blocks in RAM (tiers/state.py, tiers/fine.py), in-process."""
 
 from __future__ import annotations
 
@@ -65,3 +65,14 @@ def test_a_page_consolidated_again_replaces_its_facts():
     assert found(state, "Quorvathine") == set()
     assert found(state, "Belvemire") == set(state.page_facts[1])
     assert len(state.fact_sources) == 2
+
+
+def test_a_blocks_size_is_known_before_it_is_built():
+    # A start makes pages resident only while their blocks fit the budget, sized before they are built.
+    from memosd.bench.workload import Workload
+    from memosd.tiers.fine import FineBlock
+
+    featurizer = tiers().feat
+    rows = featurizer.rows([mem.text for mem in Workload(None, seed=1).memories(8)] + [""])
+    assert FineBlock.nbytes_of(rows) == FineBlock.of(list(range(9)), rows).nbytes
+    assert FineBlock.nbytes_of([]) == FineBlock.of([], []).nbytes
