@@ -690,7 +690,7 @@ class TierState:
 
     def _after_load_drained(self) -> None:
         """The documents queued by a load are indexed: give back the room that bulk indexing left (the
-        posting lists' doubling, and the queues' tables, which a dict never shrinks by itself)."""
+        posting lists' growth, and the queues' tables, which a dict never shrinks by itself)."""
         self._trim_when_drained = False
         self.coarse.index.trim()
         self.knowledge.index.trim()
@@ -804,10 +804,11 @@ class TierState:
 
 
 _STR_OVERHEAD = 49
+"""Bytes of a str object beyond its characters (ASCII)."""
 _BYTES_OVERHEAD = 33
+"""Bytes of a bytes object beyond its contents."""
 _encode_texts = msgspec.msgpack.Encoder().encode
 _decode_texts = msgspec.msgpack.Decoder(list[str]).decode
-"""Bytes of a str object beyond its characters (ASCII)."""
 
 
 def _stm_nbytes(row: Row | None, text: str | None) -> int:
