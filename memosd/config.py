@@ -50,9 +50,13 @@ class StoreSection:
     durable: bool = True
     """fsync on every commit. False: commits survive a process crash, not a power loss."""
     index_snapshot: bool = True
-    """At a clean stop, write the in-RAM indexes to ``<data_dir>/indexes/`` and open them at the next
-    start instead of rebuilding them from the store (used only when nothing was written in between;
-    see docs/indexes.md). Costs about as much disk as the daemon's RAM for indexes."""
+    """Write the in-RAM indexes to ``<data_dir>/indexes/`` (at a clean stop, and every
+    ``checkpoint_interval_s`` while writes come) and open them at the next start instead of rebuilding
+    them from the store: each namespace written since is rebuilt (docs/indexes.md). Costs about as
+    much disk as the daemon's RAM for indexes."""
+    checkpoint_interval_s: float = 300.0
+    """Seconds between index snapshots written while serving, when something was written since the
+    last; a crash then rebuilds only the namespaces written after it. 0: only at a clean stop."""
 
 
 @dataclass(slots=True)

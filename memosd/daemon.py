@@ -28,6 +28,7 @@ from memosd_client.protocol.errors import InvalidArgumentError, NotFoundError, U
 from . import __version__
 from .cluster.node import ClusterNode
 from .config import Config, ConfigError
+from .engine.checkpoint import Checkpointer
 from .engine.engine import Engine
 from .events import EventBus
 from .events.mqtt import MqttBridge, MqttSettings
@@ -86,6 +87,7 @@ class Daemon:
                                    PolicyRunner(config.tiers.policy, self.plugins, config.tiers.policy_timeout_s),
                                    last_request_at=lambda: self.server.last_request_at,
                                    requests_waiting=lambda: self.server.requests_waiting())
+        self.checkpointer = Checkpointer(self.engine, config.data_dir, config.store.checkpoint_interval_s)
         self.metrics = Metrics()
         self.gc_pauses = PausePolicy(lambda: self.server.last_request_at)
         self.keys = KeyStore(self.env, self.writer)
@@ -173,6 +175,10 @@ class Daemon:
             migration=self.dense.report() if self.dense else None,
             indexes_from=self.engine.opened_from,
             load_s=round(self.load_seconds, 3),
+            namespaces_opened=self.engine.opened,
+            namespaces_rebuilt=self.engine.rebuilt,
+            snapshots_written=self.checkpointer.written,
+            snapshot_at=self.checkpointer.last_at,
             cluster=self.cluster.info() if self.cluster is not None else None,
         )
 
@@ -360,8 +366,10 @@ class Daemon:
         self.load_seconds = time.monotonic() - loaded_started
         log.info("store loaded", memories=loaded, namespaces=len(self.engine.namespaces),
                  seconds=round(self.load_seconds, 3), indexes_from=self.engine.opened_from,
-                 data_dir=str(self.config.data_dir))
+                 opened=self.engine.opened, rebuilt=self.engine.rebuilt, data_dir=str(self.config.data_dir))
         self.writer.start()
+        if self.config.store.index_snapshot:
+            self.checkpointer.start()
         if self.dense is not None:
             self.dense.start(loop)
         self.scheduler.start(loop)
@@ -397,6 +405,7 @@ class Daemon:
         if self.cluster is not None:  # hand every namespace over now rather than when its lease ends
             await self.cluster.stop()
         await self.scheduler.stop()
+        await self.checkpointer.stop()
         if self.dense is not None:
             self.dense.stop()
         self.writer.stop()

@@ -35,7 +35,7 @@ from ..retrieval import EncoderIdentity, HybridIndex, RetrievalConfig
 from ..retrieval.query import AnalyzedQuery
 from ..retrieval.ranking import padded_size
 from ..logs import get_logger
-from ..store import keys
+from ..store import keys, marks
 from ..store.environment import Environment
 from ..store.writer import WriterThread
 from ..tiers.manager import TierManager
@@ -88,70 +88,102 @@ class Engine(Validation, Records):
         """An empty index used only for its stateless encoder (``encode``)."""
         self.encoder: EncoderIdentity = self._encoder_index.encoder_identity
         self.opened_from = ""
-        """Where ``load`` got the indexes: "snapshot" (of the last clean stop) or "store" (rebuilt)."""
+        """Where ``load`` got the indexes: "snapshot", "store" (rebuilt) or "snapshot+store" (some
+        namespaces each way)."""
+        self.opened = 0
+        """Namespaces that ``load`` opened from the snapshot."""
+        self.rebuilt = 0
+        """Namespaces that ``load`` rebuilt from the store (written since the snapshot, or no snapshot)."""
+        self.write_marks: dict[int, bytes | None] = {}
+        """Namespace id -> the write mark (store/marks.py) of the last write applied to its RAM state."""
+        writer.on_applied = self._writes_applied
+        self._store_id = ""
+        self._fp = ""
+        """The store's id and the snapshot fingerprint of this code and configuration (set by ``load``)."""
 
     # ------------------------------------------------------------------ start-up
 
     def load(self, progress: Callable[[int], None] | None = None, data_dir: Path | None = None) -> int:
-        """RAM state for the store: opened from the snapshot of the last clean stop in ``data_dir`` when
-        it matches the store (engine/snapshot.py), else rebuilt from the store. Returns the number of
-        versions loaded; ``progress`` is called with the running count after each chunk of a rebuild.
+        """RAM state for the store: each namespace opened from the index snapshot in ``data_dir`` when
+        it holds the namespace as the store does (engine/snapshot.py), else rebuilt from the store.
+        Returns the number of versions loaded; ``progress`` is called with the running count after
+        each chunk of a rebuild.
         """
         self._check_encoder()
-        restored = snapshot.read(self.env, data_dir, self._fingerprint()) if data_dir is not None else None
-        if restored is not None:
-            for state in restored.values():
-                self.tiers.attach(state.tiers)
-            self.namespaces = restored
-            self.opened_from = "snapshot"
-            loaded = sum(int(state.table.present[: state.table.size].sum()) for state in restored.values())
-        else:
-            loaded = self._rebuild(progress)
+        self._store_id = snapshot.store_id(self.env)
+        self._fp = snapshot.fingerprint(self.retrieval, self.tiers.cfg, self.encoder)
+        found = snapshot.read(self.env, data_dir, self._fp) if data_dir is not None else None
+        loaded = self.opened = self.rebuilt = 0
+        meta = self.env.dbs["meta"]
+        with self.env.read() as txn:
+            for name, ns_id in Allocator.all_namespaces(txn, self.env.dbs["namespaces"]):
+                mark = marks.read(txn, meta, ns_id)
+                state = found.take(name, ns_id, mark) if found is not None else None
+                if state is not None:
+                    self.tiers.attach(state.tiers)
+                    loaded += int(state.table.present[: state.table.size].sum())
+                    self.opened += 1
+                else:
+                    state, loaded = self._rebuild(txn, name, ns_id, loaded, progress)
+                    self.rebuilt += 1
+                self.namespaces[name] = state
+                self.write_marks[ns_id] = mark
+        self.opened_from = ("store" if not self.opened else "snapshot" if not self.rebuilt
+                            else "snapshot+store")
         if self.dense is not None:
             self.dense.load(self.namespaces)
         return loaded
 
+    def snapshot_header(self) -> snapshot.Header:
+        """What a snapshot of the current RAM state records (engine/snapshot.py)."""
+        return snapshot.Header(snapshot.FORMAT, self._fp, self._store_id,
+                               {name: (state.ns_id, self.write_marks.get(state.ns_id))
+                                for name, state in self.namespaces.items()})
+
     def write_snapshot(self, data_dir: Path) -> Path:
-        """Write the indexes for the next start (see engine/snapshot.py); the writer must be stopped."""
-        return snapshot.write(self.env, data_dir, self.namespaces, self._fingerprint())
+        """Write the indexes for the next start (see engine/snapshot.py) from the event loop's thread,
+        between writes: every namespace is recorded with the mark of the last write it applied."""
+        return snapshot.write(data_dir, self.snapshot_header(), self.namespaces)
 
-    def _fingerprint(self) -> str:
-        return snapshot.fingerprint(self.retrieval, self.tiers.cfg, self.encoder)
+    def _writes_applied(self, mark: bytes, ok: set[bytes], failed: set[bytes]) -> None:
+        """The writer committed ``mark`` for these namespaces and applied it in RAM (``ok``), or failed
+        to (``failed``: their RAM state no longer follows the store, so no mark of theirs is kept and a
+        snapshot will not stand for them)."""
+        for prefix in ok:
+            self.write_marks[keys.unpack_ns(prefix)] = mark
+        for prefix in failed:
+            self.write_marks[keys.unpack_ns(prefix)] = b""
 
-    def _rebuild(self, progress: Callable[[int], None] | None) -> int:
-        loaded = 0
-        with self.env.read() as txn:
-            for name, ns_id in Allocator.all_namespaces(txn, self.env.dbs["namespaces"]):
-                state = NamespaceState(name, ns_id, self.tiers, self.retrieval)
-                pages, facts = self.tiers.read_pages(txn, ns_id)
-                page_of_id = state.tiers.load_pages(pages)
-                cursor = txn.cursor(db=self._memories)
-                prefix = keys.ns_prefix(ns_id)
-                chunk: list[m.Memory] = []
-                if cursor.set_range(prefix):
-                    for key, raw in cursor:
-                        if not key.startswith(prefix):
-                            break
-                        try:
-                            chunk.append(decode_memory(raw))
-                        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                            # One unreadable record must not keep the daemon from starting; it stays
-                            # in LMDB (export shows it) and is reported.
-                            log.error("unreadable record skipped", namespace=name, key=key.hex(), error=str(exc))
-                            continue
-                        if len(chunk) == 4096:
-                            state.add_many(chunk, page_of_id)
-                            loaded += len(chunk)
-                            chunk = []
-                            if progress is not None:
-                                progress(loaded)
-                state.add_many(chunk, page_of_id)
-                state.index.trim()  # the room bulk indexing left; new writes grow it again
-                state.tiers.finish_load(facts)
-                loaded += len(chunk)
-                self.namespaces[name] = state
-        self.opened_from = "store"
-        return loaded
+    def _rebuild(self, txn: lmdb.Transaction, name: str, ns_id: int, loaded: int,
+                 progress: Callable[[int], None] | None) -> tuple[NamespaceState, int]:
+        """One namespace's state from the store; returns it and the running count of versions loaded."""
+        state = NamespaceState(name, ns_id, self.tiers, self.retrieval)
+        pages, facts = self.tiers.read_pages(txn, ns_id)
+        page_of_id = state.tiers.load_pages(pages)
+        cursor = txn.cursor(db=self._memories)
+        prefix = keys.ns_prefix(ns_id)
+        chunk: list[m.Memory] = []
+        if cursor.set_range(prefix):
+            for key, raw in cursor:
+                if not key.startswith(prefix):
+                    break
+                try:
+                    chunk.append(decode_memory(raw))
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    # One unreadable record must not keep the daemon from starting; it stays
+                    # in LMDB (export shows it) and is reported.
+                    log.error("unreadable record skipped", namespace=name, key=key.hex(), error=str(exc))
+                    continue
+                if len(chunk) == 4096:
+                    state.add_many(chunk, page_of_id)
+                    loaded += len(chunk)
+                    chunk = []
+                    if progress is not None:
+                        progress(loaded)
+        state.add_many(chunk, page_of_id)
+        state.index.trim()  # the room bulk indexing left; new writes grow it again
+        state.tiers.finish_load(facts)
+        return state, loaded + len(chunk)
 
     def _check_encoder(self) -> None:
         identity = {"name": self.encoder.name, "version": self.encoder.version, "dim": self.encoder.dim}

@@ -1,20 +1,24 @@
-"""The in-RAM indexes of every namespace, written at a clean stop and opened at the next start.
+"""The in-RAM indexes of every namespace, written to disk and opened at the next start.
 
 Rebuilding the indexes from LMDB costs tens of seconds per million memories (every text is tokenised,
-parsed for time expressions and indexed again). A clean stop writes what it has in RAM to
-``<data_dir>/indexes/snapshot.pickle``; the next start opens it instead, when it describes exactly the
-store it finds:
+parsed for time expressions and indexed again). So the daemon writes what it has in RAM to
+``<data_dir>/indexes/snapshot.pickle``: at a clean stop, and while it runs, every
+``store.checkpoint_interval_s`` when something was written (engine/checkpoint.py). The next start
+opens each namespace from the snapshot when the snapshot holds exactly what the store holds for it:
 
-- the snapshot's token equals the ``index_snapshot`` key that the stop wrote into LMDB just before it,
-  and LMDB's last transaction id is still the one it had then: any write since (a daemon that was
-  killed after writing, ``memosd migrate``, a restored backup) changes it;
-- and the code, configuration, Python and numpy that wrote it are the ones reading it (a fingerprint).
+- every commit gives each namespace it changed a new random write mark, in the same LMDB transaction
+  (store/marks.py), and the snapshot records, per namespace, the mark of the last write its RAM state
+  had applied: a namespace whose mark in the store is still that one is opened from the snapshot, any
+  other is rebuilt from the store alone (written since, by a daemon that was then killed, by a
+  restored backup);
+- the snapshot was written for this store (its ``store_id``), by the code, configuration, Python and
+  numpy reading it (a fingerprint); otherwise every namespace is rebuilt.
 
-Anything else (no snapshot, a mismatch, an unreadable file) means the indexes are rebuilt from LMDB as
-before, so a snapshot can make a start faster but never change an answer. The file lives in the data
-directory, which only the daemon's user can write; it is read with pickle, so it must stay that way.
-What the snapshot leaves out is rebuilt on use: resident page vectors (they fault back in under the
-budget), caches, and the counters since start.
+So a snapshot can make a start faster but never change an answer, and a crash costs a rebuild of the
+namespaces written since the last snapshot only. An unreadable file means a rebuild of everything.
+The file lives in the data directory, which only the daemon's user can write; it is read with pickle,
+so it must stay that way. What the snapshot leaves out is rebuilt on use: resident page vectors (they
+fault back in under the budget), caches, and the counters since start.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pickle
 import secrets
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +42,9 @@ from ..store.environment import Environment
 
 log = get_logger("memosd.snapshot")
 
-FORMAT = 1
-META_KEY = "index_snapshot"
-"""LMDB meta key holding the token of the snapshot written at the last clean stop."""
+FORMAT = 2
+STORE_ID_KEY = "store_id"
+"""LMDB meta key: a random id given to the store once; a snapshot is used only with its own store."""
 _PACKAGE = Path(__file__).resolve().parent.parent
 _STATE_CODE = ("engine", "retrieval", "temporal", "tiers")
 """Packages whose classes are in the snapshot: any change to their code makes older snapshots stale."""
@@ -52,10 +56,24 @@ class Header:
 
     format: int
     fingerprint: str
-    token: str
-    txnid: int
-    namespaces: int
-    written_at: float
+    store_id: str
+    marks: dict[str, tuple[int, bytes | None]]
+    """Namespace name -> (its id, the write mark of the last write its state had applied)."""
+    written_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Snapshot:
+    """A snapshot read back: each namespace's state and the mark it was written at."""
+
+    header: Header
+    namespaces: dict
+
+    def take(self, name: str, ns_id: int, mark: bytes | None):
+        """The namespace's state if it was written at the store's current ``mark`` for it, else None."""
+        if self.header.marks.get(name) != (ns_id, mark):
+            return None
+        return self.namespaces.pop(name, None)
 
 
 def path_in(data_dir: Path) -> Path:
@@ -76,14 +94,19 @@ def fingerprint(*configs: object) -> str:
     return digest.hexdigest()
 
 
-def write(env: Environment, data_dir: Path, namespaces: dict, fp: str) -> Path:
-    """Write ``namespaces`` to the snapshot file; the writer must be stopped (no write may follow).
+def store_id(env: Environment) -> str:
+    """The store's random id, given to it at the first call."""
+    found = env.get_meta(STORE_ID_KEY)
+    if found is None:
+        found = secrets.token_hex(16)
+        env.put_meta(STORE_ID_KEY, found)
+    return found
 
-    The token goes into LMDB first: a stop that dies before the file is complete leaves a token
-    that no file carries, and the next start rebuilds."""
-    token = secrets.token_hex(16)
-    env.put_meta(META_KEY, token)
-    header = Header(FORMAT, fp, token, env.env.info()["last_txnid"], len(namespaces), time.time())
+
+def write(data_dir: Path, header: Header, namespaces: dict) -> Path:
+    """Write ``namespaces`` to the snapshot file, replacing the last one only once complete.
+
+    It reads nothing but RAM and writes nothing but the file, so a forked child may call it."""
     path = path_in(data_dir)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -98,21 +121,26 @@ def write(env: Environment, data_dir: Path, namespaces: dict, fp: str) -> Path:
     return path
 
 
-def read(env: Environment, data_dir: Path, fp: str) -> dict | None:
-    """The namespaces of a snapshot that matches this store, code and configuration, else None
-    (the reason is logged)."""
+def read(env: Environment, data_dir: Path, fp: str) -> Snapshot | None:
+    """The snapshot if it was written for this store by this code and configuration, else None
+    (the reason is logged); which of its namespaces are current is for ``Snapshot.take``."""
     path = path_in(data_dir)
     if not path.exists():
         return None
     try:
         with open(path, "rb") as fh:
-            header = Header(**pickle.load(fh))
+            raw = pickle.load(fh)
+            if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+                log.info("index snapshot not used: the indexes are rebuilt from the store",
+                         reason="written by another version of memosd")
+                return None
+            header = Header(**raw)
             why = _stale(header, env, fp)
             if why is not None:
                 log.info("index snapshot not used: the indexes are rebuilt from the store", reason=why)
                 return None
             with _no_gc():
-                return pickle.load(fh)
+                return Snapshot(header, pickle.load(fh))
     except Exception as exc:  # noqa: BLE001 - any unreadable snapshot means a rebuild, never a failed start
         log.warning("index snapshot unreadable: the indexes are rebuilt from the store", error=repr(exc))
         return None
@@ -147,8 +175,6 @@ def _no_gc():
 def _stale(header: Header, env: Environment, fp: str) -> str | None:
     if header.format != FORMAT or header.fingerprint != fp:
         return "written by other code or configuration"
-    if env.get_meta(META_KEY) != header.token:
-        return "the store was not stopped cleanly after it was written"
-    if env.env.info()["last_txnid"] != header.txnid:
-        return "the store was written to after it"
+    if env.get_meta(STORE_ID_KEY) != header.store_id:
+        return "written for another store"
     return None

@@ -18,6 +18,11 @@ def ns_prefix(ns_id: int) -> bytes:
     return _NS.pack(ns_id)
 
 
+def unpack_ns(prefix: bytes) -> int:
+    """The namespace id of a 4-byte key prefix."""
+    return _NS.unpack(prefix)[0]
+
+
 def memory_key(ns_id: int, memory_id: int) -> bytes:
     return _NS_ID.pack(ns_id, memory_id)
 

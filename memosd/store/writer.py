@@ -18,6 +18,7 @@ commit gathers.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import shutil
 import threading
@@ -36,6 +37,7 @@ from memosd_client.protocol.errors import (
     UnavailableError,
 )
 
+from . import marks
 from .environment import Environment
 
 _STOP = object()
@@ -57,6 +59,11 @@ class WriteJob:
     result: Any = None
     error: BaseException | None = None
     done: threading.Event | None = field(default=None)
+    marked: bool = True
+    """Whether the namespaces it changes get a new write mark (store/marks.py); False only for writes
+    that the in-RAM indexes may miss after a crash (the scheduler's heat counts)."""
+    touched: set[bytes] | None = None
+    """After a successful run: the namespaces (4-byte ids) whose tracked records it changed."""
 
 
 class WriterThread:
@@ -75,6 +82,11 @@ class WriterThread:
         self.pending = 0
         self.groups = GroupSizes()
         """How many jobs each commit carried (what group commit achieves)."""
+        self._mark = b""
+        self._tracked = frozenset(env.dbs[name] for name in marks.TRACKED)
+        self.on_applied: Callable[[bytes, set[bytes], set[bytes]], None] | None = None
+        """Called after each commit's jobs were applied, in commit order, with the commit's write mark,
+        the namespaces it changed whose RAM update succeeded, and those whose update failed."""
 
     def start(self) -> None:
         self._thread.start()
@@ -86,13 +98,13 @@ class WriterThread:
     # ------------------------------------------------------------------ submitting
 
     def submit(self, run: Callable, apply: Callable | None = None, *, index: Callable | None = None,
-               index_key: Hashable | None = None) -> asyncio.Future:
+               index_key: Hashable | None = None, marked: bool = True) -> asyncio.Future:
         """Queue a job from the event loop; the future resolves after commit, ``index`` and ``apply``."""
         if self._stopping:
             raise UnavailableError("the daemon is shutting down")
         loop = asyncio.get_running_loop()
         job = WriteJob(run=run, apply=apply, index=index, index_key=index_key, future=loop.create_future(),
-                       loop=loop)
+                       loop=loop, marked=marked)
         self.pending += 1
         self._queue.put(job)
         return job.future
@@ -158,18 +170,24 @@ class WriterThread:
         self.commits += 1
         self.jobs += len(group)
         self.groups.add(len(group))
-        self._finish(group)
+        self._finish(group, self._mark)
 
     def _run_group(self, group: list[WriteJob]) -> None:
         txn = self.env.env.begin(write=True)
         try:
+            changed: set[bytes] = set()
             for job in group:
                 job.error = None
                 job.result = None
+                job.touched = None
                 try:
                     # A nested txn lets one job fail (e.g. a conflict) without undoing the others.
                     with self.env.env.begin(write=True, parent=txn) as child:
-                        job.result = job.run(child)
+                        recording = marks.RecordingTxn(child, self._tracked)
+                        job.result = job.run(recording)
+                    if job.marked:
+                        job.touched = recording.touched
+                        changed |= recording.touched
                 except (lmdb.MapFullError, lmdb.DiskError):
                     raise
                 except lmdb.BadValsizeError as exc:
@@ -181,6 +199,8 @@ class WriterThread:
                     raise
                 except Exception as exc:  # a bug in a job must not take the writer down
                     job.error = InternalError(f"write failed: {exc!r}")
+            self._mark = os.urandom(8)
+            marks.store(txn, self.env.dbs["meta"], changed, self._mark)
             txn.commit()
         except BaseException:
             txn.abort()
@@ -190,25 +210,42 @@ class WriterThread:
         for job in group:
             job.error = err
             job.result = None
-        self._finish(group)
+            job.touched = None
+        self._finish(group, b"")
 
-    def _finish(self, group: list[WriteJob]) -> None:
+    def _finish(self, group: list[WriteJob], mark: bytes) -> None:
         self.pending -= len(group)
         by_loop: dict[asyncio.AbstractEventLoop, list[WriteJob]] = {}
+        blocking = []
         for job in group:
             if job.loop is None:
                 self._settle(job)
-                job.done.set()
+                blocking.append(job)
             else:
                 by_loop.setdefault(job.loop, []).append(job)
+        if blocking:
+            self._applied(blocking, mark)
+            for job in blocking:
+                job.done.set()
         for loop, jobs in by_loop.items():
             try:
-                loop.call_soon_threadsafe(self._settle_all, jobs)
+                loop.call_soon_threadsafe(self._settle_all, jobs, mark)
             except RuntimeError:  # loop already closed: nobody is waiting any more
                 pass
 
-    @classmethod
-    def _settle_all(cls, jobs: list[WriteJob]) -> None:
+    def _applied(self, jobs: list[WriteJob], mark: bytes) -> None:
+        """Tell ``on_applied`` which namespaces the commit changed, and whether RAM followed."""
+        if self.on_applied is None:
+            return
+        ok: set[bytes] = set()
+        failed: set[bytes] = set()
+        for job in jobs:
+            if job.touched:
+                (ok if job.error is None else failed).update(job.touched)
+        if ok or failed:
+            self.on_applied(mark, ok - failed, failed)
+
+    def _settle_all(self, jobs: list[WriteJob], mark: bytes = b"") -> None:
         start = 0
         while start < len(jobs):
             end = start + 1
@@ -218,10 +255,11 @@ class WriterThread:
                     end += 1
             # Index a run, then settle its jobs, before the next job: in-memory state still changes
             # in commit order.
-            cls._index(jobs[start:end])
+            self._index(jobs[start:end])
             for job in jobs[start:end]:
-                cls._settle(job)
+                self._settle(job)
             start = end
+        self._applied(jobs, mark)
 
     @staticmethod
     def _index(jobs: list[WriteJob]) -> None:

@@ -409,7 +409,8 @@ class Scheduler:
                     stored.hits, stored.touched_at = hits, touched_at
                     txn.put(key, records.encode(stored), db=pages_db)
 
-        _, step = await self.pacer.during(step, "heat", self.writer.submit(run))
+        # Unmarked: an index snapshot with older heat is still a valid one (store/marks.py).
+        _, step = await self.pacer.during(step, "heat", self.writer.submit(run, marked=False))
         return step
 
 

@@ -102,6 +102,51 @@ def test_after_kill_9_the_indexes_are_rebuilt_and_every_acknowledged_write_is_fo
         daemon.cleanup()
 
 
+def wait_for_snapshot_after(daemon: DaemonProcess, moment: float, timeout: float = 30.0) -> m.StatusResult:
+    """Wait until the daemon has written a snapshot, while serving, of its state at ``moment`` or later."""
+    deadline = time.monotonic() + timeout
+    with daemon.admin() as admin:
+        while True:
+            status = admin.status()
+            if status.snapshot_at >= moment:
+                return status
+            assert time.monotonic() < deadline, "no snapshot was written while serving"
+            time.sleep(0.05)
+
+
+def test_after_kill_9_only_the_namespaces_written_since_the_last_snapshot_are_rebuilt(tmp_path):
+    store = tmp_path / "store"
+    serving = {**HELD, "MEMOSD_STORE_CHECKPOINT_INTERVAL_S": "0.2"}
+    with running(store) as daemon:
+        fill(daemon)
+        settle(daemon)
+    daemon = DaemonProcess(store, env=serving)
+    try:
+        daemon.start()  # another configuration than the last stop's: this start rebuilds both
+        with daemon.client(namespace="notes") as client:
+            client.remember_many([f"Ben: note {i} on the heron nest" for i in range(10)])
+        moment = time.time()
+        status = wait_for_snapshot_after(daemon, moment)
+        assert status.snapshots_written >= 1 and status.indexes_from == "store"
+        expected = everything(daemon)  # "chat" as the snapshot holds it: no write to it since
+        with daemon.client(namespace="notes") as client:
+            acked = [client.remember(f"Ben: late note {i} about the heron chicks") for i in range(15)]
+            client.forget(acked[0])
+        daemon.kill(signal.SIGKILL)
+        daemon.start()
+        with daemon.admin() as admin:
+            status = admin.status()
+        assert (status.namespaces_opened, status.namespaces_rebuilt) == (1, 1)
+        assert status.indexes_from == "snapshot+store"
+        assert everything(daemon) == expected
+        with daemon.client(namespace="notes") as client:
+            found = {h.memory.id for h in client.recall("late note heron chicks", k=50)}
+            assert set(acked[1:]) <= found and acked[0] not in found  # every acknowledged write, the forget too
+            assert client.stats().namespaces[0].memories == 25
+    finally:
+        daemon.cleanup()
+
+
 def test_a_snapshot_of_another_configuration_or_a_damaged_one_is_not_used(tmp_path):
     store = tmp_path / "store"
     with running(store) as daemon:

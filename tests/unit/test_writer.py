@@ -87,3 +87,57 @@ def test_group_sizes_fall_in_power_of_two_buckets(size, bucket):
     groups.add(size)
     assert [count for _, count in groups.histogram()] == [int(i == bucket) for i in range(GroupSizes.BUCKETS)]
     assert groups.histogram()[bucket][0] <= size and groups.largest == size == groups.jobs
+
+
+def test_each_commit_marks_the_namespaces_its_jobs_changed_and_reports_them_after_applying(tmp_path):
+    from memosd.store import keys, marks
+
+    env = Environment(StoreConfig(path=tmp_path / "store"))
+    writer = WriterThread(env)
+    memories, pages, meta = env.dbs["memories"], env.dbs["pages"], env.dbs["meta"]
+    reported: list[tuple[bytes, set, set]] = []
+    writer.on_applied = lambda mark, ok, failed: reported.append((mark, ok, failed))
+
+    def current(ns_id):
+        with env.read() as txn:
+            return marks.read(txn, meta, ns_id)
+
+    def put(db, ns_id, fails=False):
+        def run(txn):
+            txn.put(keys.memory_key(ns_id, 1), b"v", db=db)
+            if fails:
+                raise ConflictError("no")
+        return run
+
+    def purge(txn):  # a cursor's deletes count too (a namespace purge deletes its key range)
+        keys.delete_prefix(txn, memories, keys.ns_prefix(3))
+
+    def broken_apply(result):
+        raise RuntimeError("the RAM update failed")
+
+    async def main():
+        # Queued before the thread starts, so that they land in one commit.
+        futures = [writer.submit(put(memories, 4)), writer.submit(put(pages, 5)), writer.submit(put(memories, 6, fails=True)),
+                   writer.submit(put(meta, 7)), writer.submit(put(pages, 8), marked=False)]
+        writer.start()
+        await asyncio.gather(*futures, return_exceptions=True)
+        await writer.submit(put(memories, 3))
+        first = current(3)
+        await writer.submit(purge)
+        await asyncio.gather(writer.submit(put(memories, 9), broken_apply), return_exceptions=True)
+        return first
+
+    try:
+        first = asyncio.run(main())
+        assert first is not None and len(first) == 8
+        assert current(3) != first  # the purge gave it a new mark
+        for absent in (6, 7, 8):  # failed, not a namespaced record, and unmarked
+            assert current(absent) is None
+        assert current(4) == current(5) not in (current(3), first)  # one commit, one mark
+        assert current(9) is not None  # committed, though RAM did not follow
+    finally:
+        writer.stop()
+        env.close()
+    ids = [({keys.unpack_ns(p) for p in ok}, {keys.unpack_ns(p) for p in failed}) for _, ok, failed in reported]
+    assert ids == [({4, 5}, set()), ({3}, set()), ({3}, set()), (set(), {9})]
+    assert reported[1][0] == first

@@ -636,9 +636,18 @@ class StatusResult(ReplyStruct):
     migration: MigrationInfo | None = None
     """Re-embedding progress after an encoder change; None when no dense encoder is configured."""
     indexes_from: str = ""
-    """Where this start got its indexes: "snapshot" (written at the last clean stop) or "store" (rebuilt)."""
+    """Where this start got its indexes: "snapshot" (of the last clean stop or the last checkpoint),
+    "store" (rebuilt) or "snapshot+store" (namespaces written since the snapshot were rebuilt)."""
     load_s: float = 0.0
     """Seconds this start took to open or rebuild the indexes."""
+    namespaces_opened: int = 0
+    """Namespaces this start opened from the index snapshot."""
+    namespaces_rebuilt: int = 0
+    """Namespaces this start rebuilt from the store (written since the snapshot, or none usable)."""
+    snapshots_written: int = 0
+    """Index snapshots written while serving since this start (``store.checkpoint_interval_s``)."""
+    snapshot_at: float = 0.0
+    """Unix time of the state the last of them holds; 0: none yet."""
     cluster: ClusterInfo | None = None
     """Cluster mode: this node, the live nodes, and the namespaces it owns; None on a single node."""
 

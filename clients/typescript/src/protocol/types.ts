@@ -255,6 +255,10 @@ export interface StatusResult {
   migration: Record<string, unknown> | null;
   indexes_from: string;
   load_s: number;
+  namespaces_opened: number;
+  namespaces_rebuilt: number;
+  snapshots_written: number;
+  snapshot_at: number;
   [extra: string]: unknown;
 }
 

@@ -1,0 +1,107 @@
+"""Index snapshots written while the daemon serves, so that a crash rebuilds only what changed since.
+
+A snapshot of a million memories takes seconds to write, and the state must not change while it is
+written. So the daemon forks, between two event-loop callbacks (every write is applied to RAM in one
+callback, engine/snapshot.py): the child holds a copy-on-write image of that moment, writes it to the
+snapshot file and exits, while the parent goes on serving. The marks recorded with each namespace say
+which writes the image contains, so a snapshot taken mid-traffic is as valid as one taken at a stop.
+
+The child touches neither LMDB nor the sockets (both belong to the parent), does not log, and leaves
+with ``os._exit``: nothing the parent owns is flushed, closed or run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from ..logs import get_logger
+from . import snapshot
+
+log = get_logger("memosd.checkpoint")
+
+
+class Checkpointer:
+    """Writes the engine's index snapshot every ``interval_s`` seconds when a write was applied since."""
+
+    def __init__(self, engine, data_dir: Path, interval_s: float):
+        self.engine = engine
+        self.data_dir = Path(data_dir)
+        self.interval_s = interval_s
+        self.written = 0
+        """Snapshots written by this run."""
+        self.failed = 0
+        self.last_at = 0.0
+        """Unix time at which the last snapshot written by this run was taken (the fork), 0: none yet."""
+        self.last_s = 0.0
+        """How long the last one took to write."""
+        self._child: int | None = None
+        self._waiting: asyncio.Future | None = None
+        self._marks_written: dict[int, bytes | None] = {}
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Begin the schedule; call it once the indexes are loaded (what a snapshot would hold already)."""
+        self._marks_written = dict(self.engine.write_marks)
+        if self.interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """End the schedule; a snapshot being written is abandoned (the stop writes its own)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        waiting, child = self._waiting, self._child
+        if waiting is not None and not waiting.done() and child is not None:
+            os.kill(child, signal.SIGKILL)
+            try:
+                await waiting  # reaped: it can no longer replace the file the stop writes
+            except ChildProcessError:
+                pass
+
+    def due(self) -> bool:
+        """Whether a write was applied since the last snapshot this run wrote (or since the start)."""
+        return self.engine.write_marks != self._marks_written
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if self.due():
+                await self.write()
+
+    async def write(self) -> bool:
+        """Fork, write the snapshot in the child, wait for it; True if it was written."""
+        header = self.engine.snapshot_header()
+        marks = dict(self.engine.write_marks)
+        started, taken_at = time.monotonic(), time.time()
+        pid = os.fork()
+        if pid == 0:  # the child: write the image and leave without running anything of the parent's
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.nice(10)  # the parent serves requests on the same cores
+                snapshot.write(self.data_dir, header, self.engine.namespaces)
+                code = 0
+            finally:
+                os._exit(code)
+        self._child = pid
+        self._waiting = asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
+        _, status = await asyncio.shield(self._waiting)
+        self._child = self._waiting = None
+        if os.waitstatus_to_exitcode(status) != 0:
+            self.failed += 1
+            log.warning("index snapshot not written; the last one stays", status=status)
+            return False
+        self.written += 1
+        self.last_at, self.last_s = taken_at, time.monotonic() - started
+        self._marks_written = marks
+        log.info("index snapshot written", namespaces=len(header.marks), seconds=round(self.last_s, 3))
+        return True
