@@ -7,7 +7,9 @@ snapshot file and exits, while the parent goes on serving. The marks recorded wi
 which writes the image contains, so a snapshot taken mid-traffic is as valid as one taken at a stop.
 
 The child touches neither LMDB nor the sockets (both belong to the parent), does not log, and leaves
-with ``os._exit``: nothing the parent owns is flushed, closed or run twice.
+with ``os._exit``: nothing the parent owns is flushed, closed or run twice. Its RAM is not free:
+CPython writes the reference count of every object it pickles, so the pages it walks are copied, up
+to the size of the indexes, for the seconds it runs.
 """
 
 from __future__ import annotations
@@ -72,8 +74,13 @@ class Checkpointer:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            if self.due():
+            if not self.due():
+                continue
+            try:
                 await self.write()
+            except OSError as exc:  # fork refused (no memory, process limit): try again next time
+                self.failed += 1
+                log.warning("index snapshot not written; the last one stays", error=repr(exc))
 
     async def write(self) -> bool:
         """Fork, write the snapshot in the child, wait for it; True if it was written."""

@@ -38,13 +38,13 @@ import numpy as np
 
 from .. import __version__
 from ..logs import get_logger
+from ..store import marks
 from ..store.environment import Environment
 
 log = get_logger("memosd.snapshot")
 
 FORMAT = 2
-STORE_ID_KEY = "store_id"
-"""LMDB meta key: a random id given to the store once; a snapshot is used only with its own store."""
+STORE_ID_KEY = marks.STORE_ID_KEY
 _PACKAGE = Path(__file__).resolve().parent.parent
 _STATE_CODE = ("engine", "retrieval", "temporal", "tiers")
 """Packages whose classes are in the snapshot: any change to their code makes older snapshots stale."""

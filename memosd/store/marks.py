@@ -18,6 +18,9 @@ import lmdb
 
 from .keys import ns_prefix
 
+STORE_ID_KEY = "store_id"
+"""Meta key of the store's random id: an index snapshot stands only for the store of that id. Whatever
+rewrites records without the writer (``memosd migrate``) deletes it, since no mark vouches for that."""
 TRACKED = ("memories", "pages", "knowledge")
 """The sub-databases the in-RAM indexes are built from."""
 _PREFIX = b"ns_write:"
@@ -27,7 +30,7 @@ def mark_key(ns_id: int) -> bytes:
     return _PREFIX + ns_prefix(ns_id)
 
 
-def store(txn: lmdb.Transaction, meta, prefixes: set[bytes], mark: bytes) -> None:
+def store_marks(txn: lmdb.Transaction, meta, prefixes: set[bytes], mark: bytes) -> None:
     """Give every namespace in ``prefixes`` (4-byte ids) the commit's ``mark``."""
     for prefix in prefixes:
         txn.put(_PREFIX + prefix, mark, db=meta)

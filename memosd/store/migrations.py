@@ -20,7 +20,7 @@ from pathlib import Path
 import lmdb
 import msgspec
 
-from . import environment
+from . import environment, marks
 from .environment import Environment, StoreConfig, StoreError
 
 
@@ -106,6 +106,8 @@ def _apply(env: Environment, step: Step) -> None:
                                          f"found {found}")
                 migration.apply(env, txn)
                 txn.put(b"schema_version", msgspec.msgpack.encode(step.to_version), db=env.dbs["meta"])
+                # Records changed without write marks: no index snapshot may stand for this store now.
+                txn.delete(marks.STORE_ID_KEY.encode(), db=env.dbs["meta"])
             return
         except lmdb.MapFullError:
             # The aborted transaction left nothing behind: grow and run the step again.

@@ -37,8 +37,8 @@ from memosd_client.protocol.errors import (
     UnavailableError,
 )
 
-from . import marks
 from .environment import Environment
+from .marks import TRACKED, RecordingTxn, store_marks
 
 _STOP = object()
 
@@ -83,7 +83,7 @@ class WriterThread:
         self.groups = GroupSizes()
         """How many jobs each commit carried (what group commit achieves)."""
         self._mark = b""
-        self._tracked = frozenset(env.dbs[name] for name in marks.TRACKED)
+        self._tracked = frozenset(env.dbs[name] for name in TRACKED)
         self.on_applied: Callable[[bytes, set[bytes], set[bytes]], None] | None = None
         """Called after each commit's jobs were applied, in commit order, with the commit's write mark,
         the namespaces it changed whose RAM update succeeded, and those whose update failed."""
@@ -183,7 +183,7 @@ class WriterThread:
                 try:
                     # A nested txn lets one job fail (e.g. a conflict) without undoing the others.
                     with self.env.env.begin(write=True, parent=txn) as child:
-                        recording = marks.RecordingTxn(child, self._tracked)
+                        recording = RecordingTxn(child, self._tracked)
                         job.result = job.run(recording)
                     if job.marked:
                         job.touched = recording.touched
@@ -200,7 +200,7 @@ class WriterThread:
                 except Exception as exc:  # a bug in a job must not take the writer down
                     job.error = InternalError(f"write failed: {exc!r}")
             self._mark = os.urandom(8)
-            marks.store(txn, self.env.dbs["meta"], changed, self._mark)
+            store_marks(txn, self.env.dbs["meta"], changed, self._mark)
             txn.commit()
         except BaseException:
             txn.abort()
