@@ -177,6 +177,8 @@ class Daemon:
             load_s=round(self.load_seconds, 3),
             namespaces_opened=self.engine.opened,
             namespaces_rebuilt=self.engine.rebuilt,
+            namespaces_replayed=self.engine.replayed,
+            replayed_entries=self.engine.replayed_entries,
             snapshots_written=self.checkpointer.written,
             snapshot_at=self.checkpointer.last_at,
             cluster=self.cluster.info() if self.cluster is not None else None,
@@ -247,6 +249,18 @@ class Daemon:
     def request_shutdown(self) -> m.ShutdownResult:
         asyncio.get_running_loop().call_soon(self._stop.set)
         return m.ShutdownResult(stopping=True)
+
+    async def snapshot(self) -> m.SnapshotResult:
+        """Write the index snapshot now (engine/checkpoint.py), while serving."""
+        if not self.config.store.index_snapshot:
+            raise InvalidArgumentError("index snapshots are off ([store] index_snapshot = false)")
+        written = await self.checkpointer.write()
+        if not written:
+            from memosd_client.protocol.errors import InternalError
+
+            raise InternalError("the index snapshot could not be written; the daemon log says why")
+        return m.SnapshotResult(namespaces=written.namespaces, taken_at=written.taken_at,
+                                seconds=round(written.seconds, 3))
 
     async def backup(self, args: m.BackupArgs) -> m.BackupResult:
         """Hot backup of the store into ``args.dest`` (a path on this host); other requests keep being served."""
@@ -366,7 +380,8 @@ class Daemon:
         self.load_seconds = time.monotonic() - loaded_started
         log.info("store loaded", memories=loaded, namespaces=len(self.engine.namespaces),
                  seconds=round(self.load_seconds, 3), indexes_from=self.engine.opened_from,
-                 opened=self.engine.opened, rebuilt=self.engine.rebuilt, data_dir=str(self.config.data_dir))
+                 opened=self.engine.opened, replayed=self.engine.replayed, rebuilt=self.engine.rebuilt, data_dir=str(self.config.data_dir))
+        self.writer.keep_log = self.config.store.index_snapshot
         self.writer.start()
         if self.config.store.index_snapshot:
             self.checkpointer.start()

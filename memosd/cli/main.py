@@ -201,6 +201,17 @@ def cmd_stop(args) -> int:
     return ExitCode.OK
 
 
+@command("snapshot")
+def cmd_snapshot(args) -> int:
+    with admin_client(args) as admin:
+        result = admin.snapshot()
+    if args.json:
+        print_json(result)
+    else:
+        print(f"index snapshot of {result.namespaces} namespaces written in {result.seconds:.2f} s")
+    return ExitCode.OK
+
+
 # --------------------------------------------------------------------------- memories
 
 
@@ -436,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "daemon status (admin endpoint)")
     add("health", "exit 0 when healthy, 7 when not, 4 when unreachable")
     add("stop", "ask the daemon to stop cleanly")
+    add("snapshot", "write the index snapshot now, while serving: the next start, even after a crash, "
+                    "brings forward only what is written after it")
     p = add("keys", "CURVE client keys for TCP endpoints and Unix users' grants on ipc: create, list, revoke "
                     "(admin endpoint)")
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

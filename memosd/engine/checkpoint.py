@@ -18,6 +18,7 @@ import asyncio
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..logs import get_logger
@@ -42,12 +43,16 @@ class Checkpointer:
         """How long the last one took to write."""
         self._child: int | None = None
         self._waiting: asyncio.Future | None = None
+        self._trimming: asyncio.Future | None = None
+        self._lock = asyncio.Lock()
         self._marks_written: dict[int, bytes | None] = {}
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        """Begin the schedule; call it once the indexes are loaded (what a snapshot would hold already)."""
+        """Begin the schedule; call it once the indexes are loaded and the writer runs. The change log
+        is trimmed to what the snapshot on disk may need."""
         self._marks_written = dict(self.engine.write_marks)
+        self._trimming = self.engine.truncate_log(self.engine.snapshot_on_disk)
         if self.interval_s > 0:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -82,8 +87,13 @@ class Checkpointer:
                 self.failed += 1
                 log.warning("index snapshot not written; the last one stays", error=repr(exc))
 
-    async def write(self) -> bool:
-        """Fork, write the snapshot in the child, wait for it; True if it was written."""
+    async def write(self) -> "Written | None":
+        """Fork, write the snapshot in the child, wait for it; what was written, or None if the child
+        failed. One at a time: a call while one is being written waits for it, then takes its own."""
+        async with self._lock:
+            return await self._write()
+
+    async def _write(self) -> "Written | None":
         header = self.engine.snapshot_header()
         marks = dict(self.engine.write_marks)
         started, taken_at = time.monotonic(), time.time()
@@ -106,9 +116,20 @@ class Checkpointer:
         if os.waitstatus_to_exitcode(status) != 0:
             self.failed += 1
             log.warning("index snapshot not written; the last one stays", status=status)
-            return False
+            return None
         self.written += 1
         self.last_at, self.last_s = taken_at, time.monotonic() - started
         self._marks_written = marks
+        self._trimming = self.engine.truncate_log(header)
         log.info("index snapshot written", namespaces=len(header.marks), seconds=round(self.last_s, 3))
-        return True
+        return Written(len(header.marks), taken_at, self.last_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A snapshot written while serving."""
+
+    namespaces: int
+    taken_at: float
+    """Unix time of the state it holds (the fork)."""
+    seconds: float

@@ -40,7 +40,7 @@ from ..store.environment import Environment
 from ..store.writer import WriterThread
 from ..tiers.manager import TierManager
 from ..tiers.search import TwoStage
-from . import snapshot, write_context
+from . import replay, snapshot, write_context
 from .analysis import Analyzer, Written
 from .namespace import TIER_NAMES, NamespaceState
 from .records import Records, decode_memory, encode_memory
@@ -93,10 +93,17 @@ class Engine(Validation, Records):
         self.opened = 0
         """Namespaces that ``load`` opened from the snapshot."""
         self.rebuilt = 0
-        """Namespaces that ``load`` rebuilt from the store (written since the snapshot, or no snapshot)."""
-        self.write_marks: dict[int, bytes | None] = {}
-        """Namespace id -> the write mark (store/marks.py) of the last write applied to its RAM state."""
+        """Namespaces that ``load`` rebuilt from the store (no usable snapshot or log)."""
+        self.replayed = 0
+        """Namespaces that ``load`` brought forward from the snapshot by the change log."""
+        self.replayed_entries = 0
+        """Change-log entries (one per commit and namespace) those replays read."""
+        self.write_marks: dict[int, tuple[bytes | None, int]] = {}
+        """Namespace id -> the write mark and sequence number (store/marks.py) of the last write applied
+        to its RAM state."""
         writer.on_applied = self._writes_applied
+        self.snapshot_on_disk: snapshot.Header | None = None
+        """The header of the snapshot ``load`` found usable (what the change log must reach back to)."""
         self._store_id = ""
         self._fp = ""
         """The store's id and the snapshot fingerprint of this code and configuration (set by ``load``)."""
@@ -113,31 +120,66 @@ class Engine(Validation, Records):
         self._store_id = snapshot.store_id(self.env)
         self._fp = snapshot.fingerprint(self.retrieval, self.tiers.cfg, self.encoder)
         found = snapshot.read(self.env, data_dir, self._fp) if data_dir is not None else None
-        loaded = self.opened = self.rebuilt = 0
+        self.snapshot_on_disk = None if found is None else found.header
+        loaded = self.opened = self.rebuilt = self.replayed = self.replayed_entries = 0
         meta = self.env.dbs["meta"]
         with self.env.read() as txn:
             for name, ns_id in Allocator.all_namespaces(txn, self.env.dbs["namespaces"]):
-                mark = marks.read(txn, meta, ns_id)
+                mark, seq = marks.read(txn, meta, ns_id)
                 state = found.take(name, ns_id, mark) if found is not None else None
+                if state is not None:
+                    self.opened += 1
+                elif found is not None:
+                    state = self._replay(txn, found, name, ns_id, seq)
                 if state is not None:
                     self.tiers.attach(state.tiers)
                     loaded += int(state.table.present[: state.table.size].sum())
-                    self.opened += 1
                 else:
                     state, loaded = self._rebuild(txn, name, ns_id, loaded, progress)
                     self.rebuilt += 1
                 self.namespaces[name] = state
-                self.write_marks[ns_id] = mark
-        self.opened_from = ("store" if not self.opened else "snapshot" if not self.rebuilt
-                            else "snapshot+store")
+                self.write_marks[ns_id] = (mark, seq)
+        self.opened_from = ("store" if not (self.opened or self.replayed) else
+                            "snapshot" if not self.rebuilt else "snapshot+store")
         if self.dense is not None:
             self.dense.load(self.namespaces)
         return loaded
 
+    def _replay(self, txn: lmdb.Transaction, found: snapshot.Snapshot, name: str, ns_id: int,
+                seq: int) -> NamespaceState | None:
+        """The snapshot's state of a namespace written since, brought forward by the change log up to
+        ``seq``; None when it cannot be (the namespace is then rebuilt)."""
+        behind = found.behind(name, ns_id)
+        if behind is None:
+            return None
+        state, since = behind
+        logged = marks.tail(txn, self.env.dbs["changes"], ns_id, since, seq)
+        if logged is None:
+            log.info("change log does not reach back to the snapshot: rebuilding", namespace=name)
+            return None
+        changes, entries = logged
+        self.tiers.attach(state.tiers)
+        try:
+            replay.bring_forward(state, txn, self.env.dbs, changes)
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, a rebuild gives the right state
+            self.tiers.forget_namespace(ns_id)
+            log.warning("snapshot not brought forward: rebuilding", namespace=name, error=repr(exc))
+            return None
+        self.replayed += 1
+        self.replayed_entries += entries
+        return state
+
+    def truncate_log(self, header: snapshot.Header | None):
+        """Queue the deletion of the change-log entries that no replay from the snapshot ``header``
+        describes (the one on disk) can need; resolves to how many went."""
+        keep = {} if header is None else {ns_id: seq for ns_id, _, seq in header.marks.values()}
+        log_db = self.env.dbs["changes"]
+        return self.writer.submit(lambda txn: marks.truncate(txn, log_db, keep), marked=False)
+
     def snapshot_header(self) -> snapshot.Header:
         """What a snapshot of the current RAM state records (engine/snapshot.py)."""
         return snapshot.Header(snapshot.FORMAT, self._fp, self._store_id,
-                               {name: (state.ns_id, self.write_marks.get(state.ns_id))
+                               {name: (state.ns_id, *self.write_marks.get(state.ns_id, (None, 0)))
                                 for name, state in self.namespaces.items()})
 
     def write_snapshot(self, data_dir: Path) -> Path:
@@ -145,14 +187,14 @@ class Engine(Validation, Records):
         between writes: every namespace is recorded with the mark of the last write it applied."""
         return snapshot.write(data_dir, self.snapshot_header(), self.namespaces)
 
-    def _writes_applied(self, mark: bytes, ok: set[bytes], failed: set[bytes]) -> None:
-        """The writer committed ``mark`` for these namespaces and applied it in RAM (``ok``), or failed
-        to (``failed``: their RAM state no longer follows the store, so no mark of theirs is kept and a
-        snapshot will not stand for them)."""
-        for prefix in ok:
-            self.write_marks[keys.unpack_ns(prefix)] = mark
+    def _writes_applied(self, mark: bytes, ok: dict[bytes, int], failed: set[bytes]) -> None:
+        """The writer committed ``mark`` for these namespaces and applied it in RAM (``ok``, with their
+        sequence numbers), or failed to (``failed``: their RAM state no longer follows the store, so
+        they get a mark no store holds, and a snapshot never stands for them)."""
+        for prefix, seq in ok.items():
+            self.write_marks[keys.unpack_ns(prefix)] = (mark, seq)
         for prefix in failed:
-            self.write_marks[keys.unpack_ns(prefix)] = b""
+            self.write_marks[keys.unpack_ns(prefix)] = (b"", 0)
 
     def _rebuild(self, txn: lmdb.Transaction, name: str, ns_id: int, loaded: int,
                  progress: Callable[[int], None] | None) -> tuple[NamespaceState, int]:

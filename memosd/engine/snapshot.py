@@ -6,16 +6,17 @@ parsed for time expressions and indexed again). So the daemon writes what it has
 ``store.checkpoint_interval_s`` when something was written (engine/checkpoint.py). The next start
 opens each namespace from the snapshot when the snapshot holds exactly what the store holds for it:
 
-- every commit gives each namespace it changed a new random write mark, in the same LMDB transaction
-  (store/marks.py), and the snapshot records, per namespace, the mark of the last write its RAM state
-  had applied: a namespace whose mark in the store is still that one is opened from the snapshot, any
-  other is rebuilt from the store alone (written since, by a daemon that was then killed, by a
-  restored backup);
+- every commit gives each namespace it changed a new random write mark and sequence number, in the
+  same LMDB transaction, and logs what it changed (store/marks.py); the snapshot records, per
+  namespace, the mark and number of the last write its RAM state had applied: a namespace whose mark
+  in the store is still that one is opened from the snapshot as it is, one written since is brought
+  forward from the logged changes after it (engine/replay.py), or rebuilt from the store alone when
+  the log does not reach back to it (a restored backup of another history, a truncated log);
 - the snapshot was written for this store (its ``store_id``), by the code, configuration, Python and
   numpy reading it (a fingerprint); otherwise every namespace is rebuilt.
 
-So a snapshot can make a start faster but never change an answer, and a crash costs a rebuild of the
-namespaces written since the last snapshot only. An unreadable file means a rebuild of everything.
+So a snapshot can make a start faster but never change an answer, and a crash costs the replay of
+what was written since the last snapshot. An unreadable file means a rebuild of everything.
 The file lives in the data directory, which only the daemon's user can write; it is read with pickle,
 so it must stay that way. What the snapshot leaves out is rebuilt on use: resident page vectors (they
 fault back in under the budget), caches, and the counters since start.
@@ -57,8 +58,9 @@ class Header:
     format: int
     fingerprint: str
     store_id: str
-    marks: dict[str, tuple[int, bytes | None]]
-    """Namespace name -> (its id, the write mark of the last write its state had applied)."""
+    marks: dict[str, tuple[int, bytes | None, int]]
+    """Namespace name -> (its id, the write mark and sequence number of the last write its state had
+    applied; store/marks.py)."""
     written_at: float = field(default_factory=time.time)
 
 
@@ -71,9 +73,18 @@ class Snapshot:
 
     def take(self, name: str, ns_id: int, mark: bytes | None):
         """The namespace's state if it was written at the store's current ``mark`` for it, else None."""
-        if self.header.marks.get(name) != (ns_id, mark):
+        recorded = self.header.marks.get(name)
+        if recorded is None or recorded[:2] != (ns_id, mark):
             return None
         return self.namespaces.pop(name, None)
+
+    def behind(self, name: str, ns_id: int):
+        """The namespace's state and the (mark, sequence number) it holds, whatever the store's mark
+        (to be brought forward from the change log), or None."""
+        recorded = self.header.marks.get(name)
+        if recorded is None or recorded[0] != ns_id or name not in self.namespaces:
+            return None
+        return self.namespaces.pop(name), (recorded[1], recorded[2])
 
 
 def path_in(data_dir: Path) -> Path:

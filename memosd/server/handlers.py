@@ -51,6 +51,7 @@ def build_handlers(engine: Engine, daemon: Any, cluster: ClusterNode | None = No
         "status": (lambda ns, a: daemon.status(), False),
         "shutdown": (lambda ns, a: daemon.request_shutdown(), False),
         "backup": (lambda ns, a: daemon.backup(a), True),
+        "snapshot": (lambda ns, a: daemon.snapshot(), True),
         "keys_create": (lambda ns, a: daemon.keys_create(a), True),
         "keys_list": (lambda ns, a: daemon.keys_list(), False),
         "plugins": (lambda ns, a: daemon.plugins_info(), False),

@@ -22,7 +22,7 @@ SCHEMA_VERSION = 1
 """Version of the on-disk layout written by this memosd."""
 
 SUBDATABASES = (b"meta", b"namespaces", b"memories", b"idempotency", b"principals", b"vectors",
-                b"pages", b"knowledge")
+                b"pages", b"knowledge", b"changes")
 
 
 class StoreError(Exception):

@@ -38,7 +38,7 @@ from memosd_client.protocol.errors import (
 )
 
 from .environment import Environment
-from .marks import TRACKED, RecordingTxn, store_marks
+from .marks import TRACKED, Changes, RecordingTxn, commit_marks
 
 _STOP = object()
 
@@ -62,8 +62,8 @@ class WriteJob:
     marked: bool = True
     """Whether the namespaces it changes get a new write mark (store/marks.py); False only for writes
     that the in-RAM indexes may miss after a crash (the scheduler's heat counts)."""
-    touched: set[bytes] | None = None
-    """After a successful run: the namespaces (4-byte ids) whose tracked records it changed."""
+    touched: dict[bytes, Changes] | None = None
+    """After a successful run: what it changed, by namespace (4-byte id)."""
 
 
 class WriterThread:
@@ -82,11 +82,14 @@ class WriterThread:
         self.pending = 0
         self.groups = GroupSizes()
         """How many jobs each commit carried (what group commit achieves)."""
-        self._mark = b""
-        self._tracked = frozenset(env.dbs[name] for name in TRACKED)
-        self.on_applied: Callable[[bytes, set[bytes], set[bytes]], None] | None = None
+        self._tracked = {env.dbs[name]: kind for name, kind in TRACKED.items()}
+        self._commit: tuple[bytes, dict[bytes, int]] = (b"", {})
+        self.keep_log = False
+        """Whether commits append to the change log (store/marks.py); set when index snapshots are kept."""
+        self.on_applied: Callable[[bytes, dict[bytes, int], set[bytes]], None] | None = None
         """Called after each commit's jobs were applied, in commit order, with the commit's write mark,
-        the namespaces it changed whose RAM update succeeded, and those whose update failed."""
+        the namespaces it changed whose RAM update succeeded (with their sequence numbers), and those
+        whose update failed."""
 
     def start(self) -> None:
         self._thread.start()
@@ -170,12 +173,12 @@ class WriterThread:
         self.commits += 1
         self.jobs += len(group)
         self.groups.add(len(group))
-        self._finish(group, self._mark)
+        self._finish(group, self._commit)
 
     def _run_group(self, group: list[WriteJob]) -> None:
         txn = self.env.env.begin(write=True)
         try:
-            changed: set[bytes] = set()
+            changed: dict[bytes, Changes] = {}
             for job in group:
                 job.error = None
                 job.result = None
@@ -187,7 +190,8 @@ class WriterThread:
                         job.result = job.run(recording)
                     if job.marked:
                         job.touched = recording.touched
-                        changed |= recording.touched
+                        for prefix, changes in recording.touched.items():
+                            changed.setdefault(prefix, Changes()).merge(changes)
                 except (lmdb.MapFullError, lmdb.DiskError):
                     raise
                 except lmdb.BadValsizeError as exc:
@@ -199,9 +203,11 @@ class WriterThread:
                     raise
                 except Exception as exc:  # a bug in a job must not take the writer down
                     job.error = InternalError(f"write failed: {exc!r}")
-            self._mark = os.urandom(8)
-            store_marks(txn, self.env.dbs["meta"], changed, self._mark)
+            mark = os.urandom(8)
+            seqs = commit_marks(txn, self.env.dbs["meta"], self.env.dbs["changes"] if self.keep_log else None,
+                                changed, mark)
             txn.commit()
+            self._commit = (mark, seqs)
         except BaseException:
             txn.abort()
             raise
@@ -211,9 +217,9 @@ class WriterThread:
             job.error = err
             job.result = None
             job.touched = None
-        self._finish(group, b"")
+        self._finish(group, (b"", {}))
 
-    def _finish(self, group: list[WriteJob], mark: bytes) -> None:
+    def _finish(self, group: list[WriteJob], commit: tuple[bytes, dict[bytes, int]]) -> None:
         self.pending -= len(group)
         by_loop: dict[asyncio.AbstractEventLoop, list[WriteJob]] = {}
         blocking = []
@@ -224,28 +230,29 @@ class WriterThread:
             else:
                 by_loop.setdefault(job.loop, []).append(job)
         if blocking:
-            self._applied(blocking, mark)
+            self._applied(blocking, commit)
             for job in blocking:
                 job.done.set()
         for loop, jobs in by_loop.items():
             try:
-                loop.call_soon_threadsafe(self._settle_all, jobs, mark)
+                loop.call_soon_threadsafe(self._settle_all, jobs, commit)
             except RuntimeError:  # loop already closed: nobody is waiting any more
                 pass
 
-    def _applied(self, jobs: list[WriteJob], mark: bytes) -> None:
+    def _applied(self, jobs: list[WriteJob], commit: tuple[bytes, dict[bytes, int]]) -> None:
         """Tell ``on_applied`` which namespaces the commit changed, and whether RAM followed."""
         if self.on_applied is None:
             return
+        mark, seqs = commit
         ok: set[bytes] = set()
         failed: set[bytes] = set()
         for job in jobs:
             if job.touched:
                 (ok if job.error is None else failed).update(job.touched)
         if ok or failed:
-            self.on_applied(mark, ok - failed, failed)
+            self.on_applied(mark, {prefix: seqs[prefix] for prefix in ok - failed}, failed)
 
-    def _settle_all(self, jobs: list[WriteJob], mark: bytes = b"") -> None:
+    def _settle_all(self, jobs: list[WriteJob], commit: tuple[bytes, dict[bytes, int]] = (b"", {})) -> None:
         start = 0
         while start < len(jobs):
             end = start + 1
@@ -259,7 +266,7 @@ class WriterThread:
             for job in jobs[start:end]:
                 self._settle(job)
             start = end
-        self._applied(jobs, mark)
+        self._applied(jobs, commit)
 
     @staticmethod
     def _index(jobs: list[WriteJob]) -> None:

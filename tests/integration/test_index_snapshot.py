@@ -7,6 +7,8 @@ import contextlib
 import signal
 import time
 
+import msgspec
+
 from memosd.testing import DaemonProcess
 from memosd_client.protocol import messages as m
 
@@ -82,11 +84,11 @@ def test_a_clean_restart_opens_the_snapshot_and_answers_as_a_rebuild_does(tmp_pa
             assert not client.recall("zebrafish", k=1) or client.recall("zebrafish", k=1)[0].memory.id != new_id
 
 
-def test_after_kill_9_the_indexes_are_rebuilt_and_every_acknowledged_write_is_found(tmp_path):
+def test_after_kill_9_writes_since_the_snapshot_are_replayed_or_without_a_log_rebuilt(tmp_path):
     store = tmp_path / "store"
-    with running(store) as daemon:
+    with running(store, HELD) as daemon:
         fill(daemon)
-    daemon = DaemonProcess(store)
+    daemon = DaemonProcess(store, env=HELD)
     try:
         daemon.start()
         assert opened_from(daemon) == "snapshot"
@@ -94,12 +96,31 @@ def test_after_kill_9_the_indexes_are_rebuilt_and_every_acknowledged_write_is_fo
             acked = [client.remember(f"Ana: note {i} about the quokka sanctuary", session="late") for i in range(20)]
         daemon.kill(signal.SIGKILL)  # the snapshot on disk no longer describes the store
         daemon.start()
-        assert opened_from(daemon) == "store"
+        after = status(daemon)
+        # The 20 remembers, and the pages the scheduler's first round formed from the filled turns.
+        assert (after.namespaces_replayed, after.indexes_from) == (1, "snapshot") and after.replayed_entries >= 20
         with daemon.client(namespace="chat") as client:
-            found = {h.memory.id for h in client.recall("quokka sanctuary", k=50)}
-        assert set(acked) <= found
+            assert set(acked) <= {h.memory.id for h in client.recall("quokka sanctuary", k=50)}
+        daemon.kill(signal.SIGKILL)
+        # Writes by a daemon that keeps no snapshots log nothing: the log has a gap, so a rebuild.
+        daemon.env = {**HELD, "MEMOSD_STORE_INDEX_SNAPSHOT": "false"}
+        daemon.start()
+        with daemon.client(namespace="chat") as client:
+            acked += [client.remember(f"Ana: more on the quokka sanctuary, {i}", session="late") for i in range(5)]
+        daemon.kill(signal.SIGKILL)
+        daemon.env = HELD
+        daemon.start()
+        after = status(daemon)
+        assert (after.namespaces_replayed, after.namespaces_rebuilt, after.indexes_from) == (0, 1, "store")
+        with daemon.client(namespace="chat") as client:
+            assert set(acked) <= {h.memory.id for h in client.recall("quokka sanctuary", k=50)}
     finally:
         daemon.cleanup()
+
+
+def status(daemon: DaemonProcess) -> m.StatusResult:
+    with daemon.admin() as admin:
+        return admin.status()
 
 
 def wait_for_snapshot_after(daemon: DaemonProcess, moment: float, timeout: float = 30.0) -> m.StatusResult:
@@ -114,35 +135,95 @@ def wait_for_snapshot_after(daemon: DaemonProcess, moment: float, timeout: float
             time.sleep(0.05)
 
 
-def test_after_kill_9_only_the_namespaces_written_since_the_last_snapshot_are_rebuilt(tmp_path):
+def test_after_kill_9_a_namespace_written_since_the_last_snapshot_is_brought_forward_by_its_log(tmp_path):
     store = tmp_path / "store"
-    serving = {**HELD, "MEMOSD_STORE_CHECKPOINT_INTERVAL_S": "0.2"}
     with running(store) as daemon:
         fill(daemon)
         settle(daemon)
-    daemon = DaemonProcess(store, env=serving)
+    daemon = DaemonProcess(store, env=HELD)
     try:
         daemon.start()  # another configuration than the last stop's: this start rebuilds both
         with daemon.client(namespace="notes") as client:
             client.remember_many([f"Ben: note {i} on the heron nest" for i in range(10)])
-        moment = time.time()
-        status = wait_for_snapshot_after(daemon, moment)
-        assert status.snapshots_written >= 1 and status.indexes_from == "store"
+        with daemon.admin() as admin:
+            assert admin.snapshot().namespaces == 2  # while serving: the scheduler is held, no write follows
         expected = everything(daemon)  # "chat" as the snapshot holds it: no write to it since
         with daemon.client(namespace="notes") as client:
             acked = [client.remember(f"Ben: late note {i} about the heron chicks") for i in range(15)]
             client.forget(acked[0])
+            client.purge(acked[1])
         daemon.kill(signal.SIGKILL)
         daemon.start()
-        with daemon.admin() as admin:
-            status = admin.status()
-        assert (status.namespaces_opened, status.namespaces_rebuilt) == (1, 1)
-        assert status.indexes_from == "snapshot+store"
+        after = status(daemon)
+        assert (after.namespaces_opened, after.namespaces_replayed, after.namespaces_rebuilt) == (1, 1, 0)
+        assert after.replayed_entries == 17  # one per acknowledged write since the snapshot, no more
+        assert after.indexes_from == "snapshot"
         assert everything(daemon) == expected
         with daemon.client(namespace="notes") as client:
             found = {h.memory.id for h in client.recall("late note heron chicks", k=50)}
-            assert set(acked[1:]) <= found and acked[0] not in found  # every acknowledged write, the forget too
-            assert client.stats().namespaces[0].memories == 25
+            assert set(acked[2:]) <= found and not {acked[0], acked[1]} & found
+            assert client.stats().namespaces[0].memories == 24
+    finally:
+        daemon.cleanup()
+
+
+def test_a_snapshot_is_taken_every_interval_while_writes_come(tmp_path):
+    daemon = DaemonProcess(tmp_path / "store", env={**HELD, "MEMOSD_STORE_CHECKPOINT_INTERVAL_S": "0.2"})
+    try:
+        daemon.start()
+        time.sleep(0.5)
+        assert status(daemon).snapshots_written == 0  # nothing written: nothing to take
+        with daemon.client(namespace="notes") as client:
+            acked = client.remember_many([f"Ben: note {i} on the heron nest" for i in range(10)]).ids
+        moment = time.time()
+        taken = wait_for_snapshot_after(daemon, moment)
+        time.sleep(0.5)
+        assert status(daemon).snapshots_written == taken.snapshots_written  # and no more without writes
+        daemon.kill(signal.SIGKILL)
+        daemon.start()
+        after = status(daemon)
+        assert (after.namespaces_opened, after.namespaces_replayed, after.namespaces_rebuilt) == (1, 0, 0)
+        with daemon.client(namespace="notes") as client:
+            assert {h.memory.id for h in client.recall("heron nest", k=20)} == set(acked)
+    finally:
+        daemon.cleanup()
+
+
+def comparable(seen: dict) -> dict:
+    """``everything`` without what heat decides (a memory's tier; the order of equal scores)."""
+    out = dict(seen)
+    out["recall"] = [sorted((-score, i) for i, score, _, _ in hits) for hits in seen["recall"]]
+    out["get"] = [msgspec.structs.replace(mem, tier="") for mem in seen["get"]]
+    return out
+
+
+def test_a_replay_of_paging_consolidation_updates_and_purges_answers_as_a_rebuild(tmp_path):
+    store = tmp_path / "store"
+    daemon = DaemonProcess(store)  # the scheduler runs; the periodic snapshot is minutes away
+    try:
+        daemon.start()
+        ids = fill(daemon)
+        settle(daemon)
+        with daemon.admin() as admin:
+            admin.snapshot()
+        # After the snapshot: new sessions to page and consolidate, an update, a forget and a purge of
+        # turns in consolidated pages (their knowledge goes, and comes back by a new consolidation).
+        with daemon.client(namespace="chat") as client:
+            client.remember_many(conversation(sessions=3, turns=30, seed=11))
+            client.update(ids[40], "Ben: the garden pond froze over, the zebrafish are fine", reason="news")
+            client.forget(ids[50])
+            client.purge(ids[60])
+        settle(daemon)
+        daemon.kill(signal.SIGKILL)
+        daemon.start()
+        after = status(daemon)
+        assert (after.namespaces_replayed, after.namespaces_rebuilt) == (1, 0) and after.replayed_entries > 5
+        replayed = comparable(everything(daemon))
+        daemon.kill(signal.SIGKILL)
+        (store / SNAPSHOT).unlink()
+        daemon.start()
+        assert status(daemon).indexes_from == "store"
+        assert comparable(everything(daemon)) == replayed
     finally:
         daemon.cleanup()
 

@@ -95,12 +95,12 @@ def test_each_commit_marks_the_namespaces_its_jobs_changed_and_reports_them_afte
     env = Environment(StoreConfig(path=tmp_path / "store"))
     writer = WriterThread(env)
     memories, pages, meta = env.dbs["memories"], env.dbs["pages"], env.dbs["meta"]
-    reported: list[tuple[bytes, set, set]] = []
+    reported: list[tuple[bytes, dict, set]] = []
     writer.on_applied = lambda mark, ok, failed: reported.append((mark, ok, failed))
 
     def current(ns_id):
         with env.read() as txn:
-            return marks.read(txn, meta, ns_id)
+            return marks.read(txn, meta, ns_id)[0]
 
     def put(db, ns_id, fails=False):
         def run(txn):
@@ -138,6 +138,8 @@ def test_each_commit_marks_the_namespaces_its_jobs_changed_and_reports_them_afte
     finally:
         writer.stop()
         env.close()
-    ids = [({keys.unpack_ns(p) for p in ok}, {keys.unpack_ns(p) for p in failed}) for _, ok, failed in reported]
-    assert ids == [({4, 5}, set()), ({3}, set()), ({3}, set()), (set(), {9})]
+    ids = [({keys.unpack_ns(p): seq for p, seq in ok.items()}, {keys.unpack_ns(p) for p in failed})
+           for _, ok, failed in reported]
+    # Each namespace's sequence numbers count its marked commits.
+    assert ids == [({4: 1, 5: 1}, set()), ({3: 1}, set()), ({3: 2}, set()), ({}, {9})]
     assert reported[1][0] == first

@@ -215,5 +215,9 @@ class AdminClient(Client):
     def shutdown(self) -> m.ShutdownResult:
         return self.request("shutdown", m.ShutdownArgs())
 
+    def snapshot(self) -> m.SnapshotResult:
+        """Write the index snapshot now (the next start then brings forward only later writes)."""
+        return self.request("snapshot", m.SnapshotArgs())
+
 
 __all__ = ["AdminClient", "Client", "MalformedError"]

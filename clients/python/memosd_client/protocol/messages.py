@@ -636,14 +636,19 @@ class StatusResult(ReplyStruct):
     migration: MigrationInfo | None = None
     """Re-embedding progress after an encoder change; None when no dense encoder is configured."""
     indexes_from: str = ""
-    """Where this start got its indexes: "snapshot" (of the last clean stop or the last checkpoint),
-    "store" (rebuilt) or "snapshot+store" (namespaces written since the snapshot were rebuilt)."""
+    """Where this start got its indexes: "snapshot" (of the last clean stop or the last one taken while
+    serving, brought forward by the change log where needed), "store" (rebuilt) or "snapshot+store"
+    (some namespaces rebuilt)."""
     load_s: float = 0.0
     """Seconds this start took to open or rebuild the indexes."""
     namespaces_opened: int = 0
-    """Namespaces this start opened from the index snapshot."""
+    """Namespaces this start opened from the index snapshot as they were (not written since)."""
+    namespaces_replayed: int = 0
+    """Namespaces written since the snapshot that this start brought forward from the change log."""
+    replayed_entries: int = 0
+    """Change-log entries (one per commit and namespace) those replays read."""
     namespaces_rebuilt: int = 0
-    """Namespaces this start rebuilt from the store (written since the snapshot, or none usable)."""
+    """Namespaces this start rebuilt from the store (no usable snapshot or change log)."""
     snapshots_written: int = 0
     """Index snapshots written while serving since this start (``store.checkpoint_interval_s``)."""
     snapshot_at: float = 0.0
@@ -705,6 +710,21 @@ class ShutdownArgs(Struct):
 
 class ShutdownResult(ReplyStruct):
     stopping: bool
+
+
+class SnapshotArgs(Struct):
+    pass
+
+
+class SnapshotResult(ReplyStruct):
+    """An index snapshot written now (docs/indexes.md): the next start opens these namespaces as they
+    are, and brings forward only what is written after ``taken_at``."""
+
+    namespaces: int
+    taken_at: float
+    """Unix time of the state it holds."""
+    seconds: float
+    """How long it took to write."""
 
 
 class BackupArgs(Struct):
@@ -775,6 +795,9 @@ OPERATIONS: dict[str, Operation] = {
                   "Write a consistent, compacted copy of the store and its manifest into a new directory "
                   "while the daemon keeps serving (admin channel).",
                   needs_namespace=False, admin=True, retry_safe=False),
+        Operation("snapshot", SnapshotArgs, SnapshotResult,
+                  "Write the index snapshot now, while serving, so that the next start has little to bring "
+                  "forward (admin channel).", needs_namespace=False, admin=True, retry_safe=False),
         Operation("keys_create", KeysCreateArgs, KeysCreateResult,
                   "Create a CURVE client key with namespace grants (admin).",
                   needs_namespace=False, admin=True, retry_safe=False),

@@ -4,7 +4,7 @@
 
 import * as read from "../protocol/defaults";
 import type {
-  BackupResult, Grant, HelloResult, KeysCreateResult, KeysListResult, KeysRevokeResult, PluginsResult,
+  BackupResult, Grant, HelloResult, SnapshotResult, KeysCreateResult, KeysListResult, KeysRevokeResult, PluginsResult,
   ShutdownResult, StatusResult, TiersResult,
 } from "../protocol/types";
 import { defaultAdminEndpoint } from "../transport/endpoints";
@@ -44,6 +44,11 @@ export class AdminClient {
   /** Stop the daemon cleanly (never resent automatically). */
   async shutdown(): Promise<ShutdownResult> {
     return read.plain<ShutdownResult>(await this.core.call("shutdown", null, {}, NEVER_RETRIED));
+  }
+
+  /** Write the index snapshot now, so that the next start has little to bring forward. */
+  async snapshot(): Promise<SnapshotResult> {
+    return read.plain<SnapshotResult>(await this.core.call("snapshot", null, {}, NEVER_RETRIED));
   }
 
   /** Write a consistent copy of the store into the new directory `dest` (on the daemon's machine). */

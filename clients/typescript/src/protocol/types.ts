@@ -256,6 +256,8 @@ export interface StatusResult {
   indexes_from: string;
   load_s: number;
   namespaces_opened: number;
+  namespaces_replayed: number;
+  replayed_entries: number;
   namespaces_rebuilt: number;
   snapshots_written: number;
   snapshot_at: number;
@@ -264,6 +266,12 @@ export interface StatusResult {
 
 export interface ShutdownResult {
   stopping: boolean;
+}
+
+export interface SnapshotResult {
+  namespaces: number;
+  taken_at: number;
+  seconds: number;
 }
 
 export interface BackupResult {
