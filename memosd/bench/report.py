@@ -65,10 +65,12 @@ def print_bench(result: dict, console: Console | None = None) -> None:
 
         table = Table(title="store (after filling in durable batches of 1000; RSS after the recalls; restart: "
                             "stop, start on the same store, first recall answered, then recall p50 on the "
-                            "indexes opened from the snapshot and its ratio to before the restart; rebuild: the "
-                            "same without the index snapshot, as after a crash)")
+                            "indexes opened from the snapshot and its ratio to before the restart; after kill "
+                            "-9: a snapshot while serving, 1,000 more memories, kill -9, start, first recall "
+                            "(change-log entries replayed); rebuild: a start without any index snapshot)")
         for col in ("memories", "fill rate", "on disk", "bytes/memory", "LMDB used", "daemon RSS",
-                    "anon RSS", "RAM/memory", "restart", "p50 after", "rebuild", "daemon CPU/recall"):
+                    "anon RSS", "RAM/memory", "restart", "p50 after", "after kill -9", "rebuild",
+                    "daemon CPU/recall"):
             table.add_column(col, justify="right")
         for row in result["recall"]:
             cpu = row.get("daemon_cpu_us_per_recall")
@@ -81,7 +83,7 @@ def print_bench(result: dict, console: Console | None = None) -> None:
                           _bytes(row.get("rss_anon_bytes")), "-" if per_memory is None else f"{per_memory:,.0f} B",
                           "-" if restart is None else f"{restart:.2f} s",
                           "-" if after is None else f"{_us(after['p50_us'])} ({_x(after.get('vs_before_p50'))})",
-                          "-" if rebuild is None else f"{rebuild:.2f} s", _us(cpu))
+                          _crash(row.get("crash")), "-" if rebuild is None else f"{rebuild:.2f} s", _us(cpu))
         console.print(table)
 
     if result["writes"]:
@@ -262,3 +264,10 @@ def print_query_similarity(result: dict, console: Console | None = None) -> None
         table.add_row(name, f"{row['queries']:,}", f"{row['p50']:.3f}", f"{row['p90']:.3f}",
                       *(f"{row[f'at_least_{level}']:.1%}" for level in SIMILARITY_LEVELS))
     console.print(table)
+
+
+def _crash(timing: dict | None) -> str:
+    if timing is None:
+        return "-"
+    how = "rebuilt" if timing.get("rebuilt") else f"{timing.get('replayed_entries', 0):,} entries"
+    return f"{timing['first_recall_s']:.2f} s ({how})"

@@ -283,18 +283,23 @@ def _ram(anon: int | None, memories: int) -> dict:
             "rss_anon_bytes_per_memory": round(anon / memories, 1) if anon is not None and memories else None}
 
 
-_NO_RESTART = {"restart_s": None, "restart": None, "rebuild_s": None, "rebuild": None, "after_restart": None}
+_NO_RESTART = {"restart_s": None, "restart": None, "rebuild_s": None, "rebuild": None, "after_restart": None,
+               "crash_s": None, "crash": None}
+CRASH_WRITES = 1000
+"""Memories written, 10 to a request, between an index snapshot taken while serving and the kill -9."""
 
 AFTER_RESTART_QUERIES = 500
 """Recalls timed again on the daemon restarted from its index snapshot."""
 
 
-def _restart(target: Target, opts: BenchOptions, queries: list[str], before: dict, say: Say) -> dict:
-    """Stop and start the daemon on its store twice: opening the index snapshot of the clean stop
-    (``restart_s``), then rebuilding the indexes from the store as after a crash (``rebuild_s``).
-    Between the two, recall is timed again on the indexes opened from the snapshot (``after_restart``,
-    with its p50 as a ratio of ``before``'s): they must serve as fast as the ones they were written
-    from. None figures for a daemon we did not start."""
+def _restart(target: Target, opts: BenchOptions, workload: Workload, queries: list[str], before: dict,
+             say: Say) -> dict:
+    """Stop and start the daemon on its store three times: opening the index snapshot of the clean stop
+    (``restart_s``); after a snapshot taken while serving, ``CRASH_WRITES`` more memories and a kill -9,
+    bringing the snapshot forward from the change log (``crash_s``); and rebuilding the indexes from the
+    store without a snapshot (``rebuild_s``). After the first, recall is timed again on the indexes
+    opened from the snapshot (``after_restart``, with its p50 as a ratio of ``before``'s): they must
+    serve as fast as the ones they were written from. None figures for a daemon we did not start."""
     if target.daemon is None:
         return dict(_NO_RESTART)
     say("recall: restarting the daemon on the same store")
@@ -304,10 +309,18 @@ def _restart(target: Target, opts: BenchOptions, queries: list[str], before: dic
         probe = MemosdRecall(client, opts.k)
         after = summarize_ns(interleaved({"after": probe}, queries[:AFTER_RESTART_QUERIES], warmup=WARMUP)["after"])
     after["vs_before_p50"] = ratio(after["p50_us"], before["p50_us"]) if before else None
-    say("recall: restarting it without its index snapshot (a rebuild, as after a crash)")
+    say(f"recall: snapshot while serving, {CRASH_WRITES:,} more memories, kill -9, start")
+
+    def write_more() -> None:
+        with target.client(next(iter(target.endpoints)), opts.namespace) as client:
+            fill(client, workload, CRASH_WRITES, batch=10)
+
+    crashed = target.crash_restart(opts.namespace, queries[0], opts.k, before_kill=write_more)
+    say("recall: restarting it without its index snapshot (a rebuild, as after a crash without one)")
     rebuilt = target.restart(opts.namespace, queries[0], opts.k, rebuild=True)
-    return {"restart_s": timing.first_recall_s, "restart": asdict(timing),
-            "rebuild_s": rebuilt.first_recall_s, "rebuild": asdict(rebuilt), "after_restart": after}
+    return {"restart_s": timing.first_recall_s, "restart": asdict(timing), "crash_s": crashed.first_recall_s,
+            "crash": asdict(crashed), "rebuild_s": rebuilt.first_recall_s, "rebuild": asdict(rebuilt),
+            "after_restart": after}
 
 
 def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
@@ -349,7 +362,11 @@ def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
                 row["rss_bytes"] = target.rss_bytes()
                 row.update(_ram(target.rss_anon_bytes(), size))
                 before = row["paths"].get(f"memosd {transport}")
-                row.update(_restart(target, opts, queries, before, say) if opts.restart else _NO_RESTART)
+                if opts.restart:
+                    row.update(_restart(target, opts, workload, queries, before, say))
+                    stored += CRASH_WRITES
+                else:
+                    row.update(_NO_RESTART)
                 results.append(row)
     finally:
         if floor is not None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,10 @@ class RestartTiming:
     """Hits of that first recall (0 would mean the daemon answered before its indexes were back)."""
     indexes_from: str = ""
     """Where the new process got its indexes: "snapshot" (of the clean stop) or "store" (rebuilt)."""
+    replayed_entries: int = 0
+    """Change-log entries the start replayed to bring the snapshot forward (after a kill -9)."""
+    rebuilt: int = 0
+    """Namespaces the start rebuilt from the store."""
 
 
 @dataclass
@@ -102,13 +108,31 @@ class Target:
         """
         if self.daemon is None:
             return None
-        from memosd_client.protocol.errors import MemosdError
-
         t0 = time.perf_counter()
         self.daemon.stop()
         stopped = time.perf_counter()
         if rebuild:
             (self.daemon.data_dir / "indexes" / "snapshot.pickle").unlink(missing_ok=True)
+        return self._timed_start(namespace, query, k, timeout_s, t0, stopped)
+
+    def crash_restart(self, namespace: str, query: str, k: int = 10, timeout_s: float = 3600.0,
+                      before_kill: Callable[[], None] | None = None) -> RestartTiming | None:
+        """Take an index snapshot while serving, run ``before_kill`` (writes), kill -9 the daemon and
+        start it again on the same store; None for ``--endpoint``."""
+        if self.daemon is None:
+            return None
+        with self.daemon.admin(timeout=timeout_s) as admin:
+            admin.snapshot()
+        if before_kill is not None:
+            before_kill()
+        t0 = time.perf_counter()
+        self.daemon.kill(signal.SIGKILL)
+        return self._timed_start(namespace, query, k, timeout_s, t0, time.perf_counter())
+
+    def _timed_start(self, namespace: str, query: str, k: int, timeout_s: float, t0: float,
+                     stopped: float) -> RestartTiming:
+        from memosd_client.protocol.errors import MemosdError
+
         self._process = None  # the new process has another pid
         self.daemon.startup_timeout = timeout_s  # a large store takes a while to load
         self.daemon.start()
@@ -125,10 +149,11 @@ class Target:
                 time.sleep(0.05)
         answered = time.perf_counter()
         with self.daemon.admin(timeout=timeout_s) as admin:
-            source = admin.status().indexes_from
+            status = admin.status()
         return RestartTiming(stop_s=round(stopped - t0, 3), ready_s=round(ready - stopped, 3),
                              first_recall_s=round(answered - stopped, 3), first_recall_hits=len(hits),
-                             indexes_from=source)
+                             indexes_from=status.indexes_from, replayed_entries=status.replayed_entries,
+                             rebuilt=status.namespaces_rebuilt)
 
     def __enter__(self) -> "Target":
         return self

@@ -91,7 +91,7 @@ class Engine(Validation, Records):
         """Where ``load`` got the indexes: "snapshot", "store" (rebuilt) or "snapshot+store" (some
         namespaces each way)."""
         self.opened = 0
-        """Namespaces that ``load`` opened from the snapshot."""
+        """Namespaces that ``load`` opened from the snapshot as they were (not written since)."""
         self.rebuilt = 0
         """Namespaces that ``load`` rebuilt from the store (no usable snapshot or log)."""
         self.replayed = 0
@@ -111,8 +111,9 @@ class Engine(Validation, Records):
     # ------------------------------------------------------------------ start-up
 
     def load(self, progress: Callable[[int], None] | None = None, data_dir: Path | None = None) -> int:
-        """RAM state for the store: each namespace opened from the index snapshot in ``data_dir`` when
-        it holds the namespace as the store does (engine/snapshot.py), else rebuilt from the store.
+        """RAM state for the store, namespace by namespace: opened from the index snapshot in
+        ``data_dir`` when it holds the namespace as the store does (engine/snapshot.py), brought forward
+        from the change log when it was written since (engine/replay.py), else rebuilt from the store.
         Returns the number of versions loaded; ``progress`` is called with the running count after
         each chunk of a rebuild.
         """

@@ -51,6 +51,11 @@ def test_bench_quick_prints_floor_and_memosd_figures():
     assert 0 < row["restart"]["ready_s"] <= row["restart_s"] < 120
     assert row["restart"]["first_recall_hits"] > 0 and row["restart"]["indexes_from"] == "snapshot"
     assert row["rebuild"]["first_recall_hits"] > 0 and row["rebuild"]["indexes_from"] == "store"
+    # After a kill -9 following a snapshot taken while serving and 1,000 more memories (100 requests):
+    # brought forward from the change log, not rebuilt.
+    crash = row["crash"]
+    assert crash["first_recall_hits"] > 0 and crash["indexes_from"] == "snapshot" and crash["rebuilt"] == 0
+    assert 100 <= crash["replayed_entries"] < 200 and row["crash_s"] == crash["first_recall_s"]
     # Recall timed again on the indexes opened from the snapshot, beside the figure from before.
     after = row["after_restart"]
     assert 0 < after["p50_us"] <= after["p99_us"]
