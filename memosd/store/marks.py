@@ -70,13 +70,34 @@ class Changes:
 
 
 class Entry(msgspec.Struct, array_like=True):
-    """One commit's changes to one namespace, as logged."""
+    """One commit's changes to one namespace, as logged. Ids go as runs (``[first, last, first, last,
+    ...]``): a batch of new memories has consecutive ids, so its entry stays a few bytes."""
 
     mark: bytes
     memories: list[int] = []
     pages: list[int] = []
     deleted: dict[int, bytes] = {}
     reset: bool = False
+
+    def changes(self) -> Changes:
+        return Changes(_ids(self.memories), _ids(self.pages), dict(self.deleted), self.reset)
+
+
+def _runs(ids: set[int]) -> list[int]:
+    out: list[int] = []
+    for record_id in sorted(ids):
+        if out and record_id == out[-1] + 1:
+            out[-1] = record_id
+        else:
+            out += (record_id, record_id)
+    return out
+
+
+def _ids(runs: list[int]) -> set[int]:
+    out: set[int] = set()
+    for first, last in zip(runs[::2], runs[1::2]):
+        out.update(range(first, last + 1))
+    return out
 
 
 _entry_decoder = msgspec.msgpack.Decoder(Entry)
@@ -109,7 +130,7 @@ def commit_marks(txn: lmdb.Transaction, meta, log, changed: dict[bytes, Changes]
             if changes.reset:
                 entry = Entry(mark, reset=True)
             else:
-                entry = Entry(mark, sorted(changes.memories), sorted(changes.pages), changes.deleted)
+                entry = Entry(mark, _runs(changes.memories), _runs(changes.pages), changes.deleted)
             txn.put(prefix + _ID.pack(seq), _encode(entry), db=log)
     return seqs
 
@@ -135,7 +156,7 @@ def tail(txn: lmdb.Transaction, log, ns_id: int, since: tuple[bytes | None, int]
         entry = _entry_decoder.decode(cursor.value())
         if entry.reset:
             return None
-        total.merge(Changes(set(entry.memories), set(entry.pages), dict(entry.deleted)))
+        total.merge(entry.changes())
         expected += 1
     if expected != until + 1:
         return None
@@ -177,12 +198,13 @@ class RecordingTxn:
         self.touched: dict[bytes, Changes] = {}
 
     def note(self, kind: str, key: bytes, before=None) -> None:
-        changes = self.touched.get(key[:4])
+        prefix = key[:4]
+        changes = self.touched.get(prefix)
         if changes is None:
-            changes = self.touched[bytes(key[:4])] = Changes()
+            changes = self.touched[bytes(prefix)] = Changes()
         if changes.reset:
             return
-        record_id = _ID.unpack(key[4:12])[0]
+        record_id = int.from_bytes(key[4:12], "big")
         if kind == "memories":
             changes.memories.add(record_id)
             if before is not None:
@@ -192,11 +214,14 @@ class RecordingTxn:
         if len(changes.memories) + len(changes.pages) > RESET_OVER:
             changes.make_reset()
 
-    def put(self, key, value, *args, db=None, **kwargs):
+    def get(self, key, default=None, db=None):
+        return self._txn.get(key, default, db)
+
+    def put(self, key, value, dupdata=True, overwrite=True, append=False, db=None):
         kind = self._dbs.get(db)
         if kind is not None:
             self.note(kind, key)
-        return self._txn.put(key, value, *args, db=db, **kwargs)
+        return self._txn.put(key, value, dupdata, overwrite, append, db)
 
     def replace(self, key, value, db=None):
         kind = self._dbs.get(db)

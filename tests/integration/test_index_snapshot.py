@@ -140,7 +140,8 @@ def test_after_kill_9_a_namespace_written_since_the_last_snapshot_is_brought_for
     with running(store) as daemon:
         fill(daemon)
         settle(daemon)
-    daemon = DaemonProcess(store, env=HELD)
+    # Nothing paged either (a ring over its capacity is paged at once): the writes below are the only ones.
+    daemon = DaemonProcess(store, env={**HELD, "MEMOSD_TIERS_STM_CAPACITY": "1000"})
     try:
         daemon.start()  # another configuration than the last stop's: this start rebuilds both
         with daemon.client(namespace="notes") as client:
@@ -168,7 +169,8 @@ def test_after_kill_9_a_namespace_written_since_the_last_snapshot_is_brought_for
 
 
 def test_a_snapshot_is_taken_every_interval_while_writes_come(tmp_path):
-    daemon = DaemonProcess(tmp_path / "store", env={**HELD, "MEMOSD_STORE_CHECKPOINT_INTERVAL_S": "0.2"})
+    daemon = DaemonProcess(tmp_path / "store", env={**HELD, "MEMOSD_STORE_CHECKPOINT_INTERVAL_S": "0.2",
+                                                   "MEMOSD_TIERS_STM_CAPACITY": "1000"})  # nothing paged
     try:
         daemon.start()
         time.sleep(0.5)

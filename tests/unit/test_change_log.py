@@ -46,6 +46,7 @@ def test_the_tail_after_a_mark_names_every_record_changed_since_with_the_deleted
         assert first is None  # nothing logged is "before the first write"
         with txn.cursor(db=log) as cursor:
             entries = [(keys.unpack_ns(k[:4]), marks._entry_decoder.decode(v)) for k, v in cursor]
+        assert [e.memories for ns, e in entries if ns == 3][:2] == [[1, 2], [5, 5]]  # ids go as runs
         since = (entries[0][1].mark, 1)  # as a snapshot taken after the first commit would hold it
         changes, count = marks.tail(txn, log, 3, since, seq)
         assert count == 4
