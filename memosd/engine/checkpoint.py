@@ -1,4 +1,4 @@
-"""Index snapshots written while the daemon serves, so that a crash rebuilds only what changed since.
+"""Index snapshots written while the daemon serves, so that a crash replays only what was written since.
 
 A snapshot of a million memories takes seconds to write, and the state must not change while it is
 written. So the daemon forks, between two event-loop callbacks (every write is applied to RAM in one
@@ -45,7 +45,7 @@ class Checkpointer:
         self._waiting: asyncio.Future | None = None
         self._trimming: asyncio.Future | None = None
         self._lock = asyncio.Lock()
-        self._marks_written: dict[int, bytes | None] = {}
+        self._marks_written: dict[int, tuple[bytes | None, int]] = {}
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:

@@ -2,9 +2,9 @@
 
 Rebuilding the indexes from LMDB costs tens of seconds per million memories (every text is tokenised,
 parsed for time expressions and indexed again). So the daemon writes what it has in RAM to
-``<data_dir>/indexes/snapshot.pickle``: at a clean stop, and while it runs, every
-``store.checkpoint_interval_s`` when something was written (engine/checkpoint.py). The next start
-opens each namespace from the snapshot when the snapshot holds exactly what the store holds for it:
+``<data_dir>/indexes/snapshot.pickle``: at a clean stop, and while it runs (every
+``store.checkpoint_interval_s`` when something was written, and on the admin operation ``snapshot``;
+engine/checkpoint.py). The next start takes each namespace from it:
 
 - every commit gives each namespace it changed a new random write mark and sequence number, in the
   same LMDB transaction, and logs what it changed (store/marks.py); the snapshot records, per
