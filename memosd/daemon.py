@@ -87,7 +87,8 @@ class Daemon:
                                    PolicyRunner(config.tiers.policy, self.plugins, config.tiers.policy_timeout_s),
                                    last_request_at=lambda: self.server.last_request_at,
                                    requests_waiting=lambda: self.server.requests_waiting())
-        self.checkpointer = Checkpointer(self.engine, config.data_dir, config.store.checkpoint_interval_s)
+        self.checkpointer = Checkpointer(self.engine, config.data_dir, config.store.checkpoint_interval_s,
+                                         config.store.checkpoint_records)
         self.metrics = Metrics()
         self.gc_pauses = PausePolicy(lambda: self.server.last_request_at)
         self.keys = KeyStore(self.env, self.writer)

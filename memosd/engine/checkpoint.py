@@ -28,12 +28,15 @@ log = get_logger("memosd.checkpoint")
 
 
 class Checkpointer:
-    """Writes the engine's index snapshot every ``interval_s`` seconds when a write was applied since."""
+    """Writes the engine's index snapshot every ``interval_s`` seconds when a write was applied since,
+    and as soon as writes changed ``records`` records since the last one."""
 
-    def __init__(self, engine, data_dir: Path, interval_s: float):
+    def __init__(self, engine, data_dir: Path, interval_s: float, records: int = 0):
         self.engine = engine
         self.data_dir = Path(data_dir)
         self.interval_s = interval_s
+        self.records = records
+        """Write one as soon as this many records were changed since the last (0: by time only)."""
         self.written = 0
         """Snapshots written by this run."""
         self.failed = 0
@@ -46,14 +49,16 @@ class Checkpointer:
         self._trimming: asyncio.Future | None = None
         self._lock = asyncio.Lock()
         self._marks_written: dict[int, tuple[bytes | None, int]] = {}
+        self._records_written = 0
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         """Begin the schedule; call it once the indexes are loaded and the writer runs. The change log
         is trimmed to what the snapshot on disk may need."""
         self._marks_written = dict(self.engine.write_marks)
+        self._records_written = self.engine.writer.logged_records
         self._trimming = self.engine.truncate_log(self.engine.snapshot_on_disk)
-        if self.interval_s > 0:
+        if self.interval_s > 0 or self.records > 0:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -76,11 +81,17 @@ class Checkpointer:
         """Whether a write was applied since the last snapshot this run wrote (or since the start)."""
         return self.engine.write_marks != self._marks_written
 
+    def _behind(self) -> int:
+        return self.engine.writer.logged_records - self._records_written
+
     async def _run(self) -> None:
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.interval_s)
-            if not self.due():
+            await asyncio.sleep(min(self.interval_s, 1.0) if self.interval_s > 0 else 1.0)
+            timely = self.interval_s > 0 and time.monotonic() - last >= self.interval_s
+            if not (timely or (self.records > 0 and self._behind() >= self.records)) or not self.due():
                 continue
+            last = time.monotonic()
             try:
                 await self.write()
             except OSError as exc:  # fork refused (no memory, process limit): try again next time
@@ -96,6 +107,7 @@ class Checkpointer:
     async def _write(self) -> "Written | None":
         header = self.engine.snapshot_header()
         marks = dict(self.engine.write_marks)
+        records = self.engine.writer.logged_records
         started, taken_at = time.monotonic(), time.time()
         pid = os.fork()
         if pid == 0:  # the child: write the image and leave without running anything of the parent's
@@ -119,7 +131,7 @@ class Checkpointer:
             return None
         self.written += 1
         self.last_at, self.last_s = taken_at, time.monotonic() - started
-        self._marks_written = marks
+        self._marks_written, self._records_written = marks, records
         self._trimming = self.engine.truncate_log(header)
         log.info("index snapshot written", namespaces=len(header.marks), seconds=round(self.last_s, 3))
         return Written(len(header.marks), taken_at, self.last_s)

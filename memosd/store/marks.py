@@ -65,6 +65,10 @@ class Changes:
         if len(self.memories) + len(self.pages) > RESET_OVER:
             self.make_reset()
 
+    def size(self) -> int:
+        """How many records a replay of these changes visits (a reset: as many as it stood for)."""
+        return RESET_OVER if self.reset else len(self.memories) + len(self.pages)
+
     def make_reset(self) -> None:
         self.memories, self.pages, self.deleted, self.reset = set(), set(), {}, True
 

@@ -86,6 +86,8 @@ class WriterThread:
         self._commit: tuple[bytes, dict[bytes, int]] = (b"", {})
         self.keep_log = False
         """Whether commits append to the change log (store/marks.py); set when index snapshots are kept."""
+        self.logged_records = 0
+        """Memory and page records the marked commits changed since start (what a replay would visit)."""
         self.on_applied: Callable[[bytes, dict[bytes, int], set[bytes]], None] | None = None
         """Called after each commit's jobs were applied, in commit order, with the commit's write mark,
         the namespaces it changed whose RAM update succeeded (with their sequence numbers), and those
@@ -208,6 +210,7 @@ class WriterThread:
                                 changed, mark)
             txn.commit()
             self._commit = (mark, seqs)
+            self.logged_records += sum(changes.size() for changes in changed.values())
         except BaseException:
             txn.abort()
             raise

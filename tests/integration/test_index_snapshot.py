@@ -191,6 +191,22 @@ def test_a_snapshot_is_taken_every_interval_while_writes_come(tmp_path):
         daemon.cleanup()
 
 
+def test_a_snapshot_is_taken_once_enough_records_were_written_whatever_the_interval(tmp_path):
+    daemon = DaemonProcess(tmp_path / "store", env={**HELD, "MEMOSD_STORE_CHECKPOINT_INTERVAL_S": "3600",
+                                                   "MEMOSD_STORE_CHECKPOINT_RECORDS": "50",
+                                                   "MEMOSD_TIERS_STM_CAPACITY": "1000"})
+    try:
+        daemon.start()
+        with daemon.client(namespace="notes") as client:
+            client.remember_many([f"Ben: note {i} on the heron nest" for i in range(30)])
+            time.sleep(1.5)
+            assert status(daemon).snapshots_written == 0  # 30 records: not yet
+            client.remember_many([f"Ben: note {i} on the heron chicks" for i in range(30)])
+            assert wait_for_snapshot_after(daemon, 1.0, timeout=10).snapshots_written == 1
+    finally:
+        daemon.cleanup()
+
+
 def comparable(seen: dict) -> dict:
     """``everything`` without what heat decides (a memory's tier; the order of equal scores)."""
     out = dict(seen)
