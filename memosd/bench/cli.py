@@ -90,6 +90,7 @@ def cmd_bench(args) -> int:
         store_dir=args.store_dir,
         keep=args.keep,
         restart=not args.no_restart,
+        crash_writes=args.crash_writes,
     )
     if args.quick:
         # A smoke run: every phase once, small enough for a test suite (~15 s here).
@@ -259,6 +260,9 @@ def add_bench_commands(sub, common) -> None:
     p.add_argument("--dim", type=int, default=384, help="with --peers: vector dimension (default 384)")
     p.add_argument("--no-restart", action="store_true",
                    help="skip the restart measurement (stop, start on the same store, first recall answered)")
+    p.add_argument("--crash-writes", type=int, default=1000, metavar="N",
+                   help="memories written (10 to a request) between the snapshot taken while serving and the "
+                        "kill -9 of the restart measurement (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_bench)
 

@@ -63,11 +63,12 @@ def print_bench(result: dict, console: Console | None = None) -> None:
             table.add_section()
         console.print(table)
 
+        crash_writes = result["options"].get("crash_writes", 1000)
         table = Table(title="store (after filling in durable batches of 1000; RSS after the recalls; restart: "
                             "stop, start on the same store, first recall answered, then recall p50 on the "
                             "indexes opened from the snapshot and its ratio to before the restart; after kill "
-                            "-9: a snapshot while serving, 1,000 more memories, kill -9, start, first recall "
-                            "(change-log entries replayed); rebuild: a start without any index snapshot)")
+                            f"-9: a snapshot while serving, {crash_writes:,} more memories, kill -9, start, first "
+                            "recall (change-log entries replayed); rebuild: a start without any index snapshot)")
         for col in ("memories", "fill rate", "on disk", "bytes/memory", "LMDB used", "daemon RSS",
                     "anon RSS", "RAM/memory", "restart", "p50 after", "after kill -9", "rebuild",
                     "daemon CPU/recall"):

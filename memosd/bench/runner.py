@@ -73,6 +73,8 @@ class BenchOptions:
     """With ``endpoint``: leave the benchmark namespace filled instead of purging it at the end."""
     restart: bool = True
     """At each size, restart the daemon we started and time it until the first recall answers."""
+    crash_writes: int = 1000
+    """Memories written, 10 to a request, between an index snapshot taken while serving and the kill -9."""
 
 
 Say = Callable[[str], None]
@@ -285,8 +287,6 @@ def _ram(anon: int | None, memories: int) -> dict:
 
 _NO_RESTART = {"restart_s": None, "restart": None, "rebuild_s": None, "rebuild": None, "after_restart": None,
                "crash_s": None, "crash": None}
-CRASH_WRITES = 1000
-"""Memories written, 10 to a request, between an index snapshot taken while serving and the kill -9."""
 
 AFTER_RESTART_QUERIES = 500
 """Recalls timed again on the daemon restarted from its index snapshot."""
@@ -295,7 +295,7 @@ AFTER_RESTART_QUERIES = 500
 def _restart(target: Target, opts: BenchOptions, workload: Workload, queries: list[str], before: dict,
              say: Say) -> dict:
     """Stop and start the daemon on its store three times: opening the index snapshot of the clean stop
-    (``restart_s``); after a snapshot taken while serving, ``CRASH_WRITES`` more memories and a kill -9,
+    (``restart_s``); after a snapshot taken while serving, ``crash_writes`` more memories and a kill -9,
     bringing the snapshot forward from the change log (``crash_s``); and rebuilding the indexes from the
     store without a snapshot (``rebuild_s``). After the first, recall is timed again on the indexes
     opened from the snapshot (``after_restart``, with its p50 as a ratio of ``before``'s): they must
@@ -309,11 +309,11 @@ def _restart(target: Target, opts: BenchOptions, workload: Workload, queries: li
         probe = MemosdRecall(client, opts.k)
         after = summarize_ns(interleaved({"after": probe}, queries[:AFTER_RESTART_QUERIES], warmup=WARMUP)["after"])
     after["vs_before_p50"] = ratio(after["p50_us"], before["p50_us"]) if before else None
-    say(f"recall: snapshot while serving, {CRASH_WRITES:,} more memories, kill -9, start")
+    say(f"recall: snapshot while serving, {opts.crash_writes:,} more memories, kill -9, start")
 
     def write_more() -> None:
         with target.client(next(iter(target.endpoints)), opts.namespace) as client:
-            fill(client, workload, CRASH_WRITES, batch=10)
+            fill(client, workload, opts.crash_writes, batch=10)
 
     crashed = target.crash_restart(opts.namespace, queries[0], opts.k, before_kill=write_more)
     say("recall: restarting it without its index snapshot (a rebuild, as after a crash without one)")
@@ -364,7 +364,7 @@ def run_recall(opts: BenchOptions, say: Say) -> list[dict]:
                 before = row["paths"].get(f"memosd {transport}")
                 if opts.restart:
                     row.update(_restart(target, opts, workload, queries, before, say))
-                    stored += CRASH_WRITES
+                    stored += opts.crash_writes
                 else:
                     row.update(_NO_RESTART)
                 results.append(row)
