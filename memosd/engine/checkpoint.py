@@ -25,6 +25,8 @@ from ..logs import get_logger
 from . import snapshot
 
 log = get_logger("memosd.checkpoint")
+CHILD_TIMEOUT_S = 1800.0
+"""A child still writing after this long is killed (a million memories take seconds)."""
 
 
 class Checkpointer:
@@ -123,7 +125,11 @@ class Checkpointer:
                 os._exit(code)
         self._child = pid
         self._waiting = asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
-        _, status = await asyncio.shield(self._waiting)
+        try:
+            _, status = await asyncio.wait_for(asyncio.shield(self._waiting), CHILD_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            os.kill(pid, signal.SIGKILL)  # stuck (it should take seconds): the next one starts afresh
+            _, status = await self._waiting
         self._child = self._waiting = None
         if os.waitstatus_to_exitcode(status) != 0:
             self.failed += 1
