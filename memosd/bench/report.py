@@ -271,4 +271,7 @@ def _crash(timing: dict | None) -> str:
     if timing is None:
         return "-"
     how = "rebuilt" if timing.get("rebuilt") else f"{timing.get('replayed_entries', 0):,} entries"
+    before, after = timing.get("memories_before"), timing.get("memories_after")
+    if before is not None and after != before:
+        how += f"; {before - (after or 0):,} MEMORIES MISSING"
     return f"{timing['first_recall_s']:.2f} s ({how})"

@@ -8,6 +8,7 @@ admin endpoint is known) they are reported as missing, not guessed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -43,6 +44,10 @@ class RestartTiming:
     """Change-log entries the start replayed to bring the snapshot forward (after a kill -9)."""
     rebuilt: int = 0
     """Namespaces the start rebuilt from the store."""
+    memories_before: int | None = None
+    """Memories the namespace held before the stop or kill (``stats``), and after the start: they must
+    be equal (an acknowledged write is never lost)."""
+    memories_after: int | None = None
 
 
 @dataclass
@@ -125,9 +130,15 @@ class Target:
             admin.snapshot()
         if before_kill is not None:
             before_kill()
+        before = self._count(namespace, timeout_s)
         t0 = time.perf_counter()
         self.daemon.kill(signal.SIGKILL)
-        return self._timed_start(namespace, query, k, timeout_s, t0, time.perf_counter())
+        timing = self._timed_start(namespace, query, k, timeout_s, t0, time.perf_counter())
+        return dataclasses.replace(timing, memories_before=before, memories_after=self._count(namespace, timeout_s))
+
+    def _count(self, namespace: str, timeout_s: float) -> int:
+        with self.client(next(iter(self.endpoints)), namespace, timeout=timeout_s) as client:
+            return sum(ns.memories for ns in client.stats().namespaces)
 
     def _timed_start(self, namespace: str, query: str, k: int, timeout_s: float, t0: float,
                      stopped: float) -> RestartTiming:

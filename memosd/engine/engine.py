@@ -159,6 +159,8 @@ class Engine(Validation, Records):
             log.info("change log does not reach back to the snapshot: rebuilding", namespace=name)
             return None
         changes, entries = logged
+        if changes.reset:  # never from ``tail``; a reset names no records, so it cannot be replayed
+            return None
         self.tiers.attach(state.tiers)
         try:
             replay.bring_forward(state, txn, self.env.dbs, changes)

@@ -37,8 +37,9 @@ rewrites records without the writer (``memosd migrate``) deletes it, since no ma
 TRACKED = {"memories": "memories", "pages": "pages", "knowledge": "pages"}
 """The sub-databases the in-RAM indexes are built from, and which ids their keys carry."""
 RESET_OVER = 100_000
-"""An entry naming more records than this (a namespace purge) says "reset" instead: replaying it
-would cost what a rebuild costs, and the entry would be as large as the namespace."""
+"""A commit naming more records than this (a namespace purge) is logged as a "reset" instead: replaying
+it would cost what a rebuild costs, and the entry would be as large as the namespace. (Only one
+commit's entry: a tail of many entries names as many records as it takes.)"""
 _PREFIX = b"ns_write:"
 _ID = struct.Struct(">Q")
 _MARK = struct.Struct(">8sQ")
@@ -55,6 +56,7 @@ class Changes:
     reset: bool = False
 
     def merge(self, other: "Changes") -> None:
+        """Add ``other``'s changes (a reset stays a reset: it names no records)."""
         if self.reset or other.reset:
             self.make_reset()
             return
@@ -62,8 +64,6 @@ class Changes:
         self.pages |= other.pages
         for memory_id, before in other.deleted.items():
             self.deleted.setdefault(memory_id, before)
-        if len(self.memories) + len(self.pages) > RESET_OVER:
-            self.make_reset()
 
     def size(self) -> int:
         """How many records a replay of these changes visits (a reset: as many as it stood for)."""
@@ -131,7 +131,7 @@ def commit_marks(txn: lmdb.Transaction, meta, log, changed: dict[bytes, Changes]
         txn.put(_PREFIX + prefix, _MARK.pack(mark, seq), db=meta)
         seqs[prefix] = seq
         if log is not None:
-            if changes.reset:
+            if changes.reset or changes.size() > RESET_OVER:  # one commit's jobs together may be too
                 entry = Entry(mark, reset=True)
             else:
                 entry = Entry(mark, _runs(changes.memories), _runs(changes.pages), changes.deleted)

@@ -56,6 +56,7 @@ def test_bench_quick_prints_floor_and_memosd_figures():
     crash = row["crash"]
     assert crash["first_recall_hits"] > 0 and crash["indexes_from"] == "snapshot" and crash["rebuilt"] == 0
     assert 100 <= crash["replayed_entries"] < 200 and row["crash_s"] == crash["first_recall_s"]
+    assert crash["memories_after"] == crash["memories_before"] == row["memories"] + 1000  # nothing lost
     # Recall timed again on the indexes opened from the snapshot, beside the figure from before.
     after = row["after_restart"]
     assert 0 < after["p50_us"] <= after["p99_us"]

@@ -75,3 +75,21 @@ def test_a_commit_naming_too_many_records_is_logged_as_a_reset(tmp_path, monkeyp
         assert marks.read_entry(txn, log, 3, 2).reset
         assert marks.tail(txn, log, 3, (first.mark, 1), 2) is None  # a reset cannot be replayed
     env.close()
+
+
+def test_a_tail_of_many_entries_names_every_record_however_many(tmp_path, monkeypatch):
+    # A tail once turned into a "reset" (naming nothing) past the limit meant for one commit's entry,
+    # and the start then opened the snapshot without the writes of the tail.
+    monkeypatch.setattr(marks, "RESET_OVER", 5)
+    env = Environment(StoreConfig(path=tmp_path / "store"))
+    memories, log = env.dbs["memories"], env.dbs["changes"]
+
+    def put(*ids):
+        return lambda txn: [txn.put(keys.memory_key(3, i), b"r", db=memories) for i in ids]
+
+    run_jobs(env, [put(0)] + [put(*range(4 * n + 1, 4 * n + 5)) for n in range(10)])
+    with env.read() as txn:
+        first = marks.read_entry(txn, log, 3, 1)
+        changes, count = marks.tail(txn, log, 3, (first.mark, 1), 11)
+    assert count == 10 and not changes.reset and changes.memories == set(range(1, 41))
+    env.close()
