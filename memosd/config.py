@@ -58,9 +58,9 @@ class StoreSection:
     """Seconds between index snapshots written while serving, when something was written since the
     last; a start after a crash replays what was written after it. 0: only at a clean stop."""
     checkpoint_records: int = 200_000
-    """Also write one as soon as writes since the last changed this many memory and page records, so
-    that a bulk load cannot leave minutes of replay behind (a replay visits about 10,000 records a
-    second on 2 cores). 0: by time only."""
+    """Also write one as soon as writes since the last changed this many memory and page records, and
+    as many as the store holds memories (a snapshot costs about what replaying that many would), so
+    that a bulk load cannot leave much more than a rebuild's worth of replay behind. 0: by time only."""
 
 
 @dataclass(slots=True)

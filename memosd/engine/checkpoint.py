@@ -91,7 +91,11 @@ class Checkpointer:
         while True:
             await asyncio.sleep(min(self.interval_s, 1.0) if self.interval_s > 0 else 1.0)
             timely = self.interval_s > 0 and time.monotonic() - last >= self.interval_s
-            if not (timely or (self.records > 0 and self._behind() >= self.records)) or not self.due():
+            # Past ``records``, and past as many records as the store holds: a snapshot costs about what
+            # replaying the store's size in records would, so taking them more often than that (during a
+            # bulk load, say) costs more than it saves (it made paging 1M memories 2.3 times slower).
+            bulky = self.records > 0 and self._behind() >= max(self.records, self.engine.totals()[1])
+            if not (timely or bulky) or not self.due():
                 continue
             last = time.monotonic()
             try:
