@@ -94,7 +94,9 @@ class Checkpointer:
             # Past ``records``, and past as many records as the store holds: a snapshot costs about what
             # replaying the store's size in records would, so taking them more often than that (during a
             # bulk load, say) costs more than it saves (it made paging 1M memories 2.3 times slower).
-            bulky = self.records > 0 and self._behind() >= max(self.records, self.engine.totals()[1])
+            behind = self._behind()
+            # (The store's size is counted only once ``records`` are reached: it walks every namespace.)
+            bulky = 0 < self.records <= behind and behind >= self.engine.totals()[1]
             if not (timely or bulky) or not self.due():
                 continue
             last = time.monotonic()

@@ -129,11 +129,11 @@ class Engine(Validation, Records):
                 mark, seq = marks.read(txn, meta, ns_id)
                 state = found.take(name, ns_id, mark) if found is not None else None
                 if state is not None:
+                    self.tiers.attach(state.tiers)
                     self.opened += 1
                 elif found is not None:
-                    state = self._replay(txn, found, name, ns_id, seq)
+                    state = self._replay(txn, found, name, ns_id, seq)  # attaches what it brings forward
                 if state is not None:
-                    self.tiers.attach(state.tiers)
                     loaded += int(state.table.present[: state.table.size].sum())
                 else:
                     state, loaded = self._rebuild(txn, name, ns_id, loaded, progress)
