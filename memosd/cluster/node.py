@@ -79,8 +79,8 @@ class ClusterNode:
         self.leases: Leases | None = None
         self.members: Membership | None = None
         self._locks: dict[str, asyncio.Lock] = {}
-        self._leaving: set[str] = set()
-        """Namespaces being handed over right now."""
+        self._leaving: dict[str, asyncio.Task] = {}
+        """Namespaces being handed over right now, each by its own task (see _hand_over)."""
         self._steady: dict[str, int] = {}
         """Upkeep rounds in a row in which each preferred node answered (see _rebalance)."""
         self._task: asyncio.Task | None = None
@@ -151,6 +151,10 @@ class ClusterNode:
         for task in (self._task, self._watch):
             if task is not None:
                 task.cancel()
+        await asyncio.gather(*(t for t in (self._task, self._watch) if t is not None), return_exceptions=True)
+        # A rebalance hand-over that the cancel interrupted goes on in its own task: finish it, or its lease
+        # would stay held by a node that is gone until it expired.
+        await asyncio.gather(*self._leaving.values(), return_exceptions=True)
         for name in list(self.logs):
             await self._hand_over(name)
         if self.keys is not None:
@@ -235,10 +239,20 @@ class ClusterNode:
         self._steady = {node: self._steady.get(node, 0) + 1 for node, up in answered.items() if up}
 
     async def _hand_over(self, name: str) -> None:
-        nslog = self.logs.get(name)
-        if nslog is None:
+        """Give ``name`` up. Once begun, a hand-over runs to its end even if the caller is cancelled (the
+        upkeep task is, at stop): stopping halfway would leave the lease held with nobody serving."""
+        task = self._leaving.get(name)
+        if task is None:
+            if name not in self.logs:
+                return
+            task = self._leaving[name] = asyncio.create_task(self._give_up(name))
+        await asyncio.shield(task)
+
+    async def _give_up(self, name: str) -> None:
+        nslog = self.logs.get(name)  # requests meanwhile wait (_leaving): this node must not take it straight back
+        if nslog is None:  # dropped (lease lost) since the hand-over was asked for
+            self._leaving.pop(name, None)
             return
-        self._leaving.add(name)  # requests meanwhile wait: this node must not take it straight back
         try:
             await nslog.stop()
             self.logs.pop(name, None)
@@ -248,7 +262,7 @@ class ClusterNode:
                 except (NatsError, asyncio.TimeoutError) as exc:
                     log.warning("lease not released; it expires by itself", namespace=name, error=repr(exc))
         finally:
-            self._leaving.discard(name)
+            self._leaving.pop(name, None)
         self.counters.handed_over += 1
         log.info("namespace handed over", namespace=name)
 
