@@ -46,6 +46,9 @@ weight: each channel is scaled to a maximum of 1, then weighted, BM25 by 1.0).""
 KNOWLEDGE_FACTS = 10
 """Fewest facts taken from the knowledge index per query when the knowledge lookup is on."""
 
+_CHANNELS = {(True, True): ("bm25", "hash"), (True, False): ("bm25",), (False, True): ("hash",), (False, False): ("page",)}
+"""A hit's matched channels by (BM25 above 0, fine score above 0); "page" when it came by its unit alone."""
+
 
 def _unit_scores(coarse: np.ndarray, docs: np.ndarray, top: float) -> np.ndarray:
     """Coarse scores of the units whose documents are ``docs`` (-1: none yet), scaled by ``top``."""
@@ -238,12 +241,10 @@ class TwoStage:
                 restrict(final, allowed)
             picked = top_fused([(1.0, final)], k, normalise=False)
         slots, values = picked
-        hits = []
-        for slot, value in zip(slots.tolist(), values.tolist()):
-            channels = tuple(name for name, scores in (("bm25", bm25), ("hash", fine))
-                             if scores is not None and scores[slot] > 0)
-            hits.append(Hit(slot, value, channels or ("page",)))
-        return hits
+        lexical_hit = (bm25[slots] > 0).tolist()
+        fine_hit = (fine[slots] > 0).tolist() if fine is not None else [False] * len(lexical_hit)
+        return [Hit(slot, value, _CHANNELS[lex, fin])
+                for slot, value, lex, fin in zip(slots.tolist(), values.tolist(), lexical_hit, fine_hit)]
 
     def _fine_scores(self, query: str | AnalyzedQuery, page_ids: list[int], size: int) -> np.ndarray:
         """q·d of the hashed n-gram vectors over short-term memory and the candidate pages (faulting them in),
