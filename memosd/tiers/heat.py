@@ -38,6 +38,11 @@ def heat(hits, touched_at, size, now: float, half_life: float, size_weight: floa
     )
 
 
+def page_heat(hits: float, touched_at: float, size: int, now: float, half_life: float, size_weight: float) -> float:
+    """heat() of one page in plain floats (this runs for the pages of every recall's hits)."""
+    return math.exp2(-max(now - touched_at, 0.0) / half_life) * (hits + size_weight * math.log1p(size))
+
+
 def touched(hits: float, touched_at: float, now: float, half_life: float) -> float:
     """The decayed hit count after one more hit at ``now`` (plain floats: this runs per page per recall)."""
     return hits * math.exp2(-max(now - touched_at, 0.0) / half_life) + 1.0

@@ -332,6 +332,7 @@ class TwoStage:
     def touch(self, hits: list[Hit]) -> list[int]:
         """The pages of the turns a recall returns got a hit (their heat rises); returns them, best hit first."""
         tiers = self.tiers
-        pages = list(dict.fromkeys(p for p in (int(tiers.unit_of[h.slot]) for h in hits) if p > 0))
+        units = tiers.unit_of[np.fromiter((h.slot for h in hits), dtype=np.int64, count=len(hits))].tolist()
+        pages = [p for p in dict.fromkeys(units) if p > 0]
         tiers.touch(pages, time.time())
         return pages

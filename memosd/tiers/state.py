@@ -31,7 +31,7 @@ from memosd_client.protocol.messages import Memory
 from ..retrieval import HybridIndex, RetrievalConfig
 from ..retrieval.postings import grown
 from .fine import BucketIndex, DocumentFrequencies, Featurizer, FineBlock, Row, row_nbytes
-from .heat import eviction_key, heat, touched
+from .heat import eviction_key, page_heat, touched
 from .records import FactRecord, PageRecord
 
 TIER_STM, TIER_MTM, TIER_LTM = 0, 1, 2
@@ -452,8 +452,8 @@ class TierState:
         return TIER_LTM if page.consolidated and self.page_heat(page) < self.cfg.cold_heat else TIER_MTM
 
     def page_heat(self, page: PageRecord, now: float | None = None) -> float:
-        return float(heat(page.hits, page.touched_at, len(page.members), time.time() if now is None else now,
-                          self.cfg.heat_half_life_s, self.cfg.heat_size_weight))
+        return page_heat(page.hits, page.touched_at, len(page.members), time.time() if now is None else now,
+                         self.cfg.heat_half_life_s, self.cfg.heat_size_weight)
 
     def touch(self, page_ids: Iterable[int], now: float) -> None:
         """A recall returned turns of these pages: one hit each (heat.py), promotion if they got hot."""

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from memosd.tiers.heat import eviction_key, heat, touched
+from memosd.tiers.heat import eviction_key, heat, page_heat, touched
 
 H = 3600.0
 
@@ -29,3 +29,11 @@ def test_ordering_by_eviction_key_is_ordering_by_heat_at_any_time():
     for now in (10 * H, 11.5 * H, 40 * H):
         values = [float(heat(*p, now, H, 0.25)) for p in pages]
         assert [values[i] for i in by_key] == sorted(values)
+
+
+def test_one_page_in_plain_floats_is_the_formula_for_arrays():
+    rng = random.Random(7)
+    for _ in range(1000):
+        hits, touched_at, size = rng.random() * 20, rng.uniform(0, 10 * H), rng.randint(1, 300)
+        now = rng.uniform(0, 12 * H)  # sometimes before touched_at: a clock that stepped back
+        assert page_heat(hits, touched_at, size, now, H, 0.25) == float(heat(hits, touched_at, size, now, H, 0.25))
