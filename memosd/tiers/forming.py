@@ -22,6 +22,7 @@ event loop from RAM; the writer commits it (dropping turns purged meanwhile).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import msgspec
@@ -69,16 +70,20 @@ class _OpenPage:
         self.centroid[row[0]] += row[1]
 
 
-def plan_pages(tiers: TierState, now: float, limit: int, scan_idle: bool = True) -> list[PagePlan]:
+def plan_pages(tiers: TierState, now: float, limit: int, scan_idle: bool = True,
+               deadline: float | None = None) -> list[PagePlan]:
     """Pages to create, extend or close now (at most ``limit`` turns moved). Rings over capacity are
     always looked at; idle rings (``stm_idle_s``) and idle open pages (``page_close_s``) only with
-    ``scan_idle``, as finding them means visiting every ring and every open page."""
+    ``scan_idle``, as finding them means visiting every ring and every open page. With a ``deadline``
+    (``time.perf_counter()``), no ring is started after it once one was planned: a ring costs more than
+    its turns (its open page's vectors, faulted in when evicted, and a centroid), so a limit in turns
+    alone does not bound the time."""
     cfg = tiers.cfg
     plans: dict[int, PagePlan] = {}
     budget = limit
     next_id = tiers.next_page_id
     for code in sorted(tiers.rings if scan_idle else tiers.overflowing):
-        if budget <= 0:
+        if budget <= 0 or (plans and deadline is not None and time.perf_counter() >= deadline):
             break
         ring = tiers.rings.get(code)
         if not ring:

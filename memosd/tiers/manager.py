@@ -7,6 +7,7 @@ eviction through this object; the engine calls it on load, purge and recall.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Sequence
 
 import lmdb
@@ -150,9 +151,10 @@ class TierManager:
             return (budget or self.resident_bytes()) // 2
         return budget if budget > 0 else None
 
-    def enforce_budget(self, target: int | None = None) -> int:
+    def enforce_budget(self, target: int | None = None, deadline: float | None = None) -> int:
         """When over ``target`` (default: target_bytes()), evict the coldest resident pages down to 90% of it;
-        returns the number of pages evicted."""
+        returns the number of pages evicted. With a ``deadline`` (a ``time.perf_counter()`` value: the
+        scheduler's step), at least one page and then only as many as fit before it; the next step goes on."""
         target = self.target_bytes() if target is None else target
         if target is None:
             return 0
@@ -162,6 +164,8 @@ class TierManager:
         excess += target // 10  # evict a tenth below the target, so the next faults do not evict again at once
         heap, evicted = self.evict_heap, 0
         while excess > 0 and heap:
+            if evicted and deadline is not None and time.perf_counter() >= deadline:
+                return evicted
             key, ns_id, page_id = heapq.heappop(heap)
             state = self.states.get(ns_id)
             page = None if state is None or page_id not in state.blocks else state.pages.get(page_id)

@@ -19,12 +19,26 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import msgspec
+
 from ..logs import get_logger
 from ..plugins.api import Consolidation, PageView
 from ..plugins.guard import PluginError, Worker
 from .extractive import ExtractivePolicy, consolidate_pages
 
 log = get_logger("memosd.tiers.policy")
+
+_PAGES = msgspec.msgpack.Decoder(list[PageView])
+_RESULTS = msgspec.msgpack.Decoder(list[Consolidation])
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def _consolidate_packed(pages: bytes) -> bytes:
+    """consolidate_pages across the process boundary as MessagePack. Pickle would rebuild every page,
+    turn and fact object in Python on the daemon's side, holding its interpreter lock for tens of
+    milliseconds per batch (a 64-page batch's results: 27 ms to unpickle, 1.5 ms to decode this way)
+    while requests wait for it."""
+    return _ENCODER.encode(consolidate_pages(_PAGES.decode(pages)))
 
 CONSOLIDATION_NICE = 15
 MAX_SUMMARY = 2000
@@ -128,7 +142,8 @@ class PolicyRunner:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_worker_start, initargs=(CONSOLIDATION_NICE, os.getpid()))
         try:
-            return await loop.run_in_executor(self._pool, consolidate_pages, pages)
+            packed = await loop.run_in_executor(self._pool, _consolidate_packed, _ENCODER.encode(pages))
+            return _RESULTS.decode(packed)
         except (BrokenProcessPool, RuntimeError, OSError) as exc:
             # The worker process died (OOM killer, say) or cannot be started here: this batch goes on in a
             # thread; a new pool is tried next time, and after three failures threads are used for good.
