@@ -42,9 +42,6 @@ from .state import DOC_BATCH, TierState
 log = get_logger("memosd.tiers.scheduler")
 
 HEAT_FLUSH_S = 10.0
-HEAT_JOB_PAGES = 32
-"""Pages whose heat one writer job rewrites: the job's Python runs on the writer thread and holds the
-interpreter lock that requests need (one job of 512 pages held it for 16 ms, 128 for 5-10 ms)."""
 TRAFFIC_WINDOW_S = 0.2
 """A request this recent means clients are active: the scheduler then takes at most ``busy_share`` of the
 loop (idle-priority background work, like an OS's page daemon)."""
@@ -400,20 +397,20 @@ class Scheduler:
                 state.dirty_heat.discard(page_id)
                 if page is not None:
                     work.append((state.ns_id, page_id, page.hits, page.touched_at))
-        for start in range(0, len(work), HEAT_JOB_PAGES):
-            chunk = work[start:start + HEAT_JOB_PAGES]
+        if not work:
+            return step
 
-            def run(txn: lmdb.Transaction, chunk=chunk) -> None:
-                for ns_id, page_id, hits, touched_at in chunk:
-                    key = records.page_key(ns_id, page_id)
-                    raw = txn.get(key, db=pages_db)
-                    if raw is not None:
-                        stored = records.decode_page(raw)
-                        stored.hits, stored.touched_at = hits, touched_at
-                        txn.put(key, records.encode(stored), db=pages_db)
+        def run(txn: lmdb.Transaction) -> None:
+            for ns_id, page_id, hits, touched_at in work:
+                key = records.page_key(ns_id, page_id)
+                raw = txn.get(key, db=pages_db)
+                if raw is not None:
+                    stored = records.decode_page(raw)
+                    stored.hits, stored.touched_at = hits, touched_at
+                    txn.put(key, records.encode(stored), db=pages_db)
 
-            # Unmarked: an index snapshot with older heat is still a valid one (store/marks.py).
-            _, step = await self.pacer.during(step, "heat", self.writer.submit(run, marked=False))
+        # Unmarked: an index snapshot with older heat is still a valid one (store/marks.py).
+        _, step = await self.pacer.during(step, "heat", self.writer.submit(run, marked=False))
         return step
 
 
