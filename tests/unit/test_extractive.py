@@ -259,3 +259,15 @@ def test_policy_pickles_and_runs_in_a_worker_process():
     with ProcessPoolExecutor(max_workers=1) as pool:
         assert pool.submit(consolidate_page, page).result(timeout=60) == expected
         assert pool.submit(policy.consolidate, page).result(timeout=60) == expected
+
+
+def test_a_batch_crosses_to_the_policy_process_as_messagepack_and_comes_back_equal():
+    from memosd.tiers.policy import _ENCODER, _RESULTS, _consolidate_packed
+
+    pages = [page_of(CONVERSATION), page_of(["Ana: we moved to Lisbon on 3 May 2023.", "Ben: nice!"], ids=[40, 41],
+                                            page_id=8), page_of([], ids=[], page_id=9)]
+    expected = [consolidate_page(page) for page in pages]
+    assert any(result.facts for result in expected) and any(f.meta for r in expected for f in r.facts)
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        packed = pool.submit(_consolidate_packed, _ENCODER.encode(pages)).result(timeout=60)
+    assert _RESULTS.decode(packed) == expected  # tuples stay tuples, facts keep their dates and sources
