@@ -36,4 +36,6 @@ def test_one_page_in_plain_floats_is_the_formula_for_arrays():
     for _ in range(1000):
         hits, touched_at, size = rng.random() * 20, rng.uniform(0, 10 * H), rng.randint(1, 300)
         now = rng.uniform(0, 12 * H)  # sometimes before touched_at: a clock that stepped back
-        assert page_heat(hits, touched_at, size, now, H, 0.25) == float(heat(hits, touched_at, size, now, H, 0.25))
+        # libm and numpy's vectorised exp2/log1p may differ in the last bit on some CPUs.
+        assert page_heat(hits, touched_at, size, now, H, 0.25) == pytest.approx(
+            float(heat(hits, touched_at, size, now, H, 0.25)), rel=1e-12)
