@@ -46,7 +46,8 @@ weight: each channel is scaled to a maximum of 1, then weighted, BM25 by 1.0).""
 KNOWLEDGE_FACTS = 10
 """Fewest facts taken from the knowledge index per query when the knowledge lookup is on."""
 
-_CHANNELS = {(True, True): ("bm25", "hash"), (True, False): ("bm25",), (False, True): ("hash",), (False, False): ("page",)}
+_CHANNELS = {(True, True): ("bm25", "hash"), (True, False): ("bm25",),
+             (False, True): ("hash",), (False, False): ("page",)}
 """A hit's matched channels by (BM25 above 0, fine score above 0); "page" when it came by its unit alone."""
 
 
