@@ -67,7 +67,7 @@ def build(factory, data: np.ndarray, batch: int) -> tuple[object, float]:
 
 def cached_hnsw(cache: Path, data: np.ndarray, batch: int, tag: str, **kw) -> tuple[HnswBackend, float | None]:
     """An hnsw backend over ``data``, its graph read from ``cache`` when a previous run saved it (build time None)."""
-    path = cache / f"hnsw-{tag}.faiss"
+    path = cache / f"hnsw-sq8-{tag}.faiss"  # graphs over 8-bit codes (older caches held float32 rows)
     if not path.exists():
         backend, seconds = build(lambda dim: HnswBackend(dim, **kw), data, batch)
         cache.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,7 @@ def cached_hnsw(cache: Path, data: np.ndarray, batch: int, tag: str, **kw) -> tu
     backend._key_of_slot = np.arange(len(data), dtype=np.int64)
     backend._slot_of_key = np.arange(len(data), dtype=np.int64)
     backend._live = len(data)
+    backend._rows = np.ascontiguousarray(data, dtype=np.float32)  # the float32 rows the re-ranking reads
     return backend, None
 
 

@@ -157,6 +157,32 @@ def test_allowed_mask_shorter_than_keys_and_removed_keys():
         assert got[0][0] == ref.search(q, 10, allowed=allowed)[0][0]
 
 
+def test_a_filter_allowing_most_keys_filters_the_graphs_candidates():
+    data = subspace_vectors(5000, dim=64, subspace=16, seed=8)
+    allowed = np.random.default_rng(8).random(5000) < 0.9
+    mine, ref = both(data, exact_below=50, exact_fraction=0.0)
+    searched_within: list[bool] = []
+    graph_candidates = mine._graph_candidates
+    mine._graph_candidates = lambda q, k, bitmap: searched_within.append(bitmap is not None) or graph_candidates(q, k, bitmap)
+    hits = 0
+    for q in data[:40]:
+        got, want = mine.search(q, 10, allowed=allowed), ref.search(q, 10, allowed=allowed)
+        assert allowed[got[0]].all() and len(got[0]) == 10
+        np.testing.assert_allclose(got[1], data[got[0]] @ q, rtol=1e-5, atol=1e-6)
+        hits += len(set(got[0].tolist()) & set(want[0].tolist()))
+    assert searched_within == [False] * 40  # no pass over the mask, no filtered graph search
+    assert hits >= 0.95 * 400
+    # When the query's whole neighbourhood is filtered out, few candidates survive: it searches within the filter.
+    q = data[0]
+    near = np.argsort(-(data @ q))[:400]
+    allowed = np.ones(5000, dtype=bool)
+    allowed[near] = False
+    searched_within.clear()
+    got, want = mine.search(q, 10, allowed=allowed), ref.search(q, 10, allowed=allowed)
+    assert searched_within == [False, True]
+    assert allowed[got[0]].all() and len(got[0]) == 10 and got[0][0] == want[0][0]
+
+
 def test_daemon_uses_the_hnsw_backend_for_dense_recall(tmp_path):
     if "hnsw" not in entry_points(group="memosd.backends").names:
         pytest.skip("the hnsw entry point is not installed: pip install -e plugins/memosd-ann")

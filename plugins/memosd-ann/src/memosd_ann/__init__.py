@@ -33,7 +33,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 class HnswBackend:
-    """faiss ``IndexHNSWFlat`` (inner product) + exact re-ranking.
+    """faiss ``IndexHNSWSQ`` (8-bit codes, inner product) + exact re-ranking of float32 rows.
 
     Internally every vector gets a sequential *slot* (faiss's own id). Replacing
     a key appends a new slot and retires the old one; removing retires it. Retired
@@ -48,7 +48,10 @@ class HnswBackend:
     ``exact_below`` brute-force when at most this many vectors could be
     returned (10,000), ``exact_fraction`` brute-force too when a filter allows
     at most this fraction of the live vectors (0.05), ``compact_below`` rebuild
-    the graph without retired slots only up to this many live vectors (4,096).
+    the graph without retired slots only up to this many live vectors (4,096),
+    ``postfilter_share`` search the whole graph and filter its candidates afterwards when a filter
+    allows at least this share of as many keys as are live (0.5; fewer than ``k`` allowed candidates
+    fall back to a search within the filter).
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class HnswBackend:
         exact_below: int | None = None,
         exact_fraction: float | None = None,
         compact_below: int | None = None,
+        postfilter_share: float | None = None,
     ) -> None:
         self.dim = int(dim)
         self.m = m if m is not None else _env_int("MEMOSD_ANN_M", 16)
@@ -75,26 +79,40 @@ class HnswBackend:
             exact_fraction = float(raw) if raw.strip() else 0.05
         self.exact_fraction = exact_fraction
         self.compact_below = compact_below if compact_below is not None else _env_int("MEMOSD_ANN_COMPACT_BELOW", 4096)
+        if postfilter_share is None:
+            raw = os.environ.get("MEMOSD_ANN_POSTFILTER_SHARE", "")
+            postfilter_share = float(raw) if raw.strip() else 0.5
+        self.postfilter_share = postfilter_share
         self._lock = threading.RLock()
         self._reset()
 
     # -- storage -------------------------------------------------------------------------------------------
 
     def _reset(self) -> None:
-        self._index = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
+        # The graph walks 8-bit codes (one range, [-1, 1], for every component: rows are unit vectors, so
+        # nothing to learn from the data), a quarter of the memory traffic of float32 rows: a third less
+        # time per search at 100k, at the same recall@10 after the exact re-ranking (see the README).
+        self._index = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit_uniform, self.m,
+                                        faiss.METRIC_INNER_PRODUCT)
+        self._index.train(np.stack([np.ones(self.dim), -np.ones(self.dim)]).astype(np.float32))
         self._index.hnsw.efConstruction = self.ef_construction
+        self._rows = np.empty((0, self.dim), dtype=np.float32)  # float32 rows by slot: the exact scores
         self._key_of_slot = np.empty(0, dtype=np.int64)  # -1: retired slot
         self._slot_of_key = np.full(64, -1, dtype=np.int64)  # -1: key absent
         self._live = 0
         self._live_bitmap: np.ndarray | None = None  # packed bitmap of live slots, cached until a mutation
 
     def _vectors(self) -> np.ndarray:
-        """Zero-copy view of faiss's stored float32 vectors, indexed by slot (valid until the next add)."""
-        n = self._index.ntotal
-        if n == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        storage = faiss.downcast_index(self._index.storage)
-        return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
+        """The stored float32 vectors, indexed by slot."""
+        return self._rows[: self._index.ntotal]
+
+    def _append_rows(self, vectors: np.ndarray) -> None:
+        start, end = self._index.ntotal, self._index.ntotal + len(vectors)
+        if end > len(self._rows):
+            grown = np.empty((max(end, len(self._rows) + len(self._rows) // 4, 64), self.dim), dtype=np.float32)
+            grown[:start] = self._rows[:start]
+            self._rows = grown
+        self._rows[start:end] = vectors
 
     def __len__(self) -> int:
         return self._live
@@ -102,8 +120,9 @@ class HnswBackend:
     @property
     def nbytes(self) -> int:
         n = self._index.ntotal
-        # vectors + HNSW links (~2*M neighbours on level 0, int32) + slot/key maps.
-        return n * self.dim * 4 + n * (2 * self.m * 4 + 16) + self._key_of_slot.nbytes + self._slot_of_key.nbytes
+        # float32 rows + 8-bit codes + HNSW links (~2*M neighbours on level 0, int32) + slot/key maps.
+        return (self._rows.nbytes + n * self.dim + n * (2 * self.m * 4 + 16) + self._key_of_slot.nbytes
+                + self._slot_of_key.nbytes)
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace ``vectors`` under ``keys`` (the last one wins for a repeated key)."""
@@ -120,6 +139,7 @@ class HnswBackend:
             replaced = old[old >= 0]
             self._key_of_slot[replaced] = -1
             start = self._index.ntotal
+            self._append_rows(vectors)
             self._index.add(vectors)
             self._key_of_slot = np.concatenate([self._key_of_slot, keys])
             self._slot_of_key[keys] = np.arange(start, start + len(keys), dtype=np.int64)
@@ -169,9 +189,14 @@ class HnswBackend:
         with self._lock:
             if k <= 0 or self._live == 0:
                 return empty
-            live = self._key_of_slot >= 0
             if allowed is not None:
                 allowed = np.asarray(allowed, dtype=bool).reshape(-1)
+                if np.count_nonzero(allowed) >= self.postfilter_share * self._live > self.exact_below:
+                    found = self._postfiltered(query, k, allowed)
+                    if found is not None:
+                        return found
+            live = self._key_of_slot >= 0
+            if allowed is not None:
                 ok = live & (self._key_of_slot < len(allowed))
                 ok[ok] = allowed[self._key_of_slot[ok]]
                 count = int(np.count_nonzero(ok))
@@ -188,16 +213,40 @@ class HnswBackend:
                     if self._live_bitmap is None:
                         self._live_bitmap = np.packbits(live, bitorder="little")
                     bitmap = self._live_bitmap
-            candidates = max(self.oversample * k, 40)
-            params = faiss.SearchParametersHNSW()
-            params.efSearch = self.effective_ef_search(k)
-            if bitmap is not None:
-                selector = faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bitmap))
-                params.sel = selector
-            _, found = self._index.search(query[None, :], candidates, params=params)
-            slots = found[0]
-            slots = slots[slots >= 0]
-            return self._exact(query, k, slots)
+            return self._exact(query, k, self._graph_candidates(query, k, bitmap))
+
+    def _graph_candidates(self, query: np.ndarray, k: int, bitmap: np.ndarray | None) -> np.ndarray:
+        """Slots the graph proposes for the best ``k`` (``oversample`` per result), within ``bitmap``."""
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = self.effective_ef_search(k)
+        if bitmap is not None:
+            selector = faiss.IDSelectorBitmap(self._index.ntotal, faiss.swig_ptr(bitmap))
+            params.sel = selector
+        _, found = self._index.search(query[None, :], max(self.oversample * k, 40), params=params)
+        slots = found[0]
+        return slots[slots >= 0]
+
+    def _postfiltered(self, query: np.ndarray, k: int, allowed: np.ndarray):
+        """The best ``k`` allowed keys from a search of every live slot, filtered afterwards; None when
+        fewer than ``k`` of the graph's candidates are allowed (the caller then searches within the
+        filter).
+
+        When a filter allows most keys (the usual recall: everything but forgotten and superseded
+        versions), working out which slots it allows costs a pass over all of them, more than the
+        graph search itself at 100k vectors; filtering the few candidates costs nothing."""
+        bitmap = None
+        if self._live < self._index.ntotal:
+            if self._live_bitmap is None:
+                self._live_bitmap = np.packbits(self._key_of_slot >= 0, bitorder="little")
+            bitmap = self._live_bitmap
+        slots = self._graph_candidates(query, k, bitmap)
+        keys = self._key_of_slot[slots]
+        inside = (keys >= 0) & (keys < len(allowed))
+        slots, keys = slots[inside], keys[inside]
+        slots = slots[allowed[keys]]
+        if len(slots) < k:
+            return None
+        return self._exact(query, k, slots)
 
     def effective_ef_search(self, k: int) -> int:
         """The HNSW ``efSearch`` a graph search for ``k`` results uses at the current size.
