@@ -435,12 +435,16 @@ class Engine(Validation, Records):
     def _search_text(self, state: NamespaceState, search: TwoStage, args: m.RecallArgs, mask: np.ndarray):
         """Two-stage hits across the tiers, score-fused with the dense channel's when the namespace has one."""
         query, k = state.index.analyze(args.query), args.k  # tokenised once for every index it meets
-        bm25 = state.index.bm25_scores(query, mask)
+        # A query the tiers cannot score (no index term, time question or speaker) is the dense
+        # channel's alone: its best k, with no list to fuse with and no pass over the tiers.
+        lexical = search.can_score(query)
         dense = None
         if self.dense is not None:
-            k = max(k, DENSE_DEPTH)
+            k = max(k, DENSE_DEPTH) if lexical else k
             dense = self.dense.search(state, args.query, k, mask)
-        hits = self._tier_hits(state, search, args, query, k, mask, bm25)
+        hits = []
+        if lexical:
+            hits = self._tier_hits(state, search, args, query, k, mask, state.index.bm25_scores(query, mask))
         if not dense:  # no usable dense channel here, or nothing similar: the tiers' scores alone
             return hits[: args.k]
         return fuse_scores(hits, dense, args.k, self.dense.weight)

@@ -162,6 +162,17 @@ class TwoStage:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         return top_fused([(1.0, bm25)], self.tiers.cfg.candidate_lexical + 1, normalise=False)
 
+    def can_score(self, query: AnalyzedQuery) -> bool:
+        """Whether any turn can score above zero for ``query``.
+
+        Each part of the final score needs an index term of the query, a time intent or a speaker it
+        names (the module docstring), and a hit needs a positive score. A query with none of them
+        (punctuation alone, say) finds nothing here, so it need not cost a pass over the tiers."""
+        if query.terms or query.time_intent().any:
+            return True
+        speakers = self.tiers.speakers
+        return speakers is not None and bool(speakers.named_in(query.text))
+
     def search(self, query: str | AnalyzedQuery, k: int, allowed: np.ndarray, bm25: np.ndarray) -> list[Hit]:
         """Best ``k`` turns for a text query; ``bm25`` is the lexical index's raw scores (padded)."""
         candidates, fact_boost = self.stage_one(query, bm25)

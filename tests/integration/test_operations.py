@@ -224,6 +224,15 @@ def test_recall_ranks_limits_and_filters(c):
     assert all("bm25" not in h.matched for h in c.recall(token()))  # an unseen word matches no text
 
 
+def test_a_query_without_index_terms_finds_only_what_its_time_question_asks(c):
+    said = c.remember(f"we met on 3 May 2023 at the harbour {token()}")
+    c.remember(f"the harbour was quiet {token()}")
+    # Punctuation alone gives the tiers nothing to score: no hit (and no pass over them).
+    assert c.recall("?!") == [] and c.recall("...") == []
+    # "When?" has no index terms either, but it asks about time: the turn that says a date is found.
+    assert ids_of(c.recall("when?"))[:1] == [said]
+
+
 def test_recall_by_vector(c):
     hello = c.hello()
     dim = hello.encoder.dim

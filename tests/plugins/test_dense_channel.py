@@ -89,6 +89,11 @@ def test_dense_recall_purge_and_reload(plugin_dir, tmp_path):
             # Trigrams match a misspelling that no lexical channel can.
             fuzzy = client.recall("orchestrra tuning")
             assert fuzzy[0].memory.id == ids[2] and "dense" in fuzzy[0].matched
+            # A query without a word is the dense channel's alone (no lexical channel can match it).
+            smiley = client.remember(":-) ;-) :-D")
+            hits = wait_for(lambda: (h := client.recall(";-) :-)")) and h[0].memory.id == smiley and h,
+                            what="a dense match without words")
+            assert all(h.matched == ["dense"] for h in hits)
             # Forgotten memories are masked out of the dense channel too, and come back with unforget.
             client.forget(ids[2])
             assert all(h.memory.id != ids[2] for h in client.recall("orchestrra tuning"))
@@ -106,7 +111,7 @@ def test_dense_recall_purge_and_reload(plugin_dir, tmp_path):
         found, records = _stored(daemon.data_dir)
         assert len(found) == 1 and len(records) == 1, "namespace b's vectors and record went with it"
         (ns_id, vectors), = found.items()
-        assert sorted(vectors) == [ids[0], ids[2], new_id] and set(vectors.values()) == {64 * 4}
+        assert sorted(vectors) == sorted([ids[0], ids[2], new_id, smiley]) and set(vectors.values()) == {64 * 4}
         assert records[ns_id] == vstore.DenseRecord(TRIGRAMS, 0, True)
 
         calls_before = len(_encoded(log))
