@@ -46,6 +46,12 @@ def fuse_scores(lexical: Sequence[Hit], dense: Sequence[tuple[int, float]], k: i
     both at the same depth. Ties are broken by the lexical order, then by slot
     ascending, so results are stable. A hit found by both channels reports both.
     """
+    if not lexical:
+        # The dense hits alone (a query with nothing to match lexically): the scores and order below,
+        # without the bookkeeping that merging two lists needs.
+        scaled = _minmax([similarity for _, similarity in dense])
+        ranked = sorted(zip(scaled, [slot for slot, _ in dense]), key=lambda pair: (-pair[0], pair[1]))
+        return [Hit(slot, dense_weight * value, ("dense",)) for value, slot in ranked[:k]]
     score: dict[int, float] = {}
     channels: dict[int, tuple[str, ...]] = {}
     lexical_rank: dict[int, int] = {}

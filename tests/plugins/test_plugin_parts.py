@@ -54,6 +54,27 @@ def test_score_fusion_reports_channels_and_is_stable():
     assert [h.slot for h in fuse_scores([Hit(8, 1.0, ("bm25",))], [(2, 0.5)], 2, 1.0)] == [8, 2]
 
 
+def test_dense_hits_alone_are_scaled_and_ordered_as_when_fused():
+    dense = [(5, 0.9), (3, 0.9), (8, 0.5), (1, 0.1)]
+    fused = fuse_scores([], dense, 3, 0.5)
+    # Min-max scaled over the whole list (1, 1, 0.5, 0), weighted; equal scores by slot.
+    assert [(h.slot, h.score, h.channels) for h in fused] == [(3, 0.5, ("dense",)), (5, 0.5, ("dense",)),
+                                                               (8, 0.25, ("dense",))]
+    # The same as fusing with a lexical list whose hits the dense channel did not return, past them.
+    with_lexical = fuse_scores([Hit(99, 1.0, ("bm25",))], dense, 4, 0.5)
+    assert [h.slot for h in with_lexical[1:]] == [h.slot for h in fused]
+
+
+def test_check_vectors_accepts_one_unit_or_zero_row_and_rejects_a_nan():
+    unit = np.array([[0.6, 0.8]], np.float32)
+    assert check_vectors(unit, 1, 2, "enc").tolist() == unit.tolist()
+    assert not check_vectors(np.zeros((1, 2), np.float32), 1, 2, "enc").any()
+    with pytest.raises(PluginError, match="non-finite"):
+        check_vectors(np.array([[np.nan, 1.0]], np.float32), 1, 2, "enc")
+    with pytest.raises(PluginError, match="not L2-normalised"):
+        check_vectors(np.array([[0.6, 0.81]], np.float32), 1, 2, "enc")
+
+
 def test_worker_reports_errors_and_hangs():
     worker = Worker("t", 0.2)
     assert worker.call(lambda x: x + 1, 1) == 2
