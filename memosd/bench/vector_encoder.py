@@ -10,7 +10,9 @@ of a memory-mapped ``memories.npy`` and a query's text a row of
 Query texts are written in punctuation only, so they have no index terms: the
 lexical channels find nothing and memosd's answer is the dense channel's
 (exact numpy search by default), which is what recall@k against exact search
-should measure. The daemon still runs its whole recall path for them.
+should measure. The daemon skips the tiers for them, as for any query they
+could not score, and pays the rest of a recall (request, encoding, mask,
+heat, reading the memories).
 """
 
 from __future__ import annotations
