@@ -431,6 +431,8 @@ class Daemon:
             raise SystemExit(1)
         if self.config.store.index_snapshot:
             self._write_snapshot()
+            if self.dense is not None:
+                self._save_dense()
         for task in tasks:
             task.cancel()
         if self.publisher is not None:
@@ -453,6 +455,14 @@ class Daemon:
             return
         log.info("index snapshot written", path=str(path), bytes=path.stat().st_size,
                  seconds=round(time.monotonic() - started, 3))
+
+
+    def _save_dense(self) -> None:
+        """Dense backends that can save themselves, for the next start (plugins/saved_spaces.py)."""
+        started = time.monotonic()
+        written = self.dense.save()
+        if written:
+            log.info("dense indexes saved", namespaces=written, seconds=round(time.monotonic() - started, 3))
 
 
 def _tcp_principal(rights: str) -> Principal | None:

@@ -143,7 +143,7 @@ class Engine(Validation, Records):
         self.opened_from = ("store" if not (self.opened or self.replayed) else
                             "snapshot" if not self.rebuilt else "snapshot+store")
         if self.dense is not None:
-            self.dense.load(self.namespaces)
+            self.dense.load(self.namespaces, data_dir, self._store_id)
         return loaded
 
     def _replay(self, txn: lmdb.Transaction, found: snapshot.Snapshot, name: str, ns_id: int,

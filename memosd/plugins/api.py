@@ -85,6 +85,10 @@ class VectorBackend(Protocol):
         """Approximate RAM held."""
         ...
 
+    # Optional (both or neither), for backends that take long to build; see docs/plugins.md:
+    # def save(self, directory: str) -> None: write everything under ``directory`` (created).
+    # def load(self, directory: str) -> bool: replace the contents with a save; False when none is usable.
+
 
 @dataclass(frozen=True, slots=True)
 class TurnView:

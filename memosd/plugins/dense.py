@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import lmdb
 import msgspec
@@ -28,9 +30,11 @@ from ..logs import get_logger
 from ..store import keys
 from ..store.environment import Environment
 from ..store.writer import WriterThread
+from . import saved_spaces
 from . import vectors as vstore
 from .guard import PluginError
 from .registry import GuardedBackend, GuardedEncoder, PluginRegistry
+from .saved_spaces import SavedHeader, SlotDigests
 
 log = get_logger("memosd.dense")
 
@@ -49,6 +53,8 @@ class Space:
     backend: GuardedBackend
     ready: bool
     """All of the namespace's memories have been embedded by the current encoder at least once."""
+    digests: SlotDigests = field(default_factory=SlotDigests)
+    """What each slot holds, to check a saved backend against the store (saved_spaces.py)."""
 
 
 @dataclass(slots=True)
@@ -82,6 +88,12 @@ class DenseChannel:
         self._cursors: dict[int, int] = {}
         self._lock = threading.Lock()
         self._migrated_total = 0
+        self.vectors_opened = 0
+        """Vectors found in saved backends at start and not added again (saved_spaces.py)."""
+        self.vectors_loaded = 0
+        """Vectors added to backends at start: whole namespaces built from the store, or what saved ones lacked."""
+        self._saved_root: Path | None = None
+        self._store_id = ""
         self._migrations_started = False
         self._queue: queue.SimpleQueue[_Work] = queue.SimpleQueue()
         self._queued = 0
@@ -97,12 +109,18 @@ class DenseChannel:
 
     # ------------------------------------------------------------------ start-up (before the writer runs)
 
-    def load(self, namespaces: dict) -> int:
+    def load(self, namespaces: dict, data_dir: Path | None = None, store_id: str = "") -> int:
         """Load stored vectors of this encoder, plan migrations and backfills; returns vectors loaded.
 
+        With ``data_dir``, backends saved there at the last clean stop are opened and brought up to date
+        with the store instead of being built again (saved_spaces.py); ``save`` writes them.
         Runs before the writer thread starts, so it writes directly (like the engine's start-up checks).
         """
         self.namespaces = namespaces
+        self._saved_root = None if data_dir is None else data_dir / "indexes" / "dense"
+        self._store_id = store_id
+        if self._saved_root is not None:
+            saved_spaces.remove_others(self._saved_root, {state.ns_id for state in namespaces.values()})
         identity = self.encoder.identity
         loaded = 0
         with self.env.env.begin(write=True) as txn:
@@ -125,26 +143,14 @@ class DenseChannel:
         space = Space(name, self.registry.backend(self.encoder.dim), record.complete)
         self.spaces[state.ns_id] = space
         have: set[int] = set()
-        slots: list[int] = []
-        rows: list[np.ndarray] = []
-
-        def flush() -> None:
-            if slots:
-                space.backend.add(np.asarray(slots), np.stack(rows))
-                slots.clear()
-                rows.clear()
-
         try:
-            for memory_id, vector in vstore.iter_vectors(txn, self._vectors, state.ns_id, self.encoder.dim):
-                slot = state.slot_of.get(memory_id)
-                if slot is None:
-                    continue
-                have.add(memory_id)
-                slots.append(slot)
-                rows.append(vector)
-                if len(slots) == LOAD_CHUNK:
-                    flush()
-            flush()
+            saved = self._open_saved(space, state.ns_id)
+            if saved is None or not self._bring_up_to_date(txn, space, state, saved, have):
+                if saved is not None:  # too far behind the store: build it from the store after all
+                    have.clear()
+                    space.backend = self.registry.backend(self.encoder.dim)
+                    space.digests = SlotDigests()
+                self._add_stored(txn, space, state, have)
         except PluginError:
             return len(have)
         if not record.complete:
@@ -158,6 +164,98 @@ class DenseChannel:
                      for i in ids]
             self._put(_Work(name, state.ns_id, ids, texts))
         return len(have)
+
+    def _add_stored(self, txn: lmdb.Transaction, space: Space, state, have: set[int]) -> None:
+        """Add every stored vector of the namespace to its (empty) backend."""
+        slots: list[int] = []
+        rows: list[np.ndarray] = []
+
+        def flush() -> None:
+            if slots:
+                self._add(space, np.asarray(slots), np.stack(rows))
+                self.vectors_loaded += len(slots)
+                slots.clear()
+                rows.clear()
+
+        for memory_id, vector in vstore.iter_vectors(txn, self._vectors, state.ns_id, self.encoder.dim):
+            slot = state.slot_of.get(memory_id)
+            if slot is None:
+                continue
+            have.add(memory_id)
+            slots.append(slot)
+            rows.append(vector)
+            if len(slots) == LOAD_CHUNK:
+                flush()
+        flush()
+
+    def _open_saved(self, space: Space, ns_id: int) -> SlotDigests | None:
+        """The namespace's backend as saved at the last clean stop (loaded into ``space``), or None."""
+        if self._saved_root is None or not space.backend.persists:
+            return None
+        found = saved_spaces.open_saved(self._saved_root, ns_id, self._saved_header())
+        if found is None:
+            return None
+        where, digests = found
+        return digests if space.backend.load(where) else None
+
+    def _bring_up_to_date(self, txn: lmdb.Transaction, space: Space, state, saved: SlotDigests,
+                          have: set[int]) -> bool:
+        """Add to an opened backend the stored vectors it lacks or holds another version of, remove the
+        slots the store no longer has; False (nothing changed yet) when that is over half the vectors."""
+        stale: list[tuple[int, np.ndarray]] = []
+        wanted = np.zeros(len(saved.held), dtype=bool)
+        for memory_id, vector in vstore.iter_vectors(txn, self._vectors, state.ns_id, self.encoder.dim):
+            slot = state.slot_of.get(memory_id)
+            if slot is None:
+                continue
+            have.add(memory_id)
+            if saved.holds(slot, zlib.crc32(vector)):
+                wanted[slot] = True
+            else:
+                stale.append((slot, vector))
+        gone = np.flatnonzero(saved.held & ~wanted)
+        if 2 * (len(stale) + len(gone)) > len(have):
+            log.info("saved dense index is far behind the store: building it from the store", namespace=space.name,
+                     changed=len(stale) + len(gone), vectors=len(have))
+            return False
+        space.digests = saved
+        if len(gone):
+            space.backend.remove(gone)
+            saved.drop(gone)
+        for start in range(0, len(stale), LOAD_CHUNK):
+            chunk = stale[start:start + LOAD_CHUNK]
+            self._add(space, np.asarray([slot for slot, _ in chunk]), np.stack([vector for _, vector in chunk]))
+        self.vectors_loaded += len(stale)
+        self.vectors_opened += len(have) - len(stale)
+        log.info("saved dense index opened", namespace=space.name, vectors=len(have), added=len(stale),
+                 removed=len(gone))
+        return True
+
+    @staticmethod
+    def _add(space: Space, slots: np.ndarray, vectors: np.ndarray) -> None:
+        space.backend.add(slots, vectors)
+        space.digests.set(slots, vectors)
+
+    def _saved_header(self) -> SavedHeader:
+        return SavedHeader(saved_spaces.FORMAT, self._store_id, self.encoder.identity, self.registry.config.backend)
+
+    def save(self) -> int:
+        """At a clean stop: write every ready namespace's backend that can save itself, for the next
+        start (saved_spaces.py); returns how many were written. A failure costs that start a build."""
+        if self._saved_root is None or not self.enabled:
+            return 0
+        written = 0
+        header = self._saved_header()
+        for ns_id, space in self.spaces.items():
+            if not (space.ready and space.backend.ok and space.backend.persists):
+                continue
+            try:
+                saved_spaces.save(self._saved_root, ns_id, header, space.digests, space.backend.save)
+                written += 1
+            except (OSError, PluginError) as exc:
+                log.warning("dense index not saved: the next start builds it from the store",
+                            namespace=space.name, error=repr(exc))
+        return written
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -205,6 +303,7 @@ class DenseChannel:
         if space is not None and slots:
             try:
                 space.backend.remove(np.asarray(slots))
+                space.digests.drop(np.asarray(slots, dtype=np.int64))
             except PluginError:
                 pass  # reported by the backend's record; the namespace's dense channel is off now
 
@@ -248,7 +347,8 @@ class DenseChannel:
         else:
             phase = "done" if self._migrations_started else "idle"
         return MigrationInfo(encoder=self.encoder.identity, state=phase, namespaces_pending=len(pending),
-                             vectors_done=done, vectors_total=total, queued=self._queued)
+                             vectors_done=done, vectors_total=total, queued=self._queued,
+                             vectors_opened=self.vectors_opened, vectors_loaded=self.vectors_loaded)
 
     def resident_bytes(self, ns_id: int) -> int:
         space = self.spaces.get(ns_id)
@@ -406,7 +506,7 @@ class DenseChannel:
         pairs = [(state.slot_of[work.ids[row]], row) for row in rows if work.ids[row] in state.slot_of]
         if pairs:
             try:
-                space.backend.add(np.asarray([s for s, _ in pairs]), vectors[[r for _, r in pairs]])
+                self._add(space, np.asarray([s for s, _ in pairs]), vectors[[r for _, r in pairs]])
             except PluginError:
                 pass  # recorded by the backend's guard
         if complete:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,6 +144,18 @@ class GuardedBackend:
 
     def __len__(self) -> int:
         return int(self._call(len, self._backend))
+
+    @property
+    def persists(self) -> bool:
+        """The backend can save itself and be opened again (its optional ``save`` and ``load``)."""
+        return callable(getattr(self._backend, "save", None)) and callable(getattr(self._backend, "load", None))
+
+    def save(self, directory: Path) -> None:
+        self._call(self._backend.save, str(directory))
+
+    def load(self, directory: Path) -> bool:
+        """Replace the backend's contents with a save's; False when it found nothing usable there."""
+        return self._call(self._backend.load, str(directory)) is True
 
     @property
     def nbytes(self) -> int:

@@ -208,3 +208,61 @@ def test_daemon_uses_the_hnsw_backend_for_dense_recall(tmp_path):
                     break
                 time.sleep(0.05)
         assert hits[0].memory.id == memory_id and "dense" in hits[0].matched, daemon.log()[-2000:]
+
+
+def test_the_graph_saved_at_a_clean_stop_is_opened_and_brought_up_to_date_after_a_kill(tmp_path):
+    if "hnsw" not in entry_points(group="memosd.backends").names:
+        pytest.skip("the hnsw entry point is not installed: pip install -e plugins/memosd-ann")
+    from memosd.testing import DaemonProcess
+    from memosd_client.protocol import messages as m
+
+    def migration() -> m.MigrationInfo:
+        with daemon.admin() as admin:
+            return admin.request("plugins", m.PluginsArgs()).migration
+
+    def embedded() -> m.MigrationInfo:
+        deadline = time.monotonic() + 20
+        while (found := migration()).queued and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return found
+
+    env = {"MEMOSD_PLUGINS_ENCODER": "hash-dense", "MEMOSD_PLUGINS_BACKEND": "hnsw"}
+    daemon = DaemonProcess(tmp_path / "store", env=env)
+    daemon.start()
+    try:
+        with daemon.client(namespace="ann") as client:
+            ids = client.remember_many([f"harbour note {i}: boat {i} came in at dawn" for i in range(300)]).ids
+        assert embedded().queued == 0
+        daemon.stop()  # a clean stop saves the graph
+        saved = daemon.data_dir / "indexes" / "dense"
+        assert [p.name for p in saved.iterdir()] != [] and not any(p.name.endswith(".tmp") for p in saved.iterdir())
+
+        daemon.start()
+        opened = migration()
+        assert (opened.vectors_opened, opened.vectors_loaded) == (300, 0), "opened, not built again"
+        with daemon.client(namespace="ann") as client:
+            client.purge(ids[0])
+            new = client.remember_many([f"lantern {i} on the pier" for i in range(20)]).ids
+            assert embedded().queued == 0
+            daemon.kill()  # no save: the next start finds the graph of the last clean stop
+
+        daemon.start()
+        after = migration()
+        # 299 of the saved vectors are still the store's, 20 were written since; the purged one is removed.
+        assert (after.vectors_opened, after.vectors_loaded) == (299, 20)
+        with daemon.client(namespace="ann") as client:
+            hits = client.recall("lantern pier", k=20)
+            assert {h.memory.id for h in hits if "dense" in h.matched} == set(new)
+            assert all(h.memory.id != ids[0] for h in client.recall("harbour note 0 boat 0", k=50))
+            client.remember_many([f"gull {i} over the breakwater" for i in range(400)])
+            assert embedded().queued == 0
+            daemon.kill()
+
+        daemon.start()
+        # Over half of the 719 vectors are not in the saved graph: it is built from the store instead.
+        rebuilt = migration()
+        assert (rebuilt.vectors_opened, rebuilt.vectors_loaded) == (0, 719)
+        with daemon.client(namespace="ann") as client:
+            assert any("dense" in h.matched for h in client.recall("gull breakwater"))
+    finally:
+        daemon.cleanup()

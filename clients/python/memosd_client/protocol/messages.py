@@ -436,6 +436,10 @@ class MigrationInfo(ReplyStruct):
     vectors_total: int = 0
     queued: int = 0
     """New memories waiting for their vector (the dense channel's lag behind lexical recall)."""
+    vectors_opened: int = 0
+    """At start: vectors found in backends saved at the last clean stop, not added again."""
+    vectors_loaded: int = 0
+    """At start: vectors added to backends (namespaces built from the store, or what a saved one lacked)."""
 
 
 class PluginsArgs(Struct):

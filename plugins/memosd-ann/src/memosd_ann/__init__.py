@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -146,6 +147,44 @@ class HnswBackend:
             self._live += len(keys) - len(replaced)
             self._live_bitmap = None
             self._maybe_compact()
+
+    def save(self, directory: str) -> None:
+        """Write the graph, the float32 rows and the slot keys under ``directory`` (created).
+
+        memosd calls this at a clean stop and checks what :meth:`load` reads back against its store
+        (vector by vector) before it trusts it, so a save needs no crash safety of its own.
+        """
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            faiss.write_index(self._index, str(path / "graph.faiss"))
+            np.save(path / "rows.npy", self._vectors())
+            np.save(path / "key_of_slot.npy", self._key_of_slot)
+
+    def load(self, directory: str) -> bool:
+        """Replace the contents with what :meth:`save` wrote there; False (contents unchanged) when it
+        holds no usable save: missing or unreadable files, another dimension or index type."""
+        path = Path(directory)
+        try:
+            index = faiss.read_index(str(path / "graph.faiss"))  # already of its own class
+            rows = np.load(path / "rows.npy")
+            key_of_slot = np.load(path / "key_of_slot.npy")
+        except (OSError, RuntimeError, ValueError):
+            return False
+        n = index.ntotal
+        if (not isinstance(index, faiss.IndexHNSWSQ) or index.d != self.dim or rows.shape != (n, self.dim)
+                or rows.dtype != np.float32 or key_of_slot.shape != (n,)):
+            return False
+        key_of_slot = key_of_slot.astype(np.int64, copy=False)
+        live = key_of_slot >= 0
+        with self._lock:
+            self._reset()
+            index.hnsw.efConstruction = self.ef_construction
+            self._index, self._rows, self._key_of_slot = index, np.ascontiguousarray(rows), key_of_slot
+            self._slot_of_key = np.full(max(64, int(key_of_slot.max(initial=-1)) + 1), -1, dtype=np.int64)
+            self._slot_of_key[key_of_slot[live]] = np.flatnonzero(live)
+            self._live = int(np.count_nonzero(live))
+        return True
 
     def remove(self, keys: np.ndarray) -> None:
         """Drop these keys; unknown keys are ignored."""
