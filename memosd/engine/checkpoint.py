@@ -127,6 +127,11 @@ class Checkpointer:
                 os.nice(10)  # the parent serves requests on the same cores
                 snapshot.write(self.data_dir, header, self.engine.namespaces)
                 code = 0
+                if self.engine.dense is not None:
+                    try:  # graph indexes (plugins/saved_spaces.py); a failure leaves their last save
+                        self.engine.dense.save(in_child=True)
+                    except Exception:  # noqa: BLE001 - the child cannot log; the next start checks any save
+                        pass
             finally:
                 os._exit(code)
         self._child = pid

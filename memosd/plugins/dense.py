@@ -239,9 +239,11 @@ class DenseChannel:
     def _saved_header(self) -> SavedHeader:
         return SavedHeader(saved_spaces.FORMAT, self._store_id, self.encoder.identity, self.registry.config.backend)
 
-    def save(self) -> int:
-        """At a clean stop: write every ready namespace's backend that can save itself, for the next
-        start (saved_spaces.py); returns how many were written. A failure costs that start a build."""
+    def save(self, in_child: bool = False) -> int:
+        """Write every ready namespace's backend that can save itself, for the next start
+        (saved_spaces.py); returns how many were written. At a clean stop, and ``in_child`` of a
+        snapshot taken while serving (engine/checkpoint.py: no logging there, a failure is raised). A
+        failure costs the next start only the vectors added since an older save, or a build."""
         if self._saved_root is None or not self.enabled:
             return 0
         written = 0
@@ -249,10 +251,13 @@ class DenseChannel:
         for ns_id, space in self.spaces.items():
             if not (space.ready and space.backend.ok and space.backend.persists):
                 continue
+            save = space.backend.save_in_child if in_child else space.backend.save
             try:
-                saved_spaces.save(self._saved_root, ns_id, header, space.digests, space.backend.save)
+                saved_spaces.save(self._saved_root, ns_id, header, space.digests, save)
                 written += 1
             except (OSError, PluginError) as exc:
+                if in_child:
+                    raise
                 log.warning("dense index not saved: the next start builds it from the store",
                             namespace=space.name, error=repr(exc))
         return written

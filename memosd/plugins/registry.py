@@ -153,6 +153,12 @@ class GuardedBackend:
     def save(self, directory: Path) -> None:
         self._call(self._backend.save, str(directory))
 
+    def save_in_child(self, directory: Path) -> None:
+        """``save`` called directly, in a process forked for a snapshot (engine/checkpoint.py): the
+        plugin's worker thread does not exist there, and no call was running in the parent at the fork
+        (they are all made from the event loop, which forked)."""
+        self._backend.save(str(directory))
+
     def load(self, directory: Path) -> bool:
         """Replace the backend's contents with a save's; False when it found nothing usable there."""
         return self._call(self._backend.load, str(directory)) is True

@@ -1,17 +1,18 @@
-"""Dense backends saved at a clean stop and opened at the next start, checked against the store.
+"""Dense backends saved with the index snapshot and opened at the next start, checked against the store.
 
 Building a graph index (the memosd-ann plugin) takes minutes at a million
 vectors, so a backend that can ``save`` and ``load`` itself is written to
-``<data_dir>/indexes/dense/<namespace id>/`` when the daemon stops cleanly and
-opened at the next start instead of being rebuilt.
+``<data_dir>/indexes/dense/<namespace id>/`` by each index snapshot (while
+serving, engine/checkpoint.py) and at a clean stop, and opened at the next
+start instead of being rebuilt.
 
 A saved backend is never trusted on its own: beside it lies the CRC-32 of the
 vector each slot held (:class:`SlotDigests`, kept up to date with every add and
 removal). At start every vector of the namespace is read from the store as
 before and its CRC compared with the saved one for its slot; only the vectors
 that differ or are missing are added, and slots the store no longer has are
-removed. A start after a ``kill -9`` therefore opens the backend saved at the
-last clean stop and adds what was written since; the store decides, so no
+removed. A start after a ``kill -9`` therefore opens the backend of the last
+snapshot and adds what was written since; the store decides, so no
 ordering between the save and the store's commits is needed. When more than
 half of the vectors would have to change (slots renumbered by a rebuild of the
 namespace, say), the saved backend is dropped and the namespace is built from

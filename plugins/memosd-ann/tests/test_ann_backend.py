@@ -264,5 +264,16 @@ def test_the_graph_saved_at_a_clean_stop_is_opened_and_brought_up_to_date_after_
         assert (rebuilt.vectors_opened, rebuilt.vectors_loaded) == (0, 719)
         with daemon.client(namespace="ann") as client:
             assert any("dense" in h.matched for h in client.recall("gull breakwater"))
+            with daemon.admin() as admin:  # a snapshot while serving saves the graph too
+                admin.request("snapshot", m.SnapshotArgs())
+            late = client.remember_many([f"buoy {i} rings in the fog" for i in range(10)]).ids
+            assert embedded().queued == 0
+            daemon.kill()
+
+        daemon.start()
+        resumed = migration()
+        assert (resumed.vectors_opened, resumed.vectors_loaded) == (719, 10), "only what followed the snapshot"
+        with daemon.client(namespace="ann") as client:
+            assert {h.memory.id for h in client.recall("buoy fog", k=10) if "dense" in h.matched} == set(late)
     finally:
         daemon.cleanup()
