@@ -432,6 +432,7 @@ class Daemon:
         if self.config.store.index_snapshot:
             self._write_snapshot()
             if self.dense is not None:
+                self.dense.apply_pending()
                 self._save_dense()
         for task in tasks:
             task.cancel()

@@ -115,6 +115,15 @@ WORKING_SOURCE = dedent('''
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             np.divide(out, norms, out=out, where=norms > 0)
             return out
+
+    from memosd.plugins.builtin import NumpyBackend
+
+    class SlowGraph(NumpyBackend):
+        """Exact search, but adding costs 4 ms a vector, as inserting into a large graph index does."""
+
+        def add(self, keys, vectors):
+            time.sleep(0.004 * len(keys))
+            super().add(keys, vectors)
 ''')
 
 
@@ -153,6 +162,7 @@ def install_test_plugins(root: Path) -> Path:
     })
     write_package(root, "memosd_test_trigrams", "memosd_test_trigrams", WORKING_SOURCE, {
         "memosd.encoders": {"trigrams": "memosd_test_trigrams:Trigrams"},
+        "memosd.backends": {"slow-graph": "memosd_test_trigrams:SlowGraph"},
     })
     return root
 

@@ -7,6 +7,7 @@ vectors are checked by opening the store after the daemon stopped.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import msgspec
@@ -171,3 +172,28 @@ def test_encoder_change_migrates_resumably(plugin_dir, tmp_path):
     assert len(found) == 2
     assert all(len(vectors) == per_ns and set(vectors.values()) == {64 * 4} for vectors in found.values())
     assert all(r.encoder == TRIGRAMS and r.complete for r in records.values())
+
+
+def test_vectors_go_into_a_slow_backend_a_chunk_at_a_time_while_requests_are_served(plugin_dir, tmp_path):
+    # 800 vectors at 4 ms each: added a commit (up to 512) at a time, they held the event loop for up to 2 s.
+    env = _env(plugin_dir, "trigrams") | {"MEMOSD_PLUGINS_BACKEND": "slow-graph"}
+    daemon = DaemonProcess(tmp_path / "store", env=env)
+    daemon.start()
+    try:
+        with daemon.client(namespace="a") as client:
+            wanted = client.remember_many([f"harbour note {i}" for i in range(800)]).ids[-1]
+            started, slowest = time.monotonic(), 0.0
+            while True:
+                asked = time.monotonic()
+                client.recall("harbour note 799")
+                pending = _migration(daemon).queued
+                slowest = max(slowest, time.monotonic() - asked)
+                if not pending:
+                    break
+            took = time.monotonic() - started
+            hits = client.recall("harbour note 799")
+            assert hits[0].memory.id == wanted and "dense" in hits[0].matched
+        assert took > 2.0, "the backend's adds were slow"
+        assert slowest < 0.5, f"a recall and a status waited {slowest:.2f} s behind the adds"
+    finally:
+        daemon.cleanup()
