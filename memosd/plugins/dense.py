@@ -121,8 +121,8 @@ class DenseChannel:
     def load(self, namespaces: dict, data_dir: Path | None = None, store_id: str = "") -> int:
         """Load stored vectors of this encoder, plan migrations and backfills; returns vectors loaded.
 
-        With ``data_dir``, backends saved there at the last clean stop are opened and brought up to date
-        with the store instead of being built again (saved_spaces.py); ``save`` writes them.
+        With ``data_dir``, backends saved there (by the last snapshot or clean stop) are opened and brought
+        up to date with the store instead of being built again (saved_spaces.py); ``save`` writes them.
         Runs before the writer thread starts, so it writes directly (like the engine's start-up checks).
         """
         self.namespaces = namespaces
@@ -198,7 +198,8 @@ class DenseChannel:
         flush()
 
     def _open_saved(self, space: Space, ns_id: int) -> SlotDigests | None:
-        """The namespace's backend as saved at the last clean stop (loaded into ``space``), or None."""
+        """The digests of the namespace's saved backend, once it is loaded into ``space``; None when there
+        is no usable save."""
         if self._saved_root is None or not space.backend.persists:
             return None
         found = saved_spaces.open_saved(self._saved_root, ns_id, self._saved_header())
