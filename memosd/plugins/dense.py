@@ -3,8 +3,8 @@
 Memories are embedded off the request path by one ``memosd-embed`` thread
 (lexical recall sees a write immediately; the dense channel a moment later).
 Vectors are stored through the writer thread; the write's ``apply`` step
-queues them for the namespace's backend, and the event loop adds them
-``ADD_CHUNK`` at a time between requests, in commit order.
+queues them for the namespace's backend, and the event loop adds them a
+chunk at a time between requests, in commit order (changes.py).
 
 When a namespace's stored vectors come from another encoder (or from none),
 the thread re-embeds it in id order, persisting a cursor with each batch, so a
@@ -15,7 +15,6 @@ until it is complete. All methods except the thread's run on the event loop.
 from __future__ import annotations
 
 import asyncio
-import collections
 import queue
 import threading
 import zlib
@@ -33,6 +32,7 @@ from ..store import keys
 from ..store.environment import Environment
 from ..store.writer import WriterThread
 from . import saved_spaces
+from .changes import BackendChanges, Change
 from . import vectors as vstore
 from .guard import PluginError
 from .registry import GuardedBackend, GuardedEncoder, PluginRegistry
@@ -45,8 +45,6 @@ BATCH = 64
 COMMIT = 512
 """Texts whose vectors share one write commit (a durable commit costs an fsync)."""
 LOAD_CHUNK = 4096
-ADD_CHUNK = 16
-"""Vectors per backend add while serving: a graph backend takes about 1 ms a vector (2 cores, 100k)."""
 
 
 @dataclass(slots=True)
@@ -103,11 +101,8 @@ class DenseChannel:
         self._queued = 0
         """Texts put on the queue and not yet stored (or dropped); updated under ``_lock``."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._changes: collections.deque = collections.deque()
-        """Backend changes (space, "add" | "remove" | "ready", slots, vectors) not applied yet."""
-        self._pending_vectors = 0
-        self._changes_waiting: asyncio.Event | None = None
-        self._applier: asyncio.Task | None = None
+        self._changes = BackendChanges(self._apply_change)
+        """Vectors and removals on their way into the backends, a chunk per loop turn (changes.py)."""
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._main, name="memosd-embed", daemon=True)
 
@@ -275,8 +270,7 @@ class DenseChannel:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._migrations_started = bool(self._migrating)
-        self._changes_waiting = asyncio.Event()
-        self._applier = loop.create_task(self._apply_changes())
+        self._changes.start(loop)
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -286,8 +280,7 @@ class DenseChannel:
         for the event loop that calls this) is left behind: it is a daemon thread.
         """
         self._stopping.set()
-        if self._applier is not None:
-            self._applier.cancel()
+        self._changes.stop()
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -320,7 +313,7 @@ class DenseChannel:
         """After a purge commits: drop the purged versions from the backend."""
         space = self.spaces.get(ns_id)
         if space is not None and slots:
-            self._later(space, "remove", np.asarray(slots, dtype=np.int64))  # after the adds queued before it
+            self._changes.remove(space, np.asarray(slots, dtype=np.int64))  # after the adds queued before it
 
     def drop_namespace(self, ns_id: int) -> None:
         self.spaces.pop(ns_id, None)
@@ -362,7 +355,7 @@ class DenseChannel:
         else:
             phase = "done" if self._migrations_started else "idle"
         return MigrationInfo(encoder=self.encoder.identity, state=phase, namespaces_pending=len(pending),
-                             vectors_done=done, vectors_total=total, queued=self._queued + self._pending_vectors,
+                             vectors_done=done, vectors_total=total, queued=self._queued + self._changes.pending_vectors,
                              vectors_opened=self.vectors_opened, vectors_loaded=self.vectors_loaded)
 
     def resident_bytes(self, ns_id: int) -> int:
@@ -520,60 +513,30 @@ class DenseChannel:
             space = self.spaces[work.ns_id] = Space(work.name, self.registry.backend(self.encoder.dim), True)
         pairs = [(state.slot_of[work.ids[row]], row) for row in rows if work.ids[row] in state.slot_of]
         if pairs:
-            slots, picked = np.asarray([s for s, _ in pairs]), vectors[[r for _, r in pairs]]
-            for start in range(0, len(slots), ADD_CHUNK):
-                self._later(space, "add", slots[start:start + ADD_CHUNK], picked[start:start + ADD_CHUNK])
+            self._changes.add(space, np.asarray([s for s, _ in pairs]), vectors[[r for _, r in pairs]])
         if complete:
-            self._later(space, "ready")
+            self._changes.ready(space)
 
-    # ------------------------------------------------------------------ backend changes, a chunk at a time
+    # ------------------------------------------------------------------ backend changes (changes.py)
 
-    def _later(self, space: Space, kind: str, slots: np.ndarray | None = None, vectors: np.ndarray | None = None):
-        """Queue a change of a backend, applied in order by ``_apply_changes`` (event loop)."""
-        self._changes.append((space, kind, slots, vectors))
-        if kind == "add":
-            self._pending_vectors += len(slots)
-        if self._changes_waiting is not None:
-            self._changes_waiting.set()
-
-    async def _apply_changes(self) -> None:
-        """Apply queued backend changes one chunk per loop turn.
-
-        A graph backend takes about a millisecond per vector it adds: a commit's 512 vectors at once
-        held the event loop for a third of a second, every request waiting behind it. A chunk at a
-        time, requests run between chunks. Changes still run on the event loop, one at a time and in
-        commit order (an add before a later purge's removal of the same slot), so a backend is never
-        called concurrently and is idle whenever the loop forks for a snapshot.
-        """
-        while True:
-            if not self._changes:
-                self._changes_waiting.clear()
-                await self._changes_waiting.wait()
-                continue
-            self._apply_one()
-            await asyncio.sleep(0)
-
-    def _apply_one(self) -> None:
-        space, kind, slots, vectors = self._changes.popleft()
-        if kind == "add":
-            self._pending_vectors -= len(slots)
+    def _apply_change(self, change: Change) -> None:
+        space = change.space
         if self.spaces.get(self._ns_of(space)) is not space:
             return  # the namespace was purged (or re-created) since
         try:
-            if kind == "add":
-                self._add(space, slots, vectors)
-            elif kind == "remove":
-                space.backend.remove(slots)
-                space.digests.drop(slots)
+            if change.kind == "add":
+                self._add(space, change.slots, change.vectors)
+            elif change.kind == "remove":
+                space.backend.remove(change.slots)
+                space.digests.drop(change.slots)
             else:
                 space.ready = True
         except PluginError:
             pass  # recorded by the backend's guard; the namespace's dense channel is off now
 
     def apply_pending(self) -> None:
-        """Apply every queued change now (a clean stop, before the backends are saved)."""
-        while self._changes:
-            self._apply_one()
+        """Apply every queued backend change now (a clean stop, before the backends are saved)."""
+        self._changes.apply_pending()
 
     def _ns_of(self, space: Space) -> int | None:
         state = self.namespaces.get(space.name)
