@@ -117,6 +117,7 @@ class Checkpointer:
         marks = dict(self.engine.write_marks)
         records = self.engine.writer.logged_records
         started, taken_at = time.monotonic(), time.time()
+        dense = self.engine.dense.unsaved() if self.engine.dense is not None else {}
         pid = os.fork()
         if pid == 0:  # the child: write the image and leave without running anything of the parent's
             code = 1
@@ -127,9 +128,9 @@ class Checkpointer:
                 os.nice(10)  # the parent serves requests on the same cores
                 snapshot.write(self.data_dir, header, self.engine.namespaces)
                 code = 0
-                if self.engine.dense is not None:
-                    try:  # graph indexes (plugins/saved_spaces.py); a failure leaves their last save
-                        self.engine.dense.save(in_child=True)
+                if dense:
+                    try:  # graph indexes changed since saved (plugins/saved_spaces.py); a failure leaves the last save
+                        self.engine.dense.save(dense, in_child=True)
                     except Exception:  # noqa: BLE001 - the child cannot log; the next start checks any save
                         pass
             finally:
@@ -147,6 +148,8 @@ class Checkpointer:
             log.warning("index snapshot not written; the last one stays", status=status)
             return None
         self.written += 1
+        if dense:
+            self.engine.dense.mark_saved(dense)
         self.last_at, self.last_s = taken_at, time.monotonic() - started
         self._marks_written, self._records_written = marks, records
         self._trimming = self.engine.truncate_log(header)

@@ -57,6 +57,8 @@ class Space:
     """All of the namespace's memories have been embedded by the current encoder at least once."""
     digests: SlotDigests = field(default_factory=SlotDigests)
     """What each slot holds, to check a saved backend against the store (saved_spaces.py)."""
+    saved_version: int = -1
+    """``digests.version`` when the backend was last saved (or opened from a save); -1: never."""
 
 
 @dataclass(slots=True)
@@ -223,7 +225,7 @@ class DenseChannel:
             log.info("saved dense index is far behind the store: building it from the store", namespace=space.name,
                      changed=len(stale) + len(gone), vectors=len(have))
             return False
-        space.digests = saved
+        space.digests, space.saved_version = saved, saved.version
         if len(gone):
             space.backend.remove(gone)
             saved.drop(gone)
@@ -244,18 +246,32 @@ class DenseChannel:
     def _saved_header(self) -> SavedHeader:
         return SavedHeader(saved_spaces.FORMAT, self._store_id, self.encoder.identity, self.registry.config.backend)
 
-    def save(self, in_child: bool = False) -> int:
-        """Write every ready namespace's backend that can save itself, for the next start
-        (saved_spaces.py); returns how many were written. At a clean stop, and ``in_child`` of a
-        snapshot taken while serving (engine/checkpoint.py: no logging there, a failure is raised). A
-        failure costs the next start only the vectors added since an older save, or a build."""
+    def unsaved(self) -> dict[int, int]:
+        """Namespace id -> ``digests.version`` of every ready backend that can save itself and changed
+        since its last save (what a snapshot's child is to save; ``mark_saved`` once it did)."""
         if self._saved_root is None or not self.enabled:
-            return 0
+            return {}
+        return {ns_id: space.digests.version for ns_id, space in self.spaces.items()
+                if space.ready and space.backend.ok and space.backend.persists
+                and space.digests.version != space.saved_version}
+
+    def mark_saved(self, versions: dict[int, int]) -> None:
+        for ns_id, version in versions.items():
+            space = self.spaces.get(ns_id)
+            if space is not None:
+                space.saved_version = version
+
+    def save(self, only: dict[int, int] | None = None, in_child: bool = False) -> int:
+        """Write the backends of ``unsaved()`` (or of ``only``, its result taken earlier) for the next
+        start (saved_spaces.py); returns how many were written. At a clean stop, and ``in_child`` of a
+        snapshot taken while serving (engine/checkpoint.py: the parent marks them saved; no logging
+        there, a failure is raised). A failure costs the next start only the vectors added since an
+        older save, or a build."""
+        versions = self.unsaved() if only is None else only
         written = 0
         header = self._saved_header()
-        for ns_id, space in self.spaces.items():
-            if not (space.ready and space.backend.ok and space.backend.persists):
-                continue
+        for ns_id in versions:
+            space = self.spaces[ns_id]
             save = space.backend.save_in_child if in_child else space.backend.save
             try:
                 saved_spaces.save(self._saved_root, ns_id, header, space.digests, save)
@@ -265,6 +281,9 @@ class DenseChannel:
                     raise
                 log.warning("dense index not saved: the next start builds it from the store",
                             namespace=space.name, error=repr(exc))
+                continue
+            if not in_child:
+                space.saved_version = versions[ns_id]
         return written
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -43,11 +43,13 @@ BACKEND = "backend"
 class SlotDigests:
     """CRC-32 of the vector each slot holds in one namespace's backend."""
 
-    __slots__ = ("crc", "held")
+    __slots__ = ("crc", "held", "version")
 
     def __init__(self, crc: np.ndarray | None = None, held: np.ndarray | None = None) -> None:
         self.crc = np.zeros(0, dtype=np.uint32) if crc is None else crc
         self.held = np.zeros(0, dtype=bool) if held is None else held
+        self.version = 0
+        """Counts changes, so that a backend that did not change since its last save is not saved again."""
 
     def set(self, slots: np.ndarray, vectors: np.ndarray) -> None:
         """``slots`` now hold ``vectors`` (float32 rows, as stored)."""
@@ -56,10 +58,12 @@ class SlotDigests:
         self._grow(int(slots.max()) + 1)
         self.crc[slots] = [zlib.crc32(row) for row in np.ascontiguousarray(vectors, dtype="<f4")]
         self.held[slots] = True
+        self.version += 1
 
     def drop(self, slots: np.ndarray) -> None:
         slots = slots[slots < len(self.held)]
         self.held[slots] = False
+        self.version += 1
 
     def holds(self, slot: int, crc: int) -> bool:
         return slot < len(self.held) and bool(self.held[slot]) and int(self.crc[slot]) == crc

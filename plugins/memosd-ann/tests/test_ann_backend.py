@@ -264,8 +264,13 @@ def test_the_graph_saved_at_a_clean_stop_is_opened_and_brought_up_to_date_after_
         assert (rebuilt.vectors_opened, rebuilt.vectors_loaded) == (0, 719)
         with daemon.client(namespace="ann") as client:
             assert any("dense" in h.matched for h in client.recall("gull breakwater"))
+            header = next(saved.iterdir()) / "header.json"
+            before = header.stat().st_mtime_ns
             with daemon.admin() as admin:  # a snapshot while serving saves the graph too
                 admin.request("snapshot", m.SnapshotArgs())
+                after_first = header.stat().st_mtime_ns
+                admin.request("snapshot", m.SnapshotArgs())  # nothing changed since: not written again
+            assert before < after_first == header.stat().st_mtime_ns
             late = client.remember_many([f"buoy {i} rings in the fog" for i in range(10)]).ids
             assert embedded().queued == 0
             daemon.kill()
