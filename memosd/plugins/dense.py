@@ -18,7 +18,7 @@ import asyncio
 import queue
 import threading
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import lmdb
@@ -55,8 +55,9 @@ class Space:
     backend: GuardedBackend
     ready: bool
     """All of the namespace's memories have been embedded by the current encoder at least once."""
-    digests: SlotDigests = field(default_factory=SlotDigests)
-    """What each slot holds, to check a saved backend against the store (saved_spaces.py)."""
+    digests: SlotDigests | None = None
+    """What each slot holds, to check a saved backend against the store (saved_spaces.py); None for a
+    backend that cannot save itself (the built-in numpy one), which then pays no CRC per vector."""
     saved_version: int = -1
     """``digests.version`` when the backend was last saved (or opened from a save); -1: never."""
 
@@ -146,7 +147,7 @@ class DenseChannel:
         return loaded
 
     def _load_space(self, txn: lmdb.Transaction, name: str, state, record: vstore.DenseRecord) -> int:
-        space = Space(name, self.registry.backend(self.encoder.dim), record.complete)
+        space = self._space(name, record.complete)
         self.spaces[state.ns_id] = space
         have: set[int] = set()
         try:
@@ -154,8 +155,7 @@ class DenseChannel:
             if saved is None or not self._bring_up_to_date(txn, space, state, saved, have):
                 if saved is not None:  # too far behind the store: build it from the store after all
                     have.clear()
-                    space.backend = self.registry.backend(self.encoder.dim)
-                    space.digests = SlotDigests()
+                    space = self.spaces[state.ns_id] = self._space(name, record.complete)
                 self._add_stored(txn, space, state, have)
         except PluginError:
             return len(have)
@@ -197,7 +197,7 @@ class DenseChannel:
     def _open_saved(self, space: Space, ns_id: int) -> SlotDigests | None:
         """The digests of the namespace's saved backend, once it is loaded into ``space``; None when there
         is no usable save."""
-        if self._saved_root is None or not space.backend.persists:
+        if self._saved_root is None or space.digests is None:
             return None
         found = saved_spaces.open_saved(self._saved_root, ns_id, self._saved_header())
         if found is None:
@@ -238,10 +238,16 @@ class DenseChannel:
                  removed=len(gone))
         return True
 
+    def _space(self, name: str, ready: bool) -> Space:
+        """A namespace's empty backend, with digests when it can save itself."""
+        backend = self.registry.backend(self.encoder.dim)
+        return Space(name, backend, ready, SlotDigests() if backend.persists else None)
+
     @staticmethod
     def _add(space: Space, slots: np.ndarray, vectors: np.ndarray) -> None:
         space.backend.add(slots, vectors)
-        space.digests.set(slots, vectors)
+        if space.digests is not None:
+            space.digests.set(slots, vectors)
 
     def _saved_header(self) -> SavedHeader:
         return SavedHeader(saved_spaces.FORMAT, self._store_id, self.encoder.identity, self.registry.config.backend)
@@ -252,7 +258,7 @@ class DenseChannel:
         if self._saved_root is None or not self.enabled:
             return {}
         return {ns_id: space.digests.version for ns_id, space in self.spaces.items()
-                if space.ready and space.backend.ok and space.backend.persists
+                if space.ready and space.backend.ok and space.digests is not None
                 and space.digests.version != space.saved_version}
 
     def mark_saved(self, versions: dict[int, int]) -> None:
@@ -529,7 +535,7 @@ class DenseChannel:
             return
         space = self.spaces.get(work.ns_id)
         if space is None:
-            space = self.spaces[work.ns_id] = Space(work.name, self.registry.backend(self.encoder.dim), True)
+            space = self.spaces[work.ns_id] = self._space(work.name, True)
         pairs = [(state.slot_of[work.ids[row]], row) for row in rows if work.ids[row] in state.slot_of]
         if pairs:
             self._changes.add(space, np.asarray([s for s, _ in pairs]), vectors[[r for _, r in pairs]])
@@ -547,7 +553,8 @@ class DenseChannel:
                 self._add(space, change.slots, change.vectors)
             elif change.kind == "remove":
                 space.backend.remove(change.slots)
-                space.digests.drop(change.slots)
+                if space.digests is not None:
+                    space.digests.drop(change.slots)
             else:
                 space.ready = True
         except PluginError:
