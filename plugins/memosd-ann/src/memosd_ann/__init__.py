@@ -151,8 +151,9 @@ class HnswBackend:
     def save(self, directory: str) -> None:
         """Write the graph, the float32 rows and the slot keys under ``directory`` (created).
 
-        memosd calls this at a clean stop and checks what :meth:`load` reads back against its store
-        (vector by vector) before it trusts it, so a save needs no crash safety of its own.
+        memosd calls this with its index snapshots and at a clean stop, and checks what :meth:`load`
+        reads back against its store (vector by vector) before it trusts it, so a save needs no crash
+        safety of its own.
         """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
@@ -247,12 +248,16 @@ class HnswBackend:
             else:
                 if self._live <= max(self.exact_below, k):
                     return self._exact(query, k, np.flatnonzero(live))
-                bitmap = None
-                if self._live < self._index.ntotal:
-                    if self._live_bitmap is None:
-                        self._live_bitmap = np.packbits(live, bitorder="little")
-                    bitmap = self._live_bitmap
+                bitmap = self._retired_excluded()
             return self._exact(query, k, self._graph_candidates(query, k, bitmap))
+
+    def _retired_excluded(self) -> np.ndarray | None:
+        """The bitmap of live slots for a graph search, None when no slot is retired (cached until a change)."""
+        if self._live == self._index.ntotal:
+            return None
+        if self._live_bitmap is None:
+            self._live_bitmap = np.packbits(self._key_of_slot >= 0, bitorder="little")
+        return self._live_bitmap
 
     def _graph_candidates(self, query: np.ndarray, k: int, bitmap: np.ndarray | None) -> np.ndarray:
         """Slots the graph proposes for the best ``k`` (``oversample`` per result), within ``bitmap``."""
@@ -273,12 +278,7 @@ class HnswBackend:
         When a filter allows most keys (the usual recall: everything but forgotten and superseded
         versions), working out which slots it allows costs a pass over all of them, more than the
         graph search itself at 100k vectors; filtering the few candidates costs nothing."""
-        bitmap = None
-        if self._live < self._index.ntotal:
-            if self._live_bitmap is None:
-                self._live_bitmap = np.packbits(self._key_of_slot >= 0, bitorder="little")
-            bitmap = self._live_bitmap
-        slots = self._graph_candidates(query, k, bitmap)
+        slots = self._graph_candidates(query, k, self._retired_excluded())
         keys = self._key_of_slot[slots]
         inside = (keys >= 0) & (keys < len(allowed))
         slots, keys = slots[inside], keys[inside]
