@@ -216,6 +216,12 @@ class TiersConfig:
     """Best facts whose pages join the fine stage; 0 skips the knowledge lookup (on LoCoMo dev it changed
     nothing, 0.734 either way, while costing a search over every fact per recall)."""
 
+    @property
+    def searches_knowledge(self) -> bool:
+        """Whether recall looks facts up (``knowledge_candidates`` or ``knowledge_weight`` above 0): only
+        then are the facts indexed in RAM (docs/tiers.md, "Facts in RAM")."""
+        return bool(self.knowledge_candidates or self.knowledge_weight)
+
 
 @dataclass(slots=True)
 class SlbConfig:

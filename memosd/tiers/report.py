@@ -28,7 +28,7 @@ def namespace_tiers(manager: TierManager, state: TierState, now: float) -> m.Nam
         name=state.name, stm=counts[TIER_STM], mtm=counts[TIER_MTM], ltm=counts[TIER_LTM],
         pages=len(state.pages), open_pages=len(state.open_page),
         consolidated_pages=sum(1 for p in state.pages.values() if p.consolidated),
-        facts=len(state.fact_sources), resident_pages=len(state.blocks), resident_bytes=state.block_bytes,
+        facts=state.fact_count, resident_pages=len(state.blocks), resident_bytes=state.block_bytes,
         fixed_bytes=state.always_resident_bytes(), heat_p50=p50, heat_p90=p90, heat_p99=p99,
         policy_usage=dict(state.policy_usage), **state.counters.as_dict(),
     )

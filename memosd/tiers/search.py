@@ -323,7 +323,7 @@ class TwoStage:
 
     def _knowledge(self, query: str | AnalyzedQuery, size: int) -> tuple[np.ndarray | None, set[int]]:
         tiers, cfg = self.tiers, self.tiers.cfg
-        if not len(tiers.knowledge) or not (cfg.knowledge_candidates or cfg.knowledge_weight):
+        if not len(tiers.knowledge) or not cfg.searches_knowledge:
             return None, set()
         hits = tiers.knowledge.index.search(query, max(cfg.knowledge_candidates, KNOWLEDGE_FACTS))
         if not hits:

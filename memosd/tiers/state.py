@@ -170,6 +170,15 @@ class TierState:
         self.next_page_id = 1
         self.coarse = DocTable(RetrievalConfig())
         self.knowledge = DocTable(RetrievalConfig(hash_weight=0.0))
+        self.keeps_facts = cfg.searches_knowledge
+        """Whether the facts are held in RAM (``knowledge``, ``fact_sources``, ``page_facts``,
+        ``_fact_texts``): only when recall looks them up. Otherwise they live in the store alone, where
+        ``page`` and ``entity`` read them; at 1M memories the RAM copy was about 670 MiB, a third of the
+        daemon's, for a lookup the default configuration never makes."""
+        self.fact_count = 0
+        """Facts of the consolidated pages, held in RAM or not."""
+        self._page_fact_counts = np.zeros(1024, dtype=np.int32)
+        """Page id -> how many of ``fact_count`` are that page's."""
         self.fact_sources: dict[int, bytes] = {}
         """Knowledge doc key -> its page id and source memory ids, packed (see fact_source): a tuple of a
         list of ints cost about 200 bytes a fact, and a store holds two or three facts per memory."""
@@ -603,6 +612,12 @@ class TierState:
         names = self._page_entities[page.id] = tuple(sorted({sys.intern(e.name.casefold()) for e in page.entities}))
         for name in names:
             self.entity_pages.setdefault(name, set()).add(page.id)
+        self._page_fact_counts = grown(self._page_fact_counts, page.id + 1)
+        self._page_fact_counts[page.id] = len(facts)
+        self.fact_count += len(facts)
+        if not self.keeps_facts:
+            shed_knowledge(page)
+            return
         keys, texts = [], []
         for fact in facts:
             key = self._next_fact_key
@@ -634,6 +649,9 @@ class TierState:
                 pages.discard(page_id)
                 if not pages:
                     del self.entity_pages[name]
+        if page_id < len(self._page_fact_counts):
+            self.fact_count -= int(self._page_fact_counts[page_id])
+            self._page_fact_counts[page_id] = 0
         keys = self.page_facts.pop(page_id, [])
         packed = self._fact_texts.pop(page_id, None)
         texts = [] if packed is None else _decode_texts(zlib.decompress(packed))

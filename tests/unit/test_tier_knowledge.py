@@ -12,10 +12,12 @@ from memosd.tiers.records import EntityRecord, FactRecord, PageRecord
 from memosd.tiers.state import TierState
 
 
-def tiers() -> TierState:
+def tiers(cfg: TiersConfig | None = None) -> TierState:
+    """A namespace's tiers; by default configured to search its facts (so they are indexed in RAM)."""
     retrieval = RetrievalConfig()
     featurizer = Featurizer(retrieval.hash_dim, retrieval.bigram_weight, retrieval.hash_norm_exponent)
-    return TierState("ns", 1, SlotTable(), {}, Interner(), TiersConfig(), featurizer, lambda ids: {})
+    cfg = cfg or TiersConfig(knowledge_candidates=5)
+    return TierState("ns", 1, SlotTable(), {}, Interner(), cfg, featurizer, lambda ids: {})
 
 
 def page(page_id: int, members: list[int]) -> PageRecord:
@@ -65,6 +67,34 @@ def test_a_page_consolidated_again_replaces_its_facts():
     assert found(state, "Quorvathine") == set()
     assert found(state, "Belvemire") == set(state.page_facts[1])
     assert len(state.fact_sources) == 2
+
+
+def test_facts_are_counted_but_not_held_in_ram_when_recall_does_not_search_them():
+    state = tiers(TiersConfig())  # the defaults: no knowledge lookup
+    assert not state.keeps_facts
+    state.install_knowledge(page(1, [10, 11, 12]), facts(1, [10, 11, 12], "Quorvathine"))
+    state.install_knowledge(page(2, [20, 21]), facts(2, [20, 21], "Belvemire"))
+    while state.flush_docs(time.perf_counter() + 1):
+        pass
+    assert state.fact_count == 4
+    assert len(state.knowledge) == 0 and not state.fact_sources and not state.page_facts and not state.pending_facts
+    # The entity index is kept: `entity` and prefetching read it.
+    assert state.entities_of(1) == ("quorvathine",) and state.entity_pages["quorvathine"] == {1, 2}
+    assert state.pages[1].entities == [] and state.pages[1].keywords == []
+
+    state.install_knowledge(page(1, [10, 11]), facts(1, [10, 11], "Belvemire")[:1])  # consolidated again
+    assert state.fact_count == 3
+    state.clear_knowledge(2)
+    assert state.fact_count == 1 and state.entity_pages["quorvathine"] == {1}
+
+
+def test_the_fact_count_is_the_same_whether_or_not_facts_are_held_in_ram():
+    held, counted = tiers(), tiers(TiersConfig())
+    for state in (held, counted):
+        state.install_knowledge(page(1, [10, 11, 12]), facts(1, [10, 11, 12], "Quorvathine"))
+        state.install_knowledge(page(2, [20, 21]), facts(2, [20, 21], "Belvemire"))
+        state.clear_knowledge(1)
+    assert held.fact_count == counted.fact_count == len(held.fact_sources) == 2
 
 
 def test_a_blocks_size_is_known_before_it_is_built():
