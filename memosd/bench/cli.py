@@ -91,6 +91,7 @@ def cmd_bench(args) -> int:
         keep=args.keep,
         restart=not args.no_restart,
         crash_writes=args.crash_writes,
+        budget_bytes=args.budget_bytes,
     )
     if args.quick:
         # A smoke run: every phase once, small enough for a test suite (~15 s here).
@@ -260,6 +261,9 @@ def add_bench_commands(sub, common) -> None:
     p.add_argument("--dim", type=int, default=384, help="with --peers: vector dimension (default 384)")
     p.add_argument("--no-restart", action="store_true",
                    help="skip the restart measurement (stop, start on the same store, first recall answered)")
+    p.add_argument("--budget-bytes", type=int, default=None,
+                   help="tiers.budget_bytes of the daemon started for the recall measurements (default: the "
+                        "daemon's own, 256 MiB); its resident page vectors are part of the anon RSS reported")
     p.add_argument("--crash-writes", type=int, default=1000, metavar="N",
                    help="memories written (10 to a request) between the snapshot taken while serving and the "
                         "kill -9 of the restart measurement (default 1000)")

@@ -19,6 +19,13 @@ def _x(value) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def _anon(row: dict) -> str:
+    """Anonymous RSS, with the resident page vectors (what the budget governs) in it."""
+    vectors = row.get("page_vectors")
+    text = _bytes(row.get("rss_anon_bytes"))
+    return text if not vectors else f"{text} (vectors {_bytes(vectors['resident_bytes'])})"
+
+
 def _bytes(value) -> str:
     if value is None:
         return "-"
@@ -64,7 +71,10 @@ def print_bench(result: dict, console: Console | None = None) -> None:
         console.print(table)
 
         crash_writes = result["options"].get("crash_writes", 1000)
-        table = Table(title="store (after filling in durable batches of 1000; RSS after the recalls; restart: "
+        budget = result["options"].get("budget_bytes")
+        budget = "the daemon's default" if budget is None else f"{budget:,} B"
+        table = Table(title=f"store (after filling in durable batches of 1000; RSS after the recalls, page-vector "
+                            f"budget {budget}; restart: "
                             "stop, start on the same store, first recall answered, then recall p50 on the "
                             "indexes opened from the snapshot and its ratio to before the restart; after kill "
                             f"-9: a snapshot while serving, {crash_writes:,} more memories, kill -9, start, first "
@@ -81,7 +91,7 @@ def print_bench(result: dict, console: Console | None = None) -> None:
                           "-" if row["store"]["disk_bytes_per_memory"] is None
                           else f"{row['store']['disk_bytes_per_memory']:,.0f}",
                           _bytes(row["store"]["used_bytes"]), _bytes(row["rss_bytes"]),
-                          _bytes(row.get("rss_anon_bytes")), "-" if per_memory is None else f"{per_memory:,.0f} B",
+                          _anon(row), "-" if per_memory is None else f"{per_memory:,.0f} B",
                           "-" if restart is None else f"{restart:.2f} s",
                           "-" if after is None else f"{_us(after['p50_us'])} ({_x(after.get('vs_before_p50'))})",
                           _crash(row.get("crash")), "-" if rebuild is None else f"{rebuild:.2f} s", _us(cpu))

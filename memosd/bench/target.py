@@ -187,6 +187,16 @@ class Target:
         except Exception:
             return None
 
+    def tiers(self) -> m.TiersResult | None:
+        """The daemon's tiers report (residency budget, resident page vectors), or None without admin access."""
+        if not self.admin_endpoint:
+            return None
+        try:
+            with AdminClient(self.admin_endpoint, timeout=30.0, retries=0) as admin:
+                return admin.tiers()
+        except Exception:
+            return None
+
     def _locate(self) -> None:
         if self._process is not None:
             return

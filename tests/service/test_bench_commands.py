@@ -34,7 +34,7 @@ def test_eval_rejects_a_file_that_is_not_locomo(tmp_path):
 
 
 def test_bench_quick_prints_floor_and_memosd_figures():
-    result = run("bench", "--quick", "--no-compare", "--no-tcp", "--json")
+    result = run("bench", "--quick", "--no-compare", "--no-tcp", "--budget-bytes", "262144", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     paths = report["recall"][0]["paths"]
@@ -46,6 +46,9 @@ def test_bench_quick_prints_floor_and_memosd_figures():
     # The daemon's own RAM: more than an empty interpreter, less than the whole RSS it is part of.
     assert 10 * 2**20 < row["rss_anon_bytes"] <= row["rss_bytes"]
     assert row["rss_anon_bytes_per_memory"] == round(row["rss_anon_bytes"] / row["memories"], 1)
+    # The daemon ran with the budget asked for, and its page vectors stayed under it.
+    assert row["page_vectors"]["budget_bytes"] == 262144
+    assert 0 < row["page_vectors"]["resident_bytes"] <= 262144
     # Restart: stopped, started on the same store, and the first recall found what was stored; once
     # from the index snapshot of the clean stop, once rebuilding the indexes from the store.
     assert 0 < row["restart"]["ready_s"] <= row["restart_s"] < 120
