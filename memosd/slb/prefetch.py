@@ -58,10 +58,10 @@ def topic_neighbours(state: TierState, page_ids: Sequence[int]) -> list[int]:
     scores: Counter[int] = Counter()
     for page_id in page_ids:
         for name in state.entities_of(page_id):
-            pages = state.entity_pages.get(name, ())
+            pages = state.entities.pages_of(name)
             if len(pages) > common:
                 continue
-            for other in pages:
+            for other in pages.tolist():
                 scores[other] += 1.0 / len(pages)
     return [p for p, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))]
 

@@ -84,7 +84,7 @@ def _knowledge(manager: TierManager, state: TierState, page: PageRecord) -> Page
 
 def entity_result(manager: TierManager, state: TierState | None, name: str, limit: int) -> m.EntityResult:
     key = name.strip().casefold()
-    pages = sorted(state.entity_pages.get(key, ())) if state is not None and key else []
+    pages = sorted(state.entities.pages_of(key).tolist()) if state is not None and key else []
     if not pages:
         raise NotFoundError(f"no consolidated page names {name!r}")
     pages = pages[-max(limit, 1):]

@@ -15,7 +15,6 @@ demand and evicted coldest first.
 from __future__ import annotations
 
 import heapq
-import sys
 import time
 import zlib
 from array import array
@@ -31,6 +30,7 @@ from memosd_client.protocol.messages import Memory
 from ..retrieval import HybridIndex, RetrievalConfig
 from ..retrieval.postings import grown
 from .fine import BucketIndex, DocumentFrequencies, Featurizer, FineBlock, Row, row_nbytes
+from .entities import EntityIndex
 from .heat import eviction_key, page_heat, touched
 from .records import FactRecord, PageRecord
 
@@ -186,9 +186,8 @@ class TierState:
         """Page id -> its facts' documents as indexed, in page_facts order, compressed together: they are
         read only to take the facts out of the knowledge index again (a purge, a new consolidation),
         and as plain strings they were the largest part of a settled store's RAM after the indexes."""
-        self.entity_pages: dict[str, set[int]] = {}
-        """Entity name (casefolded) -> consolidated pages that name it: the entity index of long-term memory."""
-        self._page_entities: dict[int, tuple[str, ...]] = {}
+        self.entities = EntityIndex()
+        """Entity name (casefolded) <-> consolidated pages that name it: the entity index of long-term memory."""
         self.page_facts: dict[int, list[int]] = {}
         self._next_fact_key = 0
         self._indexed: dict[int, str] = {}
@@ -608,10 +607,7 @@ class TierState:
         self.clear_knowledge(page.id)
         self.pages[page.id] = page
         self.unconsolidated.discard(page.id)
-        # Interned: the same names recur on many pages and key entity_pages.
-        names = self._page_entities[page.id] = tuple(sorted({sys.intern(e.name.casefold()) for e in page.entities}))
-        for name in names:
-            self.entity_pages.setdefault(name, set()).add(page.id)
+        self.entities.add(page.id, (e.name for e in page.entities))
         self._page_fact_counts = grown(self._page_fact_counts, page.id + 1)
         self._page_fact_counts[page.id] = len(facts)
         self.fact_count += len(facts)
@@ -635,7 +631,7 @@ class TierState:
 
     def entities_of(self, page_id: int) -> tuple[str, ...]:
         """The (casefolded) entity names of a consolidated page; empty before consolidation."""
-        return self._page_entities.get(page_id, ())
+        return self.entities.names_of(page_id)
 
     def fact_source(self, key: int) -> tuple[int, list[int]]:
         """The page and the source memory ids of the knowledge document ``key``."""
@@ -643,12 +639,7 @@ class TierState:
         return page_id, sources
 
     def clear_knowledge(self, page_id: int) -> None:
-        for name in self._page_entities.pop(page_id, ()):
-            pages = self.entity_pages.get(name)
-            if pages is not None:
-                pages.discard(page_id)
-                if not pages:
-                    del self.entity_pages[name]
+        self.entities.remove(page_id)
         if page_id < len(self._page_fact_counts):
             self.fact_count -= int(self._page_fact_counts[page_id])
             self._page_fact_counts[page_id] = 0
@@ -814,11 +805,11 @@ class TierState:
         return self._stm_bytes
 
     def always_resident_bytes(self) -> int:
-        """Coarse and knowledge indexes, frequencies, rings, page records: what eviction cannot drop."""
+        """Coarse, knowledge and entity indexes, frequencies, rings, page records: what eviction cannot drop."""
         return (self.coarse.index.resident_bytes() + self.knowledge.index.resident_bytes() + self.df.nbytes
                 + self.unit_of.nbytes + self.stm_bytes() + 400 * len(self.pages)
                 + (self._stm_index.nbytes if self._stm_index is not None else 0)
-                + self._fact_bytes)
+                + self._fact_bytes + self.entities.nbytes())
 
 
 _STR_OVERHEAD = 49

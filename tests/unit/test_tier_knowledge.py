@@ -79,13 +79,13 @@ def test_facts_are_counted_but_not_held_in_ram_when_recall_does_not_search_them(
     assert state.fact_count == 4
     assert len(state.knowledge) == 0 and not state.fact_sources and not state.page_facts and not state.pending_facts
     # The entity index is kept: `entity` and prefetching read it.
-    assert state.entities_of(1) == ("quorvathine",) and state.entity_pages["quorvathine"] == {1, 2}
+    assert state.entities_of(1) == ("quorvathine",) and set(state.entities.pages_of("Quorvathine").tolist()) == {1, 2}
     assert state.pages[1].entities == [] and state.pages[1].keywords == []
 
     state.install_knowledge(page(1, [10, 11]), facts(1, [10, 11], "Belvemire")[:1])  # consolidated again
     assert state.fact_count == 3
     state.clear_knowledge(2)
-    assert state.fact_count == 1 and state.entity_pages["quorvathine"] == {1}
+    assert state.fact_count == 1 and state.entities.pages_of("quorvathine").tolist() == [1]
 
 
 def test_the_fact_count_is_the_same_whether_or_not_facts_are_held_in_ram():
