@@ -333,7 +333,9 @@ class TierState:
             ring.append(slot)
             if len(ring) > self.cfg.stm_capacity:
                 self.overflowing.add(code)
-            self.stm_rows[slot] = row
+            # A batch's rows are views of the batch's arrays: a short-term turn outlives the batch (its
+            # session's newest turns stay for good), and its view would keep the whole batch alive.
+            self.stm_rows[slot] = row = _owned(row)
             self.stm_text[slot] = mem.text
             self._stm_bytes += _stm_nbytes(row, mem.text)
             self.unit_of[slot] = ring_unit(code)
@@ -832,6 +834,14 @@ class RingLayout:
     units: np.ndarray
     lengths: np.ndarray
     slots: np.ndarray
+
+
+def _owned(row: Row) -> Row:
+    """``row`` in arrays of its own (a copy of views into a larger array)."""
+    buckets, weights = row
+    if buckets.base is None and weights.base is None:
+        return row
+    return buckets.copy(), weights.copy()
 
 
 def shed_knowledge(page: PageRecord) -> None:

@@ -97,6 +97,24 @@ def test_the_fact_count_is_the_same_whether_or_not_facts_are_held_in_ram():
     assert held.fact_count == counted.fact_count == len(held.fact_sources) == 2
 
 
+def test_short_term_turns_written_in_a_batch_do_not_keep_the_batch_in_ram():
+    # A batch is featurised into shared arrays; a session's newest turns stay in short-term memory for
+    # good, and each used to keep its whole batch's arrays alive (139 MiB at 1M memories).
+    from memosd.bench.workload import Workload
+
+    state = tiers()
+    mems = Workload(None, seed=3).memories(64)
+    slots = [state.table.append() for _ in mems]
+    state.add(slots, mems)
+    rows = [state.stm_rows[slot] for slot in slots]
+    assert len(rows) == 64
+    for buckets, weights in rows:
+        assert buckets.base is None and weights.base is None  # arrays of their own, not views
+    # Still the rows a single text gets (one text goes through the per-text path).
+    alone = state.feat.rows([mems[5].text])[0]
+    assert rows[5][0].tolist() == alone[0].tolist() and rows[5][1].tolist() == alone[1].tolist()
+
+
 def test_a_blocks_size_is_known_before_it_is_built():
     # A start makes pages resident only while their blocks fit the budget, sized before they are built.
     from memosd.bench.workload import Workload
