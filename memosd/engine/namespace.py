@@ -17,6 +17,7 @@ from memosd_client.protocol.messages import Filters, Memory
 from ..retrieval import HybridIndex, RetrievalConfig
 from ..retrieval.speakers import SpeakerIndex
 from .analysis import Analyzer, TextAnalysis
+from .id_slots import IdSlots
 from .slots import INF, Interner, SlotTable
 
 TIERS = {"stm": 0, "mtm": 1, "ltm": 2}
@@ -35,7 +36,7 @@ class NamespaceState:
         # tiers, per page, under the residency budget.
         self.index = HybridIndex(dataclasses.replace(retrieval or RetrievalConfig(), hash_weight=0.0))
         self.analyzer = Analyzer(self.index.tokenizer)
-        self.slot_of: dict[int, int] = {}
+        self.slot_of = IdSlots()
         self.sessions = Interner()
         self.sources = Interner()
         self.speakers = SpeakerIndex()
@@ -219,7 +220,7 @@ class NamespaceState:
     def resident_bytes(self) -> int:
         now = time.monotonic()
         if self._bytes is None or now - self._bytes_at > self.BYTES_REFRESH_S:
-            self._bytes = (self.table.nbytes() + self.index.resident_bytes() + 64 * len(self.slot_of)
+            self._bytes = (self.table.nbytes() + self.index.resident_bytes() + self.slot_of.nbytes()
                            + self.tiers.always_resident_bytes() + self.tiers.block_bytes)
             self._bytes_at = now
         return self._bytes

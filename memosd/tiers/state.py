@@ -21,6 +21,7 @@ from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -33,6 +34,9 @@ from .fine import BucketIndex, DocumentFrequencies, Featurizer, FineBlock, Row, 
 from .entities import EntityIndex
 from .heat import eviction_key, page_heat, touched
 from .records import FactRecord, PageRecord
+
+if TYPE_CHECKING:  # the engine owns the map; the tiers only read it
+    from ..engine.id_slots import IdSlots
 
 TIER_STM, TIER_MTM, TIER_LTM = 0, 1, 2
 FINE_OVERFLOW = 128
@@ -133,7 +137,7 @@ class DocTable:
 class TierState:
     """The tiers of one namespace. Runs on the event loop thread (the scheduler's decisions too)."""
 
-    def __init__(self, name: str, ns_id: int, table, slot_of: dict[int, int], sessions, cfg,
+    def __init__(self, name: str, ns_id: int, table, slot_of: IdSlots, sessions, cfg,
                  featurizer: Featurizer, load_texts: TextLoader):
         self.name = name
         self.ns_id = ns_id
@@ -390,7 +394,7 @@ class TierState:
         self._stm_block = None
         return pages
 
-    def pages_holding(self, ids: Iterable[int], slot_of: dict[int, int]) -> set[int]:
+    def pages_holding(self, ids: Iterable[int], slot_of: IdSlots) -> set[int]:
         """Pages that hold (or are being given) any of these memory ids. Safe from the writer thread."""
         found = set()
         for memory_id in ids:

@@ -1,0 +1,89 @@
+"""Memory id -> slot of one namespace, in an array while the ids are dense (as the allocator makes them).
+
+A dict of a million ints took about 100 MiB (a key object, a value object and a table entry per
+memory); an int32 per possible id takes 4 MB. Ids come from a per-namespace counter, so they are dense
+but for purges; an import can bring any id, and one far past the others goes in a small dict instead
+of growing the array to reach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..retrieval.postings import next_capacity
+
+_ABSENT = -1
+_DENSE_SLACK = 1 << 16
+"""Ids up to this far past four times the count still go in the array (it is then at most 16 bytes a
+memory, plus this)."""
+
+
+class IdSlots:
+    """The mapping operations the engine uses (get, in, [], []=, pop, len, iteration), on ints."""
+
+    __slots__ = ("_slots", "_sparse", "_count")
+
+    def __init__(self) -> None:
+        self._slots = np.full(1024, _ABSENT, dtype=np.int32)
+        self._sparse: dict[int, int] = {}
+        self._count = 0
+        """Ids held in ``_slots`` (the sparse ones are counted by their dict)."""
+
+    def get(self, memory_id: int, default: int | None = None) -> int | None:
+        if 0 <= memory_id < len(self._slots):
+            slot = int(self._slots[memory_id])
+            return default if slot == _ABSENT else slot
+        return self._sparse.get(memory_id, default)
+
+    def __contains__(self, memory_id: object) -> bool:
+        return isinstance(memory_id, int) and self.get(memory_id) is not None
+
+    def __getitem__(self, memory_id: int) -> int:
+        slot = self.get(memory_id)
+        if slot is None:
+            raise KeyError(memory_id)
+        return slot
+
+    def __setitem__(self, memory_id: int, slot: int) -> None:
+        if not 0 <= slot <= np.iinfo(np.int32).max:
+            raise ValueError(f"slot {slot} out of range")
+        if memory_id >= len(self._slots) and 0 <= memory_id <= 4 * (len(self) + 1) + _DENSE_SLACK:
+            self._grow(memory_id + 1)
+        if 0 <= memory_id < len(self._slots):
+            if self._slots[memory_id] == _ABSENT:
+                self._count += 1
+            self._slots[memory_id] = slot
+        else:
+            self._sparse[memory_id] = slot
+
+    def pop(self, memory_id: int, default: int | None = None) -> int | None:
+        if 0 <= memory_id < len(self._slots):
+            slot = int(self._slots[memory_id])
+            if slot == _ABSENT:
+                return default
+            self._slots[memory_id] = _ABSENT
+            self._count -= 1
+            return slot
+        return self._sparse.pop(memory_id, default)
+
+    def __len__(self) -> int:
+        return self._count + len(self._sparse)
+
+    def __iter__(self) -> Iterator[int]:
+        """Ids in ascending order for the dense part, then the sparse ones."""
+        yield from np.flatnonzero(self._slots != _ABSENT).tolist()
+        yield from list(self._sparse)
+
+    def nbytes(self) -> int:
+        return self._slots.nbytes + 100 * len(self._sparse)
+
+    def _grow(self, needed: int) -> None:
+        grown = np.full(next_capacity(len(self._slots), needed), _ABSENT, dtype=np.int32)
+        grown[: len(self._slots)] = self._slots
+        self._slots = grown
+        # Sparse ids the array now reaches move into it.
+        for memory_id in [i for i in self._sparse if i < len(grown)]:
+            self._slots[memory_id] = self._sparse.pop(memory_id)
+            self._count += 1
