@@ -160,7 +160,12 @@ class Scheduler:
         if step.over():
             step = await self.pacer.rest(step, "pager")
         self.manager.retier(now)
-        self.manager.enforce_budget(deadline=step.deadline)
+        if self.manager.enforce_budget(deadline=step.deadline):
+            # Still over the budget: the next round follows at once, paced like any other step. Counted
+            # as no work, eviction went one step per tick_s (a few hundred pages a second), and a store
+            # paged at 1M memories stayed 4x over a 64 MiB budget for minutes.
+            await self.pacer.rest(step, "evict")
+            return True
         self.pacer.end(step, "retier")
         return worked
 

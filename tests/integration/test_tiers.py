@@ -352,3 +352,29 @@ def test_the_scheduler_works_in_short_steps_and_reports_them(tmp_path):
     # the paging of this backlog ran as a handful of long steps.
     within = sum(n for bound, n in scheduler.step_histogram if bound is not None and bound <= 0.01)
     assert within >= 0.8 * scheduler.steps
+
+
+def test_pages_over_the_budget_are_evicted_at_once_not_a_few_per_tick(tmp_path):
+    # Under memory pressure eviction targets half the budget. The scheduler's step is cut to its
+    # smallest and its idle wait made long: eviction that went a step per idle wait (a few pages each)
+    # would need minutes here, as it needed minutes for 200 MiB of page vectors at 1M memories.
+    store = tmp_path / "store"
+    items = [m.MemoryIn(text=f"Ana: today I wrote about {marker(i)} in the diary", session=f"s{i % 4}")
+             for i in range(1600)]
+    with DaemonProcess(store) as daemon, daemon.client(namespace="chat") as client:
+        client.remember_many(items)
+        total = settle(daemon).resident_bytes  # every page's vectors: no budget yet
+        pages = ns_tiers(daemon, "chat").pages
+    assert pages >= 150
+    # A start that rebuilds (not one from an index snapshot) makes pages resident up to the budget.
+    (store / "indexes" / "snapshot.pickle").unlink(missing_ok=True)
+    budget = int(total * 0.9)
+    env = {"MEMOSD_TIERS_BUDGET_BYTES": str(budget), "MEMOSD_TIERS_MIN_AVAILABLE_BYTES": str(2**60),
+           "MEMOSD_TIERS_STEP_MS": "0.05", "MEMOSD_TIERS_TICK_S": "5"}
+    with DaemonProcess(store, env=env) as daemon:
+        deadline = time.monotonic() + 3
+        with daemon.admin() as admin:
+            while (result := admin.tiers()).resident_bytes > budget // 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert result.resident_bytes <= budget // 2
+        assert ns_tiers(daemon, "chat").evictions >= pages // 3
