@@ -8,6 +8,7 @@ of growing the array to reach it.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 
 import numpy as np
@@ -38,7 +39,10 @@ class IdSlots:
         return self._sparse.get(memory_id, default)
 
     def __contains__(self, memory_id: object) -> bool:
-        return isinstance(memory_id, int) and self.get(memory_id) is not None
+        try:
+            return self.get(operator.index(memory_id)) is not None  # numpy integers count as ids too
+        except TypeError:
+            return False
 
     def __getitem__(self, memory_id: int) -> int:
         slot = self.get(memory_id)
@@ -47,6 +51,7 @@ class IdSlots:
         return slot
 
     def __setitem__(self, memory_id: int, slot: int) -> None:
+        memory_id = operator.index(memory_id)  # a numpy integer would be a dict key of its own type
         if not 0 <= slot <= np.iinfo(np.int32).max:
             raise ValueError(f"slot {slot} out of range")
         if memory_id >= len(self._slots) and 0 <= memory_id <= 4 * (len(self) + 1) + _DENSE_SLACK:
@@ -84,6 +89,6 @@ class IdSlots:
         grown[: len(self._slots)] = self._slots
         self._slots = grown
         # Sparse ids the array now reaches move into it.
-        for memory_id in [i for i in self._sparse if i < len(grown)]:
+        for memory_id in [i for i in self._sparse if 0 <= i < len(grown)]:
             self._slots[memory_id] = self._sparse.pop(memory_id)
             self._count += 1

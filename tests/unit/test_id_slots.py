@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 
+import numpy as np
 import pytest
 
 from memosd.engine.id_slots import IdSlots
@@ -35,6 +36,8 @@ def test_it_agrees_with_a_dict_through_writes_purges_imports_and_a_pickle():
     assert len(ids) == len(model) and set(ids) == set(model)
     assert all(ids[i] == slot and isinstance(ids[i], int) for i, slot in model.items())
     assert ids.pop(-5) is None and ids.get(2**63 - 1, "absent") == "absent" and "a string" not in ids
+    some = next(iter(model))
+    assert np.int64(some) in ids and ids.get(np.int64(some)) == model[some]  # ids read from numpy arrays
     with pytest.raises(KeyError):
         ids[2**62 + 1]
 
@@ -47,3 +50,12 @@ def test_dense_ids_live_in_the_array_and_far_ones_do_not_grow_it():
     assert ids.nbytes() < 1_000_000  # about 4 bytes a memory, not 8 TB for the one far id
     assert ids[2**40] == 7 and ids[100_000] == 99_999 and len(ids) == 100_001
     assert list(ids)[:3] == [1, 2, 3] and list(ids)[-1] == 2**40
+
+
+def test_ids_outside_the_array_survive_its_growth():
+    ids = IdSlots()
+    ids[-3], ids[5000] = 9, 8  # not ids the allocator makes (-3), or past the array's first size (5000)
+    for memory_id in range(1, 3000):  # the array grows past 5000: that id moves into it
+        ids[memory_id] = memory_id
+    assert ids[-3] == 9 and ids[5000] == 8 and len(ids) == 3001
+    assert sorted(ids) == [-3, *range(1, 3000), 5000]
