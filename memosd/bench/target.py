@@ -179,21 +179,19 @@ class Target:
     # ------------------------------------------------------------------ introspection
 
     def status(self) -> m.StatusResult | None:
-        if not self.admin_endpoint:
-            return None
-        try:
-            with AdminClient(self.admin_endpoint, timeout=5.0, retries=0) as admin:
-                return admin.status()
-        except Exception:
-            return None
+        return self._ask(lambda admin: admin.status(), timeout=5.0)
 
     def tiers(self) -> m.TiersResult | None:
-        """The daemon's tiers report (residency budget, resident page vectors), or None without admin access."""
+        """The daemon's tiers report (residency budget, resident page vectors)."""
+        return self._ask(lambda admin: admin.tiers(), timeout=30.0)
+
+    def _ask(self, call, timeout: float):
+        """``call(admin)`` on the admin endpoint; None without admin access or when it does not answer."""
         if not self.admin_endpoint:
             return None
         try:
-            with AdminClient(self.admin_endpoint, timeout=30.0, retries=0) as admin:
-                return admin.tiers()
+            with AdminClient(self.admin_endpoint, timeout=timeout, retries=0) as admin:
+                return call(admin)
         except Exception:
             return None
 
