@@ -218,6 +218,9 @@ def test_purge_removes_a_memory_from_pages_knowledge_indexes_and_caches(tmp_path
         assert profile.mentions == [secret] and profile.pages == [page.id]
         assert profile.facts and all(secret in f.sources for f in profile.facts)
         assert client.recall("Quorvathine", k=3)[0].memory.id == secret
+        # The facts column counts the stored facts, whether or not they are indexed in RAM.
+        tiers = ns_tiers(daemon, "chat")
+        assert tiers.facts == sum(len(p.facts) for p in all_pages(client, tiers.pages)) > 0
 
         client.purge([secret])
         for check in range(2):  # right after the purge, then after a restart on the same store
@@ -232,6 +235,8 @@ def test_purge_removes_a_memory_from_pages_knowledge_indexes_and_caches(tmp_path
             with pytest.raises(NotFoundError):
                 client.entity("Quorvathine")
             assert all(h.memory.id != secret for h in client.recall("pottery studio yesterday", k=20))
+            tiers = ns_tiers(daemon, "chat")
+            assert tiers.facts == sum(len(p.facts) for p in all_pages(client, tiers.pages)) > 0
             if check == 0:
                 daemon.restart()
 
