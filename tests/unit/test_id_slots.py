@@ -59,3 +59,17 @@ def test_ids_outside_the_array_survive_its_growth():
         ids[memory_id] = memory_id
     assert ids[-3] == 9 and ids[5000] == 8 and len(ids) == 3001
     assert sorted(ids) == [-3, *range(1, 3000), 5000]
+
+
+def test_values_may_be_any_int64_but_the_absent_marker():
+    # The coarse index maps document slots back to unit keys, and a ring's unit key is negative.
+    keys = IdSlots(np.int64)
+    keys[0], keys[1], keys[2] = -7, 2**40, 3
+    del keys[2]
+    assert keys[0] == -7 and keys[1] == 2**40 and 2 not in keys and len(keys) == 2
+    with pytest.raises(KeyError):
+        del keys[2]
+    with pytest.raises(ValueError):
+        keys[3] = int(np.iinfo(np.int64).min)  # the marker of an absent key cannot be a value
+    with pytest.raises(ValueError):
+        IdSlots()[1] = 2**31  # past int32, the slot maps' values
