@@ -55,7 +55,8 @@ class IdSlots:
         return slot
 
     def __setitem__(self, memory_id: int, slot: int) -> None:
-        memory_id = operator.index(memory_id)  # a numpy integer would be a dict key of its own type
+        # Numpy integers would be dict keys and values of their own type.
+        memory_id, slot = operator.index(memory_id), operator.index(slot)
         if not self._absent < slot <= np.iinfo(self._slots.dtype).max:
             raise ValueError(f"value {slot} out of range")
         if memory_id >= len(self._slots) and 0 <= memory_id <= 4 * (len(self) + 1) + _DENSE_SLACK:

@@ -65,6 +65,9 @@ def test_values_may_be_any_int64_but_the_absent_marker():
     # The coarse index maps document slots back to unit keys, and a ring's unit key is negative.
     keys = IdSlots(np.int64)
     keys[0], keys[1], keys[2] = -7, 2**40, 3
+    keys[-9] = np.int64(-5)  # a ring's key far outside the array, given as a numpy integer
+    assert keys[-9] == -5 and type(keys[-9]) is int
+    del keys[-9]
     del keys[2]
     assert keys[0] == -7 and keys[1] == 2**40 and 2 not in keys and len(keys) == 2
     with pytest.raises(KeyError):
