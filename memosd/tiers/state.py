@@ -610,7 +610,8 @@ class TierState:
     # ------------------------------------------------------------------ knowledge
 
     def install_knowledge(self, page: PageRecord, facts: list[FactRecord]) -> None:
-        """A page's consolidation is committed: index its facts (replacing earlier ones)."""
+        """A page's consolidation is committed: index its entities, count its facts and, when recall
+        searches facts, index them too (replacing earlier ones)."""
         self.clear_knowledge(page.id)
         self.pages[page.id] = page
         self.unconsolidated.discard(page.id)
@@ -618,9 +619,13 @@ class TierState:
         self._page_fact_counts = grown(self._page_fact_counts, page.id + 1)
         self._page_fact_counts[page.id] = len(facts)
         self.fact_count += len(facts)
-        if not self.keeps_facts:
-            shed_knowledge(page)
-            return
+        if self.keeps_facts:
+            self._hold_facts(page, facts)
+        shed_knowledge(page)
+
+    def _hold_facts(self, page: PageRecord, facts: list[FactRecord]) -> None:
+        """Queue the facts' documents for the knowledge index, with their sources (before the page's
+        keywords, part of each document, are shed)."""
         keys, texts = [], []
         for fact in facts:
             key = self._next_fact_key
@@ -634,7 +639,6 @@ class TierState:
         if texts:
             packed = self._fact_texts[page.id] = zlib.compress(_encode_texts(texts), 1)
             self._fact_bytes += len(packed) + _BYTES_OVERHEAD
-        shed_knowledge(page)
 
     def entities_of(self, page_id: int) -> tuple[str, ...]:
         """The (casefolded) entity names of a consolidated page; empty before consolidation."""
